@@ -1,0 +1,95 @@
+// Small conversions between PostgreSQL Datums and the C++ core's types. All of them are
+// safe to call from C++ (they never ereport): detoasting goes through pga::pg::call.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "common/encoding.hpp"
+#include "extension/pg_guard.hpp"
+
+extern "C" {
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+}
+
+namespace pga::pg {
+
+// View of a text/varlena argument (detoasted in the current memory context).
+inline std::string_view text_view(Datum d) {
+    struct varlena *v = call([&] { return pg_detoast_datum_packed((struct varlena *)DatumGetPointer(d)); });
+    return std::string_view(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+}
+
+inline Datum text_datum(std::string_view s) {
+    return call([&] { return PointerGetDatum(cstring_to_text_with_len(s.data(), (int)s.size())); });
+}
+
+inline pga::Uuid uuid_value(Datum d) {
+    pga::Uuid out;
+    const pg_uuid_t *u = DatumGetUUIDP(d);
+    std::memcpy(out.data(), u->data, out.size());
+    return out;
+}
+
+inline Datum uuid_datum(const pga::Uuid &u) {
+    pg_uuid_t *p = call([&] { return (pg_uuid_t *)palloc(sizeof(pg_uuid_t)); });
+    std::memcpy(p->data, u.data(), u.size());
+    return UUIDPGetDatum(p);
+}
+
+// PostgreSQL timestamps are microseconds since 2000-01-01; tickets use Unix milliseconds.
+constexpr std::int64_t kPgEpochUnixMs = 946684800000LL;
+inline std::int64_t timestamptz_to_unix_ms(TimestampTz t) { return t / 1000 + kPgEpochUnixMs; }
+inline TimestampTz unix_ms_to_timestamptz(std::int64_t ms) {
+    return (TimestampTz)((ms - kPgEpochUnixMs) * 1000);
+}
+inline std::int64_t now_unix_ms() { return timestamptz_to_unix_ms(GetCurrentTimestamp()); }
+
+}  // namespace pga::pg
+
+extern "C" {
+#include "funcapi.h"
+#include "access/htup_details.h"
+#include "utils/array.h"
+#include "catalog/pg_type.h"
+}
+
+#include <vector>
+
+namespace pga::pg {
+
+// Builds the composite result of a function declared with OUT parameters.
+inline Datum composite_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
+    return call([&] {
+        TupleDesc desc;
+        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "pg_alpaca: function must return a composite type");
+        desc = BlessTupleDesc(desc);
+        return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+    });
+}
+
+// Starts a materialize-mode set-returning function; returns the rsinfo to put rows into.
+inline ReturnSetInfo *begin_materialized_srf(FunctionCallInfo fcinfo) {
+    call([&] { InitMaterializedSRF(fcinfo, 0); });
+    return (ReturnSetInfo *)fcinfo->resultinfo;
+}
+
+inline void put_row(ReturnSetInfo *rsinfo, Datum *values, bool *nulls) {
+    call([&] { tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls); });
+}
+
+inline Datum text_array_datum(const std::vector<std::string> &items) {
+    std::vector<Datum> elems;
+    elems.reserve(items.size());
+    for (const auto &s : items) elems.push_back(text_datum(s));
+    return call([&] {
+        return PointerGetDatum(construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false, TYPALIGN_INT));
+    });
+}
+
+}  // namespace pga::pg

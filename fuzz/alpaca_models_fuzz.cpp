@@ -1,0 +1,80 @@
+// libFuzzer: Alpaca JSON models. Any input parses or throws pga::Error(Protocol); every decimal
+// that comes out passes is_decimal_text; legs re-serialise to JSON that parses as orders.
+#include "common/alpaca_models.hpp"
+#include "common/error.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+namespace {
+
+void check(bool cond) {
+    if (!cond) std::abort();
+}
+
+void check_decimal(const pga::OptString &s) {
+    if (s) check(pga::is_decimal_text(*s));
+}
+
+template <typename F>
+void expect_protocol_or_ok(F f) {
+    try {
+        f();
+    } catch (const pga::Error &e) {
+        check(e.code() == pga::ErrorCode::Protocol);
+    }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
+    const std::string_view json(reinterpret_cast<const char *>(data), size);
+
+    expect_protocol_or_ok([&] {
+        const auto a = pga::parse_account(json);
+        check(!a.id.empty() && !a.account_number.empty() && !a.status.empty());
+        for (const auto *d :
+             {&a.cash, &a.buying_power, &a.regt_buying_power, &a.daytrading_buying_power,
+              &a.non_marginable_buying_power, &a.options_buying_power, &a.equity, &a.last_equity,
+              &a.portfolio_value, &a.long_market_value, &a.short_market_value, &a.initial_margin,
+              &a.maintenance_margin, &a.last_maintenance_margin, &a.sma, &a.multiplier,
+              &a.accrued_fees, &a.pending_transfer_in, &a.pending_transfer_out}) {
+            check_decimal(*d);
+        }
+    });
+    expect_protocol_or_ok([&] {
+        for (const auto &p : pga::parse_positions(json)) {
+            check(!p.symbol.empty());
+            for (const auto *d : {&p.qty, &p.qty_available, &p.avg_entry_price, &p.market_value,
+                                  &p.cost_basis, &p.unrealized_pl, &p.unrealized_plpc,
+                                  &p.unrealized_intraday_pl, &p.unrealized_intraday_plpc,
+                                  &p.current_price, &p.lastday_price, &p.change_today}) {
+                check_decimal(*d);
+            }
+        }
+    });
+    expect_protocol_or_ok([&] {
+        for (const auto &o : pga::parse_orders(json)) {
+            check(!o.id.empty());
+            for (const auto *d :
+                 {&o.qty, &o.notional, &o.filled_qty, &o.filled_avg_price, &o.limit_price,
+                  &o.stop_price, &o.trail_price, &o.trail_percent, &o.hwm}) {
+                check_decimal(*d);
+            }
+            if (o.legs_json) {
+                // Re-serialised legs are valid JSON: parsing them again never reports
+                // malformed JSON (it may still refuse them as orders, e.g. a leg without id).
+                try {
+                    pga::parse_orders(*o.legs_json);
+                } catch (const pga::Error &e) {
+                    check(std::string_view(e.what()).find("malformed") == std::string_view::npos);
+                }
+            }
+        }
+    });
+    const auto err = pga::parse_error_body(json);  // noexcept
+    check(err.message.size() <= 1000);
+    (void)pga::is_decimal_text(json);
+    return 0;
+}

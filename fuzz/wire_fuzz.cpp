@@ -1,0 +1,76 @@
+// libFuzzer: wire frame decoding. Any input either decodes or throws pga::Error; whatever
+// decodes re-encodes to a frame that decodes to the same value.
+#include "common/error.hpp"
+#include "common/wire.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+void check(bool cond) {
+    if (!cond) std::abort();
+}
+
+void fuzz_request(const std::uint8_t *data, std::size_t size) {
+    pga::SidecarRequest req;
+    try {
+        req = pga::decode_request(data, size);
+    } catch (const pga::Error &e) {
+        check(e.code() == pga::ErrorCode::Protocol);
+        return;
+    }
+    const pga::SecureBytes frame = pga::encode_request(req);  // must not throw
+    check(frame.size() > pga::kFramePrefixLen);
+    check(pga::decode_frame_length(frame.data(), pga::kMaxRequestPayload) ==
+          frame.size() - pga::kFramePrefixLen);
+    const auto again = pga::decode_request(frame.data() + 4, frame.size() - 4);
+    check(again.request_id == req.request_id);
+    check(again.operation == req.operation);
+    check(again.ticket == req.ticket);
+    check(again.query == req.query);
+}
+
+void fuzz_response(const std::uint8_t *data, std::size_t size) {
+    pga::SidecarResponse resp;
+    try {
+        resp = pga::decode_response(data, size);
+    } catch (const pga::Error &e) {
+        check(e.code() == pga::ErrorCode::Protocol);
+        return;
+    }
+    const std::string frame = pga::encode_response(resp);
+    const auto *p = reinterpret_cast<const std::uint8_t *>(frame.data());
+    check(pga::decode_frame_length(p, 0xffffffffu) == frame.size() - 4);
+    const auto again = pga::decode_response(p + 4, frame.size() - 4);
+    check(again.request_id == resp.request_id);
+    check(again.outcome == resp.outcome);
+    check(again.http_status == resp.http_status);
+    check(again.attempts == resp.attempts);
+    check(again.message == resp.message);
+    check(again.body == resp.body);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
+    if (size < 1) return 0;
+    // First byte picks the decoder; the rest is a payload (the bytes after the prefix).
+    const std::uint8_t which = data[0];
+    ++data;
+    --size;
+    if (which & 1) {
+        fuzz_request(data, size);
+    } else {
+        fuzz_response(data, size);
+    }
+    if (size >= pga::kFramePrefixLen) {
+        try {
+            const auto n = pga::decode_frame_length(data, pga::kMaxRequestPayload);
+            check(n > 0 && n <= pga::kMaxRequestPayload);
+        } catch (const pga::Error &) {
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,75 @@
+# Shared helpers for scripts/*.sh. Source it; it sets strict mode.
+set -euo pipefail
+
+PGA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PGA_ROOT
+export DEBIAN_FRONTEND=noninteractive
+PGA_PG_MAJOR=15
+PGA_PG_BIN=/usr/lib/postgresql/$PGA_PG_MAJOR/bin
+
+log() { printf '\033[1m[pg_alpaca]\033[0m %s\n' "$*" >&2; }
+die() { printf '[pg_alpaca] error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else
+        command -v sudo >/dev/null || die "need root for: $* (install sudo or run as root)"
+        sudo -n "$@"
+    fi
+}
+
+# The cluster, sidecar and stand-in run as an unprivileged user: initdb refuses root.
+if [ "$(id -u)" -eq 0 ]; then PGA_RUNNER=postgres; else PGA_RUNNER=$(id -un); fi
+export PGA_RUNNER
+as_runner() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u "$PGA_RUNNER" -- "$@"; else "$@"; fi
+}
+
+PGA_APT_PACKAGES=(build-essential cmake pkg-config clang-14 libclang-rt-14-dev
+    postgresql-$PGA_PG_MAJOR postgresql-server-dev-$PGA_PG_MAJOR postgresql-contrib libpq-dev
+    libssl-dev libcurl4-openssl-dev rapidjson-dev googletest libgtest-dev libbenchmark-dev
+    python3 python3-jsonschema python3-psycopg2 python3-psycopg openssl curl ca-certificates procps util-linux)
+
+# Installs whatever Debian packages are missing (once; quiet when all are there).
+ensure_packages() {
+    local missing=() p
+    for p in "${PGA_APT_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # Debian's postgresql package may start a system cluster; we never use it.
+    id "$PGA_RUNNER" >/dev/null 2>&1 || die "user $PGA_RUNNER does not exist"
+}
+
+# Builds the CMake targets (sidecar, keygen, unit tests) into $PGA_ROOT/build.
+build_cmake() {
+    local dir=${1:-$PGA_ROOT/build}; shift || true
+    cmake -S "$PGA_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake --build "$dir" -j"$(nproc)" 2>&1 | grep -E 'warning|error' || true
+    [ "${PIPESTATUS[0]}" -eq 0 ] || die "cmake build failed in $dir"
+}
+
+# Builds and installs the extension into the system PostgreSQL.
+build_extension() {
+    make -C "$PGA_ROOT" -j"$(nproc)" -s 2>&1 | grep -E 'warning|error' || true
+    [ "${PIPESTATUS[0]}" -eq 0 ] || die "extension build failed"
+    as_root make -C "$PGA_ROOT" -s install >/dev/null
+}
+
+# A free TCP port on loopback.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until "$@" succeeds, up to $PGA_WAIT seconds (default 20).
+wait_for() {
+    local deadline=$((SECONDS + ${PGA_WAIT:-20}))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.1
+    done
+}

@@ -1,0 +1,60 @@
+// alpaca-sidecar configuration: a `key = value` file, parsed strictly.
+//
+// Every problem is reported as pga::Error(ErrorCode::ConfigFile) whose message starts with
+// "<file>:<line>: " (or "<file>: " for file-level problems such as a missing required key).
+// Messages never repeat a conninfo value (it might hold a password despite the rules).
+#pragma once
+#include "common/cpp_only.hpp"
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pga::sidecar {
+
+enum class LogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+const char *log_level_name(LogLevel l) noexcept;
+
+struct Config {
+    std::string socket_path;                      // required
+    mode_t socket_mode = 0660;                    // octal in the file
+    std::string socket_group;                     // empty: the daemon's primary group
+    std::string conninfo;                         // libpq; never a password (use a passfile)
+    int pool_size = 4;                            // libpq connections
+    int workers = 8;                              // request threads (one curl handle each)
+    std::size_t max_queue = 256;                  // waiting requests; beyond: Overloaded
+    std::string paper_base_url = "https://paper-api.alpaca.markets";
+    std::string live_base_url = "https://api.alpaca.markets";
+    std::string ca_file;                          // empty: the system CA bundle
+    long connect_timeout_ms = 3000;
+    long request_timeout_ms = 10000;              // total per upstream attempt
+    long request_deadline_ms = 30000;             // whole request: redeem, waits, all attempts
+    int max_attempts = 4;
+    long retry_base_delay_ms = 100;
+    long retry_max_delay_ms = 5000;
+    int rate_limit_per_minute = 200;              // per credential
+    std::size_t max_response_bytes = 16777216;    // upstream body cap
+    LogLevel log_level = LogLevel::Info;
+    std::string log_file;                         // empty: stderr
+    long read_timeout_ms = 5000;                  // a started client frame must complete within
+};
+
+// Parse config text. `filename` is used only in messages.
+Config parse_config(std::string_view text, const std::string &filename);
+
+// Read and parse a file (refuses files over 1 MiB).
+Config load_config(const std::string &path);
+
+// Checks that need the machine rather than the text: the CA file is readable, the socket
+// group exists, the socket's directory exists. Throws Error(ConfigFile) naming the key.
+void check_config_environment(const Config &cfg, const std::string &filename);
+
+// Names of the settings that differ between `running` and `reloaded` and that only take
+// effect after a restart (socket_path, socket_mode, socket_group, conninfo, pool_size, workers).
+std::vector<std::string> restart_required_changes(const Config &running, const Config &reloaded);
+
+}  // namespace pga::sidecar

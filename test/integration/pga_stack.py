@@ -1,0 +1,102 @@
+"""Shared helpers for the integration tests (run with /usr/bin/python3 against a stack started
+by scripts/stack.sh; its stack.env must be in the environment).
+
+    import pga_stack as S
+    with S.connect() as conn:                     # superuser (postgres)
+        ...
+    with S.connect(role="app") as conn:            # login role in alpaca_app
+        cred = S.store(conn, "alice", "PKTESTALICE000000001", S.fixture_secret("PKTESTALICE000000001"))
+        rows = S.as_user(conn, "alice", "SELECT * FROM alpaca_positions(%s)", (cred,))
+    S.standin_fault({"mode": "delay", "delay_ms": 500})   # stand-in control port
+    S.standin_clear()
+"""
+import json
+import os
+import time
+import urllib.request
+
+import psycopg
+
+ENV = os.environ
+STACK_DIR = ENV["PGA_STACK_DIR"]
+FIXTURES = os.path.join(STACK_DIR, "standin", "fixtures")
+ALICE, BOB, LIVE = "PKTESTALICE000000001", "PKTESTBOB00000000002", "AKTESTLIVE0000000003"
+
+
+def connect(role="postgres", dbname=None, autocommit=True, **kw):
+    """A psycopg 3 connection (server-side bind parameters) as a login role of the stack:
+    postgres (superuser), app (alpaca_app), admin (alpaca_admin), alpaca_sidecar_login."""
+    return psycopg.connect(host=ENV["PGHOST"], port=ENV["PGPORT"],
+                           dbname=dbname or ENV.get("PGDATABASE", "alpaca"), user=role,
+                           autocommit=autocommit, **kw)
+
+
+def fixture_secret(key_id):
+    with open(os.path.join(FIXTURES, key_id, "secret")) as f:
+        return f.read().strip()
+
+
+def fixture_json(key_id, name):
+    with open(os.path.join(FIXTURES, key_id, name)) as f:
+        return json.load(f)
+
+
+def as_user(conn, user, sql, params=()):
+    """Runs one statement in its own transaction as application user `user`; returns rows."""
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.execute("SELECT alpaca_set_user(%s)", (user,))
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+
+def store(conn, user, api_key, secret_key, environment="paper", account_name=None):
+    """Creates an account for `user` and stores a credential in it; returns the credential id."""
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.execute("SELECT alpaca_set_user(%s)", (user,))
+            cur.execute("SELECT alpaca_create_account(%s)", (account_name or f"{user} account",))
+            account = cur.fetchone()[0]
+            cur.execute("SELECT alpaca_store_credential(%s, %s, %s, %s)",
+                        (account, api_key, secret_key, environment))
+            return cur.fetchone()[0]
+
+
+def _control(method, path, body=None):
+    url = ENV["PGA_STANDIN_CONTROL_URL"] + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+def standin_fault(fault):
+    return _control("POST", "/faults", fault)
+
+
+def standin_clear():
+    _control("DELETE", "/faults")
+
+
+def standin_stats():
+    return _control("GET", "/stats")
+
+
+def standin_reset_stats():
+    _control("DELETE", "/stats")
+
+
+def read_log(path_env):
+    with open(ENV[path_env], errors="replace") as f:
+        return f.read()
+
+
+def wait_until(predicate, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Issue 2, points 7 and 8, against the running stack (source DIR/stack.env first):
+#  - canary keys stored through the API never reach a heap page or the WAL (byte search of the
+#    whole data directory after CHECKPOINT and a WAL switch), nor a pg_dump;
+#  - pg_dump restored into a fresh cluster with the same key file still decrypts (nothing is
+#    encrypted twice); with a key file lacking the key, use fails naming the missing key id;
+#    with a different key under the same id, use fails as "does not decrypt", never garbage.
+source "$(dirname "$0")/../../scripts/lib.sh"
+: "${PGA_STACK_DIR:?source the stack.env of a running stack first}"
+WORK=$(mktemp -d /tmp/pga_disk.XXXXXX); chmod 755 "$WORK"
+[ "$(id -u)" -ne 0 ] || chown "$PGA_RUNNER" "$WORK"
+PSQL=("$PGA_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -tA)
+cleanup() {
+    for d in "$WORK"/restore*; do
+        [ -f "$d/data/postmaster.pid" ] && as_runner "$PGA_PG_BIN/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+CANARY_KEY="PKCANARY$(openssl rand -hex 6 | tr a-f A-F)"
+CANARY_SECRET="canarysecret$(openssl rand -hex 14)"
+CONTROL="labelcontrol$(openssl rand -hex 8)"  # stored in clear on purpose: proves the search works
+cred=$("${PSQL[@]}" <<SQL
+BEGIN;
+SELECT alpaca_set_user('disk-canary') \g /dev/null
+SELECT alpaca_create_account('disk') AS a \gset
+SELECT alpaca_store_credential(:'a', '$CANARY_KEY', '$CANARY_SECRET', 'paper', '$CONTROL');
+COMMIT;
+SQL
+)
+"${PSQL[@]}" -c "CHECKPOINT" -c "SELECT pg_switch_wal()" -c "CHECKPOINT" >/dev/null
+found=$( (grep -r -a -l -e "$CANARY_KEY" -e "$CANARY_SECRET" "$PGA_STACK_DIR/pgdata/" || true) | wc -l)
+echo "[count] data directory files holding a canary: $found"
+[ "$found" -eq 0 ] || { echo "canary found on disk"; exit 1; }
+control=$( (grep -r -a -l -e "$CONTROL" "$PGA_STACK_DIR/pgdata/" || true) | wc -l)
+echo "[count] data directory files holding the clear-text control label: $control (must be > 0)"
+[ "$control" -gt 0 ] || { echo "the byte search does not work: control label not found"; exit 1; }
+
+"$PGA_PG_BIN/pg_dump" -Fp -d alpaca --no-owner >"$WORK/dump.sql"
+found=$(grep -c -e "$CANARY_KEY" -e "$CANARY_SECRET" "$WORK/dump.sql" || true)
+echo "[count] canaries in pg_dump output: $found"
+[ "$found" -eq 0 ] || exit 1
+grep -q "pgak1:" "$WORK/dump.sql" || { echo "dump holds no envelope"; exit 1; }
+
+# restore_into NAME KEYFILE -> starts a fresh cluster, restores the dump, prints its port
+restore_into() {
+    local d=$WORK/$1 port; port=$(free_port)
+    as_runner mkdir -p "$d/run" && as_runner chmod 700 "$d/run"
+    as_runner install -m 600 "$2" "$d/keys"
+    as_runner "$PGA_PG_BIN/initdb" -D "$d/data" -U postgres --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    printf "port = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\nshared_preload_libraries = 'pg_alpaca'\npg_alpaca.key_file = '%s'\nfsync = off\n" \
+        "$port" "$d/run" "$d/keys" | as_runner tee -a "$d/data/postgresql.conf" >/dev/null
+    as_runner "$PGA_PG_BIN/pg_ctl" -D "$d/data" -l "$d/log" -w start >/dev/null
+    "${PSQL[@]}" -h "$d/run" -p "$port" -U postgres -d postgres -c "CREATE DATABASE alpaca" >/dev/null
+    "$PGA_PG_BIN/psql" -X -q -h "$d/run" -p "$port" -U postgres -d alpaca -f "$WORK/dump.sql" >"$d/restore.out" 2>&1
+    "${PSQL[@]}" -h "$d/run" -p "$port" -U postgres -d alpaca -c "CREATE ROLE sc IN ROLE alpaca_sidecar" >/dev/null
+    echo "$port"
+}
+# redeem_in NAME PORT -> prints "api_key|secret_key" or the error
+redeem_in() {
+    "$PGA_PG_BIN/psql" -X -q -tA -h "$WORK/$1/run" -p "$2" -U postgres -d alpaca 2>&1 <<SQL
+BEGIN;
+SELECT alpaca_set_user('disk-canary') \g /dev/null
+SELECT alpaca_issue_ticket('$cred', 'account') AS t \gset
+COMMIT;
+SET ROLE sc;
+SELECT api_key || '|' || secret_key FROM alpaca_redeem_ticket(:'t', 'account');
+SQL
+}
+
+port=$(restore_into restore_same "$PGA_KEY_FILE")
+got=$(redeem_in restore_same "$port")
+[ "$got" = "$CANARY_KEY|$CANARY_SECRET" ] || { echo "restore with the same key file: got '$got'"; cat "$WORK/restore_same/restore.out"; exit 1; }
+echo "restore with the same key file: credentials decrypt"
+
+sed 's/^1 /2 /' "$PGA_KEY_FILE" >"$WORK/only2.keys"   # the same key material, but no id 1
+port=$(restore_into restore_missing "$WORK/only2.keys")
+got=$(redeem_in restore_missing "$port")
+grep -q "key id 1 is not in the key ring" <<<"$got" || { echo "missing key: got '$got'"; exit 1; }
+echo "restore without key 1: '$(grep -o 'ERROR:.*' <<<"$got")'"
+
+as_runner "$PGA_STACK_DIR/bin/alpaca-keygen" new "$WORK/other.keys" >/dev/null 2>&1 ||
+    "$PGA_STACK_DIR/bin/alpaca-keygen" new "$WORK/other.keys" >/dev/null
+port=$(restore_into restore_other "$WORK/other.keys")
+got=$(redeem_in restore_other "$port")
+grep -q "does not decrypt" <<<"$got" || { echo "other key under id 1: got '$got'"; exit 1; }
+echo "restore with another key under id 1: '$(grep -o 'ERROR:.*' <<<"$got")'"
