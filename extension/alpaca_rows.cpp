@@ -2,18 +2,22 @@
 // alpaca_parse_orders. Pure functions (IMMUTABLE PARALLEL SAFE): the JSON is parsed by
 // common/alpaca_models (tolerant of added fields, absent optionals and new enum values),
 // and each value goes through its type's own input function, so decimals reach numeric
-// digit for digit and timestamps keep PostgreSQL's rules. A malformed document is XX000
-// naming the field, never echoing the document.
+// digit for digit; timestamps must be RFC 3339 with an offset (so no result depends on the
+// session's TimeZone) before timestamptz_in reads them. A malformed document is XX000
+// ("malformed Alpaca answer: orders[3].filled_at: ...") naming the element and field, never
+// echoing the document.
 #include "common/alpaca_models.hpp"
 #include "common/error.hpp"
 #include "common/occ_symbol.hpp"
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "extension/pg_values.hpp"
@@ -33,6 +37,36 @@ namespace {
 
 using pga::pg::PgError;
 
+// YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|+HH:MM|-HH:MM): the form Alpaca sends. Field
+// ranges are left to timestamptz_in, which reports them with its own message.
+bool is_rfc3339(std::string_view s) {
+    std::size_t i = 0;
+    auto digits = [&](std::size_t n) {
+        for (std::size_t k = 0; k < n; ++k, ++i)
+            if (i >= s.size() || s[i] < '0' || s[i] > '9') return false;
+        return true;
+    };
+    auto lit = [&](const char *set) {
+        if (i >= s.size() || std::strchr(set, s[i]) == nullptr || s[i] == '\0') return false;
+        ++i;
+        return true;
+    };
+    if (!(digits(4) && lit("-") && digits(2) && lit("-") && digits(2) && lit("Tt ") && digits(2) &&
+          lit(":") && digits(2) && lit(":") && digits(2)))
+        return false;
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        const std::size_t start = i;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+        if (i == start) return false;
+    }
+    if (lit("Zz")) return i == s.size();
+    return lit("+-") && digits(2) && lit(":") && digits(2) && i == s.size();
+}
+
+// Prefix of every message about a document that is not Alpaca's shape (README, Troubleshooting).
+const std::string kMalformed = "malformed Alpaca answer: ";
+
 // One output row under construction: values/nulls for exactly N columns.
 template <std::size_t N>
 struct Row {
@@ -43,8 +77,9 @@ struct Row {
 
 class RowBuilder {
   public:
-    RowBuilder(const char *doc, Datum *values, bool *nulls)
-        : doc_(doc), values_(values), nulls_(nulls) {}
+    // where: the element the row comes from, as common/ names it ("account", "orders[3]").
+    RowBuilder(std::string where, Datum *values, bool *nulls)
+        : where_(std::move(where)), values_(values), nulls_(nulls) {}
 
     void text(int col, const char *field, const std::optional<std::string> &v) {
         if (v) text(col, field, *v);
@@ -53,12 +88,12 @@ class RowBuilder {
         // The JSON parser decodes \u escapes; refuse what is not valid in the database
         // encoding (a NUL byte, for instance) instead of storing it.
         bool ok = pga::pg::call([&] { return pg_verifymbstr(v.data(), (int)v.size(), true); });
-        if (!ok) malformed(field, "is not valid text");
+        if (!ok) malformed(field, "not valid text");
         set(col, pga::pg::text_datum(v));
     }
     void numeric(int col, const char *field, const std::optional<std::string> &v) {
         if (!v) return;
-        if (!pga::is_decimal_text(*v)) malformed(field, "is not a decimal number");
+        if (!pga::is_decimal_text(*v)) malformed(field, "not a decimal number");
         set(col, input(field, [&] {
                 return DirectFunctionCall3(numeric_in, CStringGetDatum(v->c_str()),
                                            ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
@@ -66,6 +101,10 @@ class RowBuilder {
     }
     void timestamptz(int col, const char *field, const std::optional<std::string> &v) {
         if (!v) return;
+        // Only RFC 3339 with an explicit offset: timestamptz_in alone would also take "now",
+        // "infinity" or a zone-less time read in the session's TimeZone, none of which an
+        // IMMUTABLE parser may turn into a value.
+        if (!is_rfc3339(*v)) malformed(field, "not an RFC 3339 timestamp with an offset");
         set(col, input(field, [&] {
                 return DirectFunctionCall3(timestamptz_in, CStringGetDatum(v->c_str()),
                                            ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
@@ -87,7 +126,7 @@ class RowBuilder {
         if (!v) return;
         if (*v < std::numeric_limits<std::int32_t>::min() ||
             *v > std::numeric_limits<std::int32_t>::max())
-            malformed(field, "is out of range for integer");
+            malformed(field, "out of range for integer");
         set(col, Int32GetDatum((std::int32_t)*v));
     }
     void date(int col, int y, int m, int d) {
@@ -96,8 +135,7 @@ class RowBuilder {
     }
 
     [[noreturn]] void malformed(const char *field, const std::string &what) const {
-        throw PgError(ERRCODE_INTERNAL_ERROR, std::string("malformed Alpaca ") + doc_ +
-                                                  ": field \"" + field + "\" " + what);
+        throw PgError(ERRCODE_INTERNAL_ERROR, kMalformed + where_ + "." + field + ": " + what);
     }
 
   private:
@@ -115,25 +153,25 @@ class RowBuilder {
             if (e.sqlstate() == ERRCODE_QUERY_CANCELED || e.sqlstate() == ERRCODE_OUT_OF_MEMORY)
                 throw;
             throw PgError(ERRCODE_INTERNAL_ERROR,
-                          std::string("malformed Alpaca ") + doc_ + ": field \"" + field +
-                              "\" is not a valid value",
-                          e.what());
+                          kMalformed + where_ + "." + field + ": not a valid value", e.what());
         }
     }
 
-    const char *doc_;
+    std::string where_;
     Datum *values_;
     bool *nulls_;
 };
 
 // Parses with the common/ model; its Error(Protocol) (naming the field) becomes XX000.
 template <typename F>
-auto parse_doc(const char *doc, F &&f) -> decltype(f()) {
+auto parse_doc(F &&f) -> decltype(f()) {
     try {
         return f();
     } catch (const pga::Error &e) {
-        throw PgError(ERRCODE_INTERNAL_ERROR,
-                      std::string("malformed Alpaca ") + doc + ": " + e.what(), "",
+        // common/ says "alpaca account.cash: ..."; the prefix would repeat ours.
+        std::string_view what = e.what();
+        if (what.substr(0, 7) == "alpaca ") what.remove_prefix(7);
+        throw PgError(ERRCODE_INTERNAL_ERROR, kMalformed + std::string(what), "",
                       "The answer did not have the shape of Alpaca's API.");
     }
 }
@@ -169,7 +207,7 @@ PGA_FUNCTION(pga_parse_account) {
     constexpr int N = sizeof types / sizeof types[0];
     ReturnSetInfo *rsinfo = begin(fcinfo, "alpaca_parse_account", types, N);
     std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
-    pga::AlpacaAccount a = parse_doc("account", [&] { return pga::parse_account(body); });
+    pga::AlpacaAccount a = parse_doc([&] { return pga::parse_account(body); });
 
     Row<N> row;
     RowBuilder b("account", row.values.data(), row.nulls.data());
@@ -218,11 +256,12 @@ PGA_FUNCTION(pga_parse_positions) {
     ReturnSetInfo *rsinfo = begin(fcinfo, "alpaca_parse_positions", types, N);
     std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
     std::vector<pga::AlpacaPosition> positions =
-        parse_doc("positions", [&] { return pga::parse_positions(body); });
+        parse_doc([&] { return pga::parse_positions(body); });
 
-    for (const pga::AlpacaPosition &p : positions) {
+    for (std::size_t i = 0; i < positions.size(); ++i) {
+        const pga::AlpacaPosition &p = positions[i];
         Row<N> row;
-        RowBuilder b("positions", row.values.data(), row.nulls.data());
+        RowBuilder b("positions[" + std::to_string(i) + "]", row.values.data(), row.nulls.data());
         b.text(0, "symbol", p.symbol);
         b.text(1, "asset_class", p.asset_class);
         b.text(2, "side", p.side);
@@ -258,12 +297,12 @@ PGA_FUNCTION(pga_parse_orders) {
     constexpr int N = sizeof types / sizeof types[0];
     ReturnSetInfo *rsinfo = begin(fcinfo, "alpaca_parse_orders", types, N);
     std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
-    std::vector<pga::AlpacaOrder> orders =
-        parse_doc("orders", [&] { return pga::parse_orders(body); });
+    std::vector<pga::AlpacaOrder> orders = parse_doc([&] { return pga::parse_orders(body); });
 
-    for (const pga::AlpacaOrder &o : orders) {
+    for (std::size_t i = 0; i < orders.size(); ++i) {
+        const pga::AlpacaOrder &o = orders[i];
         Row<N> row;
-        RowBuilder b("orders", row.values.data(), row.nulls.data());
+        RowBuilder b("orders[" + std::to_string(i) + "]", row.values.data(), row.nulls.data());
         b.uuid(0, "id", o.id);
         b.text(1, "client_order_id", o.client_order_id);
         b.text(2, "symbol", o.symbol);
