@@ -70,8 +70,8 @@ struct Line {
 long long number_in(const Line &l, const char *key, long long lo, long long hi) {
     long long n = 0;
     if (!parse_decimal(l.value, lo, hi, n)) {
-        l.fail(std::string(key) + ": expected a whole number from " + std::to_string(lo) +
-               " to " + std::to_string(hi) + ", got " + shown(l.value));
+        l.fail(std::string(key) + ": expected a whole number from " + std::to_string(lo) + " to " +
+               std::to_string(hi) + ", got " + shown(l.value));
     }
     return n;
 }
@@ -136,8 +136,9 @@ void check_conninfo(const Line &l) {
     }
     for (const PQconninfoOption *o = opts.get(); o->keyword; ++o) {
         if (std::strcmp(o->keyword, "password") == 0 && o->val && o->val[0]) {
-            l.fail("conninfo: contains a password; put it in a passfile (~/.pgpass or "
-                   "passfile=...) or use peer/cert authentication, never in this file");
+            l.fail(
+                "conninfo: contains a password; put it in a passfile (~/.pgpass or "
+                "passfile=...) or use peer/cert authentication, never in this file");
         }
     }
 }
@@ -195,7 +196,8 @@ const std::map<std::string, Setter, std::less<>> &setters() {
          }},
         {"socket_group",
          [](Config &c, const Line &l) {
-             if (l.value.empty() || l.value.size() > 64) l.fail("socket_group: expected a group name");
+             if (l.value.empty() || l.value.size() > 64)
+                 l.fail("socket_group: expected a group name");
              for (char ch : l.value) {
                  if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' &&
                      ch != '.') {
@@ -221,8 +223,7 @@ const std::map<std::string, Setter, std::less<>> &setters() {
          [](Config &c, const Line &l) { c.paper_base_url = base_url_in(l, "paper_base_url"); }},
         {"live_base_url",
          [](Config &c, const Line &l) { c.live_base_url = base_url_in(l, "live_base_url"); }},
-        {"ca_file",
-         [](Config &c, const Line &l) { c.ca_file = absolute_path_in(l, "ca_file"); }},
+        {"ca_file", [](Config &c, const Line &l) { c.ca_file = absolute_path_in(l, "ca_file"); }},
         {"connect_timeout_ms",
          [](Config &c, const Line &l) {
              c.connect_timeout_ms = long(number_in(l, "connect_timeout_ms", 100, 600000));
@@ -236,7 +237,9 @@ const std::map<std::string, Setter, std::less<>> &setters() {
              c.request_deadline_ms = long(number_in(l, "request_deadline_ms", 100, 3600000));
          }},
         {"max_attempts",
-         [](Config &c, const Line &l) { c.max_attempts = int(number_in(l, "max_attempts", 1, 10)); }},
+         [](Config &c, const Line &l) {
+             c.max_attempts = int(number_in(l, "max_attempts", 1, 10));
+         }},
         {"retry_base_delay_ms",
          [](Config &c, const Line &l) {
              c.retry_base_delay_ms = long(number_in(l, "retry_base_delay_ms", 0, 60000));
@@ -295,11 +298,13 @@ bool split_line(std::string_view raw, const std::string &file, int number, std::
     if (key.empty()) fail_at(file, number, "missing key before '='");
     if (!value.empty() && value.front() == '"') {
         if (value.size() < 2 || value.back() != '"') {
-            fail_at(file, number, "unterminated double quote in value of '" + std::string(key) + "'");
+            fail_at(file, number,
+                    "unterminated double quote in value of '" + std::string(key) + "'");
         }
         value = value.substr(1, value.size() - 2);
         if (value.find('"') != std::string_view::npos) {
-            fail_at(file, number, "double quote inside a quoted value of '" + std::string(key) + "'");
+            fail_at(file, number,
+                    "double quote inside a quoted value of '" + std::string(key) + "'");
         }
     }
     return true;
@@ -309,10 +314,14 @@ bool split_line(std::string_view raw, const std::string &file, int number, std::
 
 const char *log_level_name(LogLevel l) noexcept {
     switch (l) {
-        case LogLevel::Error: return "error";
-        case LogLevel::Warn: return "warn";
-        case LogLevel::Info: return "info";
-        case LogLevel::Debug: return "debug";
+        case LogLevel::Error:
+            return "error";
+        case LogLevel::Warn:
+            return "warn";
+        case LogLevel::Info:
+            return "info";
+        case LogLevel::Debug:
+            return "debug";
     }
     return "info";
 }
@@ -347,8 +356,9 @@ Config parse_config(std::string_view text, const std::string &filename) {
 
     if (cfg.socket_path.empty()) fail_file(filename, "socket_path is required");
     if (cfg.retry_max_delay_ms < cfg.retry_base_delay_ms) {
-        fail_at(filename, seen.count("retry_max_delay_ms") ? seen.find("retry_max_delay_ms")->second
-                                                           : seen.find("retry_base_delay_ms")->second,
+        fail_at(filename,
+                seen.count("retry_max_delay_ms") ? seen.find("retry_max_delay_ms")->second
+                                                 : seen.find("retry_base_delay_ms")->second,
                 "retry_max_delay_ms must be >= retry_base_delay_ms");
     }
     return cfg;
@@ -379,11 +389,12 @@ void check_config_environment(const Config &cfg, const std::string &filename) {
         group *found = nullptr;
         std::string buf(16384, '\0');
         const int rc = getgrnam_r(cfg.socket_group.c_str(), &grp, buf.data(), buf.size(), &found);
-        if (rc != 0 || !found) fail_file(filename, "socket_group: no group named " + cfg.socket_group);
+        if (rc != 0 || !found)
+            fail_file(filename, "socket_group: no group named " + cfg.socket_group);
     }
     const auto slash = cfg.socket_path.rfind('/');
     const std::string dir = slash == 0 ? "/" : cfg.socket_path.substr(0, slash);
-    struct stat st{};
+    struct stat st {};
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
         fail_file(filename, "socket_path: directory " + dir + " does not exist");
     }

@@ -20,27 +20,27 @@ enum class LogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 };
 const char *log_level_name(LogLevel l) noexcept;
 
 struct Config {
-    std::string socket_path;                      // required
-    mode_t socket_mode = 0660;                    // octal in the file
-    std::string socket_group;                     // empty: the daemon's primary group
-    std::string conninfo;                         // libpq; never a password (use a passfile)
-    int pool_size = 4;                            // libpq connections
-    int workers = 8;                              // request threads (one curl handle each)
-    std::size_t max_queue = 256;                  // waiting requests; beyond: Overloaded
+    std::string socket_path;      // required
+    mode_t socket_mode = 0660;    // octal in the file
+    std::string socket_group;     // empty: the daemon's primary group
+    std::string conninfo;         // libpq; never a password (use a passfile)
+    int pool_size = 4;            // libpq connections
+    int workers = 8;              // request threads (one curl handle each)
+    std::size_t max_queue = 256;  // waiting requests; beyond: Overloaded
     std::string paper_base_url = "https://paper-api.alpaca.markets";
     std::string live_base_url = "https://api.alpaca.markets";
-    std::string ca_file;                          // empty: the system CA bundle
+    std::string ca_file;  // empty: the system CA bundle
     long connect_timeout_ms = 3000;
-    long request_timeout_ms = 10000;              // total per upstream attempt
-    long request_deadline_ms = 30000;             // whole request: redeem, waits, all attempts
+    long request_timeout_ms = 10000;   // total per upstream attempt
+    long request_deadline_ms = 12000;  // whole request; below the backend's 15 s wait
     int max_attempts = 4;
     long retry_base_delay_ms = 100;
     long retry_max_delay_ms = 5000;
-    int rate_limit_per_minute = 200;              // per credential
-    std::size_t max_response_bytes = 16777216;    // upstream body cap
+    int rate_limit_per_minute = 200;            // per credential
+    std::size_t max_response_bytes = 16777216;  // upstream body cap
     LogLevel log_level = LogLevel::Info;
-    std::string log_file;                         // empty: stderr
-    long read_timeout_ms = 5000;                  // a started client frame must complete within
+    std::string log_file;         // empty: stderr
+    long read_timeout_ms = 5000;  // a started client frame must complete within
 };
 
 // Parse config text. `filename` is used only in messages.

@@ -443,7 +443,7 @@ BEGIN
     SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active INTO cur
       FROM alpaca.credentials c WHERE c.id = claims.credential_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'ticket names a credential that does not exist or is not owned by its user'
+        RAISE EXCEPTION 'ticket names a credential that does not exist, is not committed yet, or is not owned by its user'
             USING ERRCODE = '42501';
     END IF;
     IF NOT cur.is_active THEN
@@ -510,23 +510,30 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 
     SELECT * FROM @extschema@.alpaca_parse_positions(alpaca._call($1, 'positions'));
 $$;
 
+-- Checks alpaca_orders' arguments and builds the query (a plpgsql body cannot have a parameter
+-- and a result column both named status).
+CREATE FUNCTION alpaca._orders_query(status text, max_rows int) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF status IS NULL OR status NOT IN ('open', 'closed', 'all') THEN
+        RAISE EXCEPTION 'status must be open, closed or all' USING ERRCODE = '22023';
+    END IF;
+    IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION 'max_rows must be between 1 and 500' USING ERRCODE = '22023';
+    END IF;
+    RETURN ARRAY['status', status, 'limit', max_rows::text, 'nested', 'true'];
+END $$;
+
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
 RETURNS TABLE(
         id uuid, client_order_id text, symbol text, asset_class text, side text, type text,
         time_in_force text, qty numeric, filled_qty numeric, filled_avg_price numeric,
         limit_price numeric, stop_price numeric, status text, order_class text,
         submitted_at timestamptz, filled_at timestamptz, canceled_at timestamptz, legs jsonb)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF $2 IS NULL OR $2 NOT IN ('open', 'closed', 'all') THEN
-        RAISE EXCEPTION 'status must be open, closed or all' USING ERRCODE = '22023';
-    END IF;
-    IF $3 IS NULL OR $3 NOT BETWEEN 1 AND 500 THEN
-        RAISE EXCEPTION 'max_rows must be between 1 and 500' USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY SELECT * FROM @extschema@.alpaca_parse_orders(
-        alpaca._call($1, 'orders', ARRAY['status', $2, 'limit', $3::text, 'nested', 'true']));
-END $$;
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM @extschema@.alpaca_parse_orders(
+        alpaca._call($1, 'orders', alpaca._orders_query($2, $3)));
+$$;
 
 --------------------------------------------------------------------------------------------
 -- Administration (owned by the installing superuser: sees every row)
@@ -749,7 +756,7 @@ GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, 
     alpaca._verify_ticket(text), alpaca._alpaca_get(uuid, text, text, text[], boolean),
     alpaca._require_user(), alpaca._audit(text, uuid, text, text, text),
     alpaca._check_key_text(text, text), alpaca._not_found(uuid), alpaca._call(uuid, text, text[], boolean),
-    alpaca._fernet_decrypt(text, text, text)
+    alpaca._fernet_decrypt(text, text, text), alpaca._orders_query(text, int)
     TO alpaca_owner;
 GRANT EXECUTE ON FUNCTION alpaca_issue_ticket(uuid, text, interval) TO alpaca_owner;
 

@@ -1,0 +1,114 @@
+// alpaca-sidecar: redeems tickets for Alpaca keys and calls Alpaca on behalf of PostgreSQL
+// backends. See README.md ("The sidecar") and sidecar/alpaca-sidecar.conf.example.
+#include "common/error.hpp"
+#include "sidecar/config.hpp"
+#include "sidecar/http_client.hpp"
+#include "sidecar/log.hpp"
+#include "sidecar/server.hpp"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace {
+
+constexpr const char *kVersion = "0.1.0";
+constexpr const char *kDefaultConfig = "/etc/pg_alpaca/alpaca-sidecar.conf";
+
+void usage(std::FILE *out) {
+    std::fprintf(out,
+                 "Usage: alpaca-sidecar [--config FILE] [--check-config]\n"
+                 "\n"
+                 "Redeems pg_alpaca tickets for Alpaca keys and calls Alpaca over HTTPS on behalf\n"
+                 "of PostgreSQL backends, which reach it through a unix socket.\n"
+                 "\n"
+                 "  --config FILE    configuration file (default %s)\n"
+                 "  --check-config   parse and check the configuration, then exit (0 when valid)\n"
+                 "  --version        print the version and exit\n"
+                 "  --help           print this help and exit\n"
+                 "\n"
+                 "Signals: SIGHUP reloads the configuration and reopens the log file;\n"
+                 "SIGTERM or SIGINT stops accepting, finishes running requests and exits 0.\n",
+                 kDefaultConfig);
+}
+
+// Keys pass through this process: keep them out of core files and away from ptrace by
+// other processes of the same user.
+void harden_process() {
+    rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    std::string config_path = kDefaultConfig;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            usage(stdout);
+            return 0;
+        } else if (arg == "--version") {
+            std::printf("alpaca-sidecar %s\n", kVersion);
+            return 0;
+        } else if (arg == "--check-config") {
+            check_only = true;
+        } else if (arg == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (arg.rfind("--config=", 0) == 0) {
+            config_path = arg.substr(9);
+        } else {
+            std::fprintf(stderr, "alpaca-sidecar: unknown argument \"%s\"\n\n", arg.c_str());
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    using namespace pga::sidecar;
+    Config cfg;
+    try {
+        cfg = load_config(config_path);
+        check_config_environment(cfg, config_path);
+    } catch (const pga::Error &e) {
+        std::fprintf(stderr, "alpaca-sidecar: %s\n", e.what());
+        return 1;
+    }
+    if (check_only) {
+        std::printf("%s: configuration ok\n", config_path.c_str());
+        return 0;
+    }
+
+    harden_process();
+    // Signals are taken synchronously through a signalfd; every thread inherits the mask.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+    const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        std::fprintf(stderr, "alpaca-sidecar: signalfd: %s\n", std::strerror(errno));
+        return 1;
+    }
+
+    try {
+        log_configure(cfg.log_level, cfg.log_file);
+        http_global_init();
+        Server server(config_path, cfg);
+        server.run(sfd);
+    } catch (const std::exception &e) {
+        log_event(LogLevel::Error, "fatal", {{"message", e.what()}});
+        std::fprintf(stderr, "alpaca-sidecar: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

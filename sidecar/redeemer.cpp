@@ -1,0 +1,161 @@
+#include "sidecar/redeemer.hpp"
+
+#include <cstring>
+
+namespace pga::sidecar {
+namespace {
+
+constexpr const char *kStatement = "pga_redeem";
+constexpr const char *kRedeemSql =
+    "SELECT credential_id, environment, api_key, secret_key FROM alpaca_redeem_ticket($1, $2)";
+
+struct ResultDeleter {
+    void operator()(PGresult *r) const noexcept {
+        // Wipe every value before libpq frees the block: two of them are plaintext keys.
+        for (int row = 0; row < PQntuples(r); ++row) {
+            for (int col = 0; col < PQnfields(r); ++col) {
+                secure_wipe(PQgetvalue(r, row, col), std::size_t(PQgetlength(r, row, col)));
+            }
+        }
+        PQclear(r);
+    }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+std::string one_line(const char *s) {
+    std::string out = s ? s : "";
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    for (char &c : out) {
+        if (c == '\n' || c == '\t') c = ' ';
+    }
+    return out;
+}
+
+}  // namespace
+
+Redeemer::Redeemer(std::string conninfo, int pool_size)
+    : conninfo_(std::move(conninfo)), pool_size_(pool_size) {}
+
+int Redeemer::open_connections() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return open_;
+}
+
+Redeemer::Conn Redeemer::connect(std::string &error) {
+    // Later keywords override what the connection string says.
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", nullptr};
+    const char *values[] = {conninfo_.c_str(), "alpaca-sidecar", "5", nullptr};
+    Conn conn(PQconnectdbParams(keys, values, 1));
+    if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
+        error = "cannot connect to PostgreSQL: " +
+                one_line(conn ? PQerrorMessage(conn.get()) : "out of memory");
+        return nullptr;
+    }
+    const Oid types[2] = {25, 25};  // text, text
+    Result prep(PQprepare(conn.get(), kStatement, kRedeemSql, 2, types));
+    if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
+        error = "cannot prepare the redeem statement: " + one_line(PQerrorMessage(conn.get()));
+        return nullptr;
+    }
+    return conn;
+}
+
+Redeemer::Conn Redeemer::acquire(Clock::time_point deadline, std::string &error) {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+        if (!idle_.empty()) {
+            Conn c = std::move(idle_.back());
+            idle_.pop_back();
+            return c;
+        }
+        if (open_ < pool_size_) {
+            ++open_;
+            lock.unlock();
+            Conn c = connect(error);
+            if (!c) {
+                lock.lock();
+                --open_;
+                cv_.notify_one();
+            }
+            return c;
+        }
+        if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+            error = "all " + std::to_string(pool_size_) + " database connections stayed busy";
+            return nullptr;
+        }
+    }
+}
+
+void Redeemer::release(Conn conn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (conn && PQstatus(conn.get()) == CONNECTION_OK &&
+        PQtransactionStatus(conn.get()) == PQTRANS_IDLE) {
+        idle_.push_back(std::move(conn));
+    } else {
+        --open_;
+    }
+    cv_.notify_one();
+}
+
+RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purpose,
+                              Clock::time_point deadline) {
+    RedeemResult out;
+    SecureBytes ticket_z(ticket);  // libpq wants a NUL-terminated parameter
+    ticket_z.push_back(0);
+    const char *params[2] = {reinterpret_cast<const char *>(ticket_z.data()), purpose.c_str()};
+
+    // A pooled connection may have died with a PostgreSQL restart; the statement never reached
+    // the server then, so one more try on a fresh connection is safe (a ticket that *was*
+    // consumed would be refused as a replay, never used twice).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        std::string error;
+        Conn conn = acquire(deadline, error);
+        if (!conn) {
+            out.status = RedeemStatus::DatabaseError;
+            out.message = error;
+            return out;
+        }
+        Result res(PQexecPrepared(conn.get(), kStatement, 2, params, nullptr, nullptr, 0));
+        const bool lost = PQstatus(conn.get()) != CONNECTION_OK;
+        if (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK && PQntuples(res.get()) == 1 &&
+            PQnfields(res.get()) == 4) {
+            RedeemedCredential &c = out.credential;
+            c.credential_id = PQgetvalue(res.get(), 0, 0);
+            c.environment = PQgetvalue(res.get(), 0, 1);
+            c.api_key = secure_copy(
+                {PQgetvalue(res.get(), 0, 2), std::size_t(PQgetlength(res.get(), 0, 2))});
+            c.secret_key = secure_copy(
+                {PQgetvalue(res.get(), 0, 3), std::size_t(PQgetlength(res.get(), 0, 3))});
+            out.status = RedeemStatus::Ok;
+            release(std::move(conn));
+            return out;
+        }
+        if (lost) {
+            out.status = RedeemStatus::DatabaseError;
+            out.message = "lost the database connection: " + one_line(PQerrorMessage(conn.get()));
+            release(std::move(conn));
+            continue;
+        }
+        const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+        const char *primary =
+            res ? PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+        const std::string sqlstate = state ? state : "";
+        out.message = (sqlstate.empty() ? std::string() : sqlstate + ": ") +
+                      one_line(primary ? primary
+                                       : (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK
+                                              ? "alpaca_redeem_ticket returned no row"
+                                              : PQerrorMessage(conn.get())));
+        if (sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0) {
+            out.status = RedeemStatus::Rejected;
+        } else if (sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0) {
+            out.status = RedeemStatus::DatabaseError;  // shutting down, admin restart
+        } else {
+            out.status = RedeemStatus::Failed;
+        }
+        release(std::move(conn));
+        if (out.status != RedeemStatus::DatabaseError) return out;
+    }
+    return out;
+}
+
+}  // namespace pga::sidecar

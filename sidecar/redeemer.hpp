@@ -1,0 +1,70 @@
+// Redeems tickets through `alpaca_redeem_ticket` on a bounded pool of libpq connections.
+// Connections are opened lazily, prepared once, and replaced when they break, so the sidecar
+// carries on by itself after PostgreSQL restarts.
+#pragma once
+#include "common/cpp_only.hpp"
+#include "common/secure_memory.hpp"
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace pga::sidecar {
+
+struct RedeemedCredential {
+    std::string credential_id;
+    std::string environment;  // "paper" or "live"
+    SecureBytes api_key;
+    SecureBytes secret_key;
+};
+
+enum class RedeemStatus {
+    Ok,
+    Rejected,       // the database refused the ticket (SQLSTATE class 42 or 22)
+    DatabaseError,  // no connection, connection lost twice, pool exhausted until the deadline
+    Failed,         // any other SQL error (e.g. a key id missing from the key ring)
+};
+
+struct RedeemResult {
+    RedeemStatus status = RedeemStatus::Failed;
+    RedeemedCredential credential;  // only for Ok
+    std::string message;            // safe to log: SQLSTATE and PostgreSQL's primary message
+};
+
+class Redeemer {
+  public:
+    using Clock = std::chrono::steady_clock;
+    Redeemer(std::string conninfo, int pool_size);
+    Redeemer(const Redeemer &) = delete;
+    Redeemer &operator=(const Redeemer &) = delete;
+
+    RedeemResult redeem(const SecureBytes &ticket, const std::string &purpose,
+                        Clock::time_point deadline);
+
+    // Connections currently open (idle + in use), for the status log.
+    int open_connections();
+
+  private:
+    struct ConnDeleter {
+        void operator()(PGconn *c) const noexcept { PQfinish(c); }
+    };
+    using Conn = std::unique_ptr<PGconn, ConnDeleter>;
+
+    Conn acquire(Clock::time_point deadline, std::string &error);
+    void release(Conn conn);
+    Conn connect(std::string &error);
+
+    const std::string conninfo_;
+    const int pool_size_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<Conn> idle_;
+    int open_ = 0;
+};
+
+}  // namespace pga::sidecar
