@@ -1,0 +1,415 @@
+"""Issue 4, point 1: canary keys never reach a log, a statistics view, a `ps` listing or an
+error message.
+
+The server runs at its chattiest (every statement, every bind value, every duration, debug1,
+verbose errors, pg_stat_statements tracking nested statements) and the sidecar at
+log_level = debug. Canary key pairs unique to this run (with stand-in accounts, so broker
+calls succeed) go through every documented path: psql literals, psycopg bind parameters
+(unnamed and prepared), alpaca_update_credential, alpaca_import_fernet_credential, tickets
+issued and redeemed, broker calls through the sidecar, and errors raised on purpose around
+them. Then every place is searched, case-insensitively; positive controls prove each kind of
+search finds a value that is there.
+"""
+import os
+import re
+import subprocess
+import threading
+import time
+import unittest
+import uuid
+
+import psycopg
+
+import hardening_lib as H
+import pga_stack as S
+
+CHATTY = {
+    "shared_preload_libraries": ("pg_alpaca", "pg_stat_statements"),
+    "log_statement": "all",
+    "log_min_messages": "debug1",
+    "log_min_error_statement": "debug1",
+    "log_min_duration_statement": "0",
+    "log_parameter_max_length": "-1",
+    "log_parameter_max_length_on_error": "-1",
+    "log_error_verbosity": "verbose",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "client_min_messages": "debug1",
+}
+# Set once pg_stat_statements is loaded (ALTER SYSTEM refuses them before).
+CHATTY_PGSS = {"pg_stat_statements.track": "all", "pg_stat_statements.track_utility": "on"}
+TICKET_RE = re.compile(r"pgat1\.[A-Za-z0-9_-]{16,}")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class LogCanaries(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.run_tag = H.rand_text(6)
+        cls.canaries = {}          # value -> what it is
+        cls.fixture_keys = []      # stand-in folders to remove
+        cls.fixture_secrets = {}
+        cls.errors = []            # every error / notice text the tests received
+        cls.psql_stderr = []
+        cls.sidecar_level = H.sidecar_config_get("log_level") or "info"
+        H.alter_system(CHATTY)
+        H.pg_restart()
+        H.alter_system(CHATTY_PGSS)
+        with S.connect() as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            c.execute("SELECT pg_stat_statements_reset()")
+            cls.preload = c.execute("SHOW shared_preload_libraries").fetchone()[0]
+        H.sidecar_config_set("log_level", "debug")
+        H.sidecar_reload()
+        time.sleep(0.3)
+
+    @classmethod
+    def tearDownClass(cls):
+        for k in cls.fixture_keys:
+            H.remove_standin_fixture(k)
+        try:
+            H.standin_reload()
+        except OSError:
+            pass
+        H.sidecar_config_set("log_level", cls.sidecar_level)
+        try:
+            H.sidecar_reload()
+        except RuntimeError:
+            pass
+        with S.connect() as c:
+            c.execute("DROP EXTENSION IF EXISTS pg_stat_statements")
+        H.alter_system({name: None for name in CHATTY_PGSS})
+        H.alter_system({name: None for name in CHATTY})
+        H.pg_restart()
+        H.sidecar_ensure_running()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def canary_pair(self, what, fixture=True):
+        key, secret = H.canary_key_pair(what)
+        self.canaries[key] = f"{what} api key"
+        self.canaries[secret] = f"{what} secret"
+        if fixture:
+            H.add_standin_fixture(key, secret)
+            self.fixture_keys.append(key)
+            self.fixture_secrets[key] = secret
+            H.standin_reload()
+        return key, secret
+
+    def app(self):
+        conn = S.connect(role="app")
+        conn.add_notice_handler(lambda d: self.errors.append(
+            " | ".join(str(x) for x in (d.severity, d.message_primary, d.message_detail,
+                                        d.message_hint, d.context) if x)))
+        return conn
+
+    def expect_error(self, conn, sql, params=(), sqlstate=None, user=None):
+        """Runs sql in its own transaction (after alpaca_set_user when user is given) and
+        expects an error; records everything the error carries."""
+        try:
+            with conn.transaction():
+                if user:
+                    conn.execute("SELECT alpaca_set_user(%s)", (user,))
+                conn.execute(sql, params)
+        except psycopg.Error as e:
+            d = e.diag
+            self.errors.append(" | ".join(str(x) for x in (
+                str(e), d.message_primary, d.message_detail, d.message_hint, d.context,
+                d.internal_query, d.statement_position) if x))
+            if sqlstate:
+                self.assertEqual(e.sqlstate, sqlstate, f"{sql}: {d.message_primary}")
+            return e
+        self.fail(f"no error from {sql}")
+
+    def run_psql(self, sql, role="app", ok=True):
+        rc, out, err = H.psql(sql, role=role)
+        self.psql_stderr.append(err)
+        if ok:
+            self.assertEqual(rc, 0, f"psql failed: {err}")
+        return out
+
+    def new_account(self, conn, user):
+        with conn.transaction():
+            conn.execute("SELECT alpaca_set_user(%s)", (user,))
+            return conn.execute("SELECT alpaca_create_account('canaries')").fetchone()[0]
+
+    # -- the test ------------------------------------------------------------------------------
+    def test_canaries_never_leak(self):
+        self.assertIn("pg_stat_statements", self.preload)
+        user = f"canary-{self.run_tag.lower()}"
+        creds = {}  # credential id -> (api key, secret) it should hold now
+        tickets = []
+        sampler = H.Sampler()
+        with sampler, self.app() as app, S.connect(role="alpaca_sidecar_login") as sc:
+            # 1. psql with literals (script on stdin, so ps never shows it).
+            k1, s1 = self.canary_pair("psql")
+            out = self.run_psql(f"""
+                BEGIN;
+                SELECT alpaca_set_user('{user}') \\g /dev/null
+                SELECT alpaca_create_account('psql') AS acct \\gset
+                SELECT alpaca_store_credential(:'acct', '{k1}', '{s1}', 'paper', 'psql literal');
+                COMMIT;""")
+            cred1 = UUID_RE.search(out).group(0)
+            creds[cred1] = (k1, s1)
+            # ... and several statements in one simple-protocol string, with a dollar quote.
+            k1b, s1b = self.canary_pair("psqlmulti")
+            out = self.run_psql(
+                f"BEGIN; SELECT alpaca_set_user('{user}') \\; "
+                f"SELECT alpaca_store_credential(alpaca_create_account('multi'), $k${k1b}$k$, "
+                f"E'{s1b}') \\; COMMIT;\n")
+            cred1b = UUID_RE.search(out).group(0)
+            creds[cred1b] = (k1b, s1b)
+
+            # 2. psycopg bind parameters: unnamed and prepared statements.
+            k2, s2 = self.canary_pair("bind")
+            acct2 = self.new_account(app, user)
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                cred2 = app.execute("SELECT alpaca_store_credential(%s, %s, %s, 'paper', 'bind')",
+                                    (acct2, k2, s2)).fetchone()[0]
+            creds[cred2] = (k2, s2)
+            k2p, s2p = self.canary_pair("prep")
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                cred2p = app.execute("SELECT alpaca_store_credential(%s, %s, %s)",
+                                     (acct2, k2p, s2p), prepare=True).fetchone()[0]
+            creds[cred2p] = (k2p, s2p)
+
+            # 3. alpaca_update_credential: bind (secret only, then both) and psql literals.
+            k3, s3 = self.canary_pair("updbind")
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                app.execute("SELECT alpaca_update_credential(%s, api_key => %s, secret_key => %s)",
+                            (cred2, k3, s3))
+            creds[cred2] = (k3, s3)
+            k4, s4 = self.canary_pair("updpsql")
+            self.run_psql(f"""
+                BEGIN;
+                SELECT alpaca_set_user('{user}') \\g /dev/null
+                SELECT alpaca_update_credential('{cred1}', '{k4}', '{s4}', label => 'rotated');
+                COMMIT;""")
+            creds[cred1] = (k4, s4)
+
+            # 4. alpaca_import_fernet_credential: bind and psql literals; the Fernet key and the
+            #    tokens are secrets too.
+            fkey = H.fernet_key()
+            self.canaries[fkey] = "Fernet key"
+            k5, s5 = self.canary_pair("fernet")
+            t5k, t5s = H.fernet_encrypt(fkey, k5), H.fernet_encrypt(fkey, s5)
+            self.canaries[t5k] = "Fernet token (key)"
+            self.canaries[t5s] = "Fernet token (secret)"
+            acct5 = self.new_account(app, user)
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                cred5 = app.execute("SELECT alpaca_import_fernet_credential(%s, %s, %s, %s)",
+                                    (acct5, t5k, t5s, fkey)).fetchone()[0]
+            creds[cred5] = (k5, s5)
+            k6, s6 = self.canary_pair("fernetpsql")
+            t6k, t6s = H.fernet_encrypt(fkey, k6), H.fernet_encrypt(fkey, s6)
+            self.canaries[t6k] = "Fernet token (key, psql)"
+            self.canaries[t6s] = "Fernet token (secret, psql)"
+            out = self.run_psql(f"""
+                BEGIN;
+                SELECT alpaca_set_user('{user}') \\g /dev/null
+                SELECT alpaca_import_fernet_credential('{acct5}', '{t6k}', '{t6s}', '{fkey}');
+                COMMIT;""")
+            cred6 = UUID_RE.search(out).group(0)
+            creds[cred6] = (k6, s6)
+
+            # 5. Errors around them, on purpose.
+            kx, sx = self.canary_pair("errors", fixture=False)
+            store = "SELECT alpaca_store_credential(%s, %s, %s, %s)"
+            self.expect_error(app, store, (acct2, k2p, sx, "paper"), "23505", user)      # duplicate
+            self.expect_error(app, store, (acct2, kx, sx, "moon"), "22023", user)        # environment
+            self.expect_error(app, store, (kx, sx, kx, "paper"), "22P02", user)          # key as uuid
+            self.expect_error(app, store, (acct2, kx + " " + sx, sx, "paper"), "22023", user)
+            self.expect_error(app, store, (str(uuid.uuid4()), kx, sx, "paper"), "42501", user)
+            self.expect_error(app, store, (acct2, kx, sx, "paper"), "42501")             # no user
+            self.expect_error(app, "SELECT alpaca_update_credential(%s, %s, %s)",
+                              (str(uuid.uuid4()), kx, sx), "42501", user)
+            self.expect_error(app, "SELECT alpaca_import_fernet_credential(%s, %s, %s, %s)",
+                              (acct5, t5k, t5s, H.fernet_key()), "22023", user)          # wrong key
+            self.expect_error(app, "SELECT alpaca_import_fernet_credential(%s, %s, %s, %s)",
+                              (acct5, sx, t5s, fkey), "22023", user)                     # not a token
+            self.expect_error(app, "SELECT alpaca_import_fernet_credential(%s, %s, %s, %s)",
+                              (acct5, t5k, t5s, fkey), "23505", user)                    # imported twice
+            # A failing statement later in the same transaction as a successful store.
+            try:
+                with app.transaction():
+                    app.execute("SELECT alpaca_set_user(%s)", (user,))
+                    app.execute(store, (acct2, kx, sx, "paper"))
+                    app.execute("SELECT 1 / 0")
+            except psycopg.Error as e:
+                self.errors.append(f"{e} | {e.diag.context}")
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                n = app.execute("SELECT count(*) FROM alpaca_list_credentials(%s)", (acct2,)).fetchone()[0]
+            self.assertEqual(n, 2, "the failed transaction's store must have rolled back")
+            # The same through psql: literals, a key without quotes, a bad environment, 1/0.
+            for bad in (f"SELECT alpaca_store_credential('{acct2}', '{kx}', '{sx}', 'moon');",
+                        f"SELECT alpaca_store_credential('{kx}', '{sx}', '{kx}');",
+                        f"SELECT alpaca_store_credential('{acct2}', {kx}, {sx});",
+                        f"SELECT alpaca_store_credential('{acct2}', '{kx}', '{sx}'), 1/0;",
+                        f"SELECT alpaca_store_credential('{acct2}', '{kx}', '{sx}') \\; SELECT 1/0;",
+                        f"SELECT alpaca_store_credential('{acct2}', '{k2p}', '{sx}');",
+                        f"SELECT alpaca_store_credential('{acct2}', '{kx}', '{sx}'"):  # unterminated
+                self.run_psql(f"BEGIN;\nSELECT alpaca_set_user('{user}') \\g /dev/null\n{bad}\n", ok=False)
+            self.run_psql("SELECT alpaca_import_fernet_credential("
+                          f"'{acct5}', '{t6k}', '{t6s}', '{H.fernet_key()}');", ok=False)
+
+            # 6. Tickets: issued to the app, redeemed by the sidecar's role (bind and literal),
+            #    replayed and used for another purpose.
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                for cred in (cred2, cred5, cred6):
+                    tickets.append(app.execute("SELECT alpaca_issue_ticket(%s, 'account')",
+                                               (cred,)).fetchone()[0])
+            for t in tickets:
+                self.canaries[t] = "ticket"
+            got = sc.execute("SELECT api_key, secret_key FROM alpaca_redeem_ticket(%s, 'account')",
+                             (tickets[0],)).fetchone()
+            self.assertEqual(got, creds[cred2], "redeem returns the current keys")
+            self.expect_error(sc, "SELECT * FROM alpaca_redeem_ticket(%s, 'account')", (tickets[0],), "42501")
+            self.expect_error(sc, "SELECT * FROM alpaca_redeem_ticket(%s, 'positions')", (tickets[1],), "42501")
+            out = self.run_psql(f"SELECT api_key FROM alpaca_redeem_ticket('{tickets[2]}', 'account');",
+                                role="alpaca_sidecar_login")
+            self.assertEqual(out.strip(), creds[cred6][0])
+            self.run_psql(f"SELECT * FROM alpaca_redeem_ticket('{tickets[2]}', 'account');",
+                          role="alpaca_sidecar_login", ok=False)
+
+            # 7. Broker calls through the sidecar with every canary credential.
+            calls = self.broker_calls(app, user, creds, cred1, acct5)
+
+            # Positive controls, one per kind of place (each must be found below).
+            controls = self.positive_controls(app)
+            time.sleep(0.3)  # let the sidecar and the server flush their logs
+        self.assertEqual(sampler.errors, [])
+
+        # Search.
+        places = self.places(sampler)
+        needles = {}
+        for value, what in self.canaries.items():
+            hint = 4 if what.endswith("api key") else 0
+            for core in H.search_cores(value, hint):
+                needles[core] = what
+        found = []
+        for name, text in places:
+            low = text.lower()
+            for core, what in needles.items():
+                if core in low:
+                    found.append(f"{what} in {name}")
+            for m in TICKET_RE.findall(text):
+                found.append(f"a ticket ({m[:12]}...) in {name}")
+        control_hits = {c: any(c.lower() in text.lower() for n, text in places if n.startswith(kind))
+                        for c, kind in controls.items()}
+        # The canaries are findable where they were written on purpose (stand-in fixtures).
+        fixture_hits = 0
+        for k, secret in self.fixture_secrets.items():
+            with open(os.path.join(S.FIXTURES, k, "secret")) as f:
+                text = f.read().lower()
+            fixture_hits += all(core in text for core in H.search_cores(secret, 0))
+        print(f"[count] canary values: {len(self.canaries)}, broker calls made with them: {calls}")
+        print(f"[count] canaries found: {len(found)} (searched {len(places)} places)")
+        print(f"[count] positive controls found: {sum(control_hits.values())} of {len(control_hits)}, "
+              f"canaries found in their stand-in fixtures: {fixture_hits} of {len(self.fixture_keys)}")
+        self.assertEqual(found, [])
+        self.assertTrue(all(control_hits.values()), f"search does not work for: {control_hits}")
+        self.assertEqual(fixture_hits, len(self.fixture_keys))
+
+    def broker_calls(self, app, user, creds, cred1, acct5):
+        """Broker calls through the sidecar with every canary credential; returns how many."""
+        calls = 0
+        for cred, (key, _secret) in creds.items():
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                self.assertTrue(app.execute("SELECT alpaca_validate_credential(%s)", (cred,)).fetchone()[0],
+                                f"validate {self.canaries[key]}")
+                self.assertEqual(len(app.execute("SELECT * FROM alpaca_account(%s)", (cred,)).fetchall()), 1)
+                app.execute("SELECT * FROM alpaca_positions(%s)", (cred,)).fetchall()
+                app.execute("SELECT * FROM alpaca_orders(%s, 'all', 10)", (cred,)).fetchall()
+                calls += 4
+        # ... through psql too, and a credential Alpaca refuses (no stand-in account).
+        self.run_psql(f"""
+            BEGIN;
+            SELECT alpaca_set_user('{user}') \\g /dev/null
+            SELECT count(*) FROM alpaca_positions('{cred1}');
+            COMMIT;""")
+        calls += 1
+        kr, sr = self.canary_pair("refused", fixture=False)
+        with app.transaction():
+            app.execute("SELECT alpaca_set_user(%s)", (user,))
+            cred_r = app.execute("SELECT alpaca_store_credential(%s, %s, %s)", (acct5, kr, sr)).fetchone()[0]
+        with app.transaction():
+            app.execute("SELECT alpaca_set_user(%s)", (user,))
+            self.assertFalse(app.execute("SELECT alpaca_validate_credential(%s)", (cred_r,)).fetchone()[0])
+        self.expect_error(app, "SELECT * FROM alpaca_positions(%s)", (cred_r,), "42501", user)
+        calls += 2
+        # A concurrent burst, so the samplers see calls in flight.
+        def burst(cred):
+            with S.connect(role="app") as c:
+                for _ in range(5):
+                    S.as_user(c, user, "SELECT * FROM alpaca_positions(%s)", (cred,))
+        threads = [threading.Thread(target=burst, args=(c,)) for c in list(creds)[:4]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        calls += 5 * len(threads)
+        return calls
+
+    def positive_controls(self, app):
+        """Writes one control value into each kind of place on purpose; returns value -> kind."""
+        controls = {}
+        # Server log: a statement logged with redaction switched off.
+        c_log = "ctrllog" + H.rand_text(16).lower()
+        with S.connect() as su:
+            su.execute("SET pg_alpaca.log_redaction = off")
+            try:
+                su.execute(f"SELECT alpaca_store_credential(NULL, '{c_log}', 'x')")
+            except psycopg.Error:
+                pass
+        controls[c_log] = "file " + os.path.basename(os.environ["PGA_POSTGRES_LOG"])
+        # pg_stat_statements keeps identifiers.
+        c_pgss = "ctrlpgss" + H.rand_text(16).lower()
+        app.execute(f'SELECT 1 AS "{c_pgss}"')
+        controls[c_pgss] = "pg_stat_statements"
+        # pg_stat_activity: a query of the sampling role itself.
+        c_act = "ctrlact" + H.rand_text(16).lower()
+        with S.connect(role="admin") as adm:
+            adm.execute(f"SELECT pg_sleep(0.3) AS \"{c_act}\"")
+        controls[c_act] = "pg_stat_activity"
+        # ps: a process with the control in its arguments.
+        c_ps = "ctrlps" + H.rand_text(16).lower()
+        p = subprocess.Popen(["bash", "-c", "sleep 0.4; true", c_ps])
+        p.wait()
+        controls[c_ps] = "ps"
+        # Error messages: PostgreSQL echoes a bad value outside pg_alpaca's statements.
+        c_err = "ctrlerr" + H.rand_text(16).lower()
+        try:
+            app.execute(f"SELECT '{c_err}'::uuid")
+        except psycopg.Error as e:
+            self.errors.append(str(e))
+        controls[c_err] = "error"
+        return controls
+
+    def places(self, sampler):
+        places = []
+        log_dir = os.path.join(H.DIR, "log")
+        for name in sorted(os.listdir(log_dir)):
+            with open(os.path.join(log_dir, name), errors="replace") as f:
+                places.append((f"file {name}", f.read()))
+        with S.connect() as su:
+            rows = su.execute("SELECT query FROM pg_stat_statements").fetchall()
+        self.assertGreater(len(rows), 20, "pg_stat_statements recorded the statements")
+        places.append(("pg_stat_statements", "\n".join(q for (q,) in rows)))
+        self.assertGreater(len(sampler.activity_samples), 5)
+        self.assertGreater(len(sampler.ps_samples), 5)
+        places += [(f"pg_stat_activity as {role}", q) for role, q in sampler.activity_samples]
+        places += [("ps", s) for s in sampler.ps_samples]
+        self.assertGreater(len(self.errors), 10)
+        places += [("error", e) for e in self.errors]
+        places += [("error (psql stderr)", e) for e in self.psql_stderr if e]
+        return places
+
+
+if __name__ == "__main__":
+    unittest.main()
