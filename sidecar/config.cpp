@@ -124,10 +124,17 @@ void check_conninfo(const Line &l) {
     char *err = nullptr;
     std::unique_ptr<PQconninfoOption, PqOptionsDeleter> opts(PQconninfoParse(text.c_str(), &err));
     if (!opts) {
-        // libpq's message may quote parts of the string; only the option-name form is safe.
+        // libpq's message may quote parts of the string; only the option-name form is safe,
+        // and only when no password is near: an unquoted password with a space in it
+        // ("password=abc def=x") makes part of it an "option name".
+        std::string lower(text);
+        for (char &ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         std::string detail;
-        if (err && std::strncmp(err, "invalid connection option", 25) == 0) {
-            detail = std::string(trim(err));
+        if (err && std::strncmp(err, "invalid connection option", 25) == 0 &&
+            lower.find("password") == std::string::npos) {
+            std::string_view d(err);
+            while (!d.empty() && d.back() == '\n') d.remove_suffix(1);  // libpq ends with one
+            detail = std::string(trim(d));
         }
         PQfreemem(err);
         l.fail("conninfo: not a valid libpq connection string" +
