@@ -73,9 +73,12 @@ export PGA_TEST_KEYS_TWO=$KEYS/two.keys PGA_TEST_KEYS_ONLY2=$KEYS/only2.keys \
 log "pg_regress"
 rm -rf "$PGA_ROOT/results" "$PGA_ROOT/regression.diffs"
 regress_out=$(make -C "$PGA_ROOT" -s installcheck 2>&1) || true
-echo "$regress_out" | grep -E '^(ok|not ok|test |     )|tests (passed|failed)' || true
-r_total=$(grep -cE '^(ok|not ok) ' <<<"$regress_out" || true)
-r_failed=$(grep -cE '^not ok ' <<<"$regress_out" || true)
+# PostgreSQL 15's pg_regress prints "test NAME ... ok|FAILED" (the lines appear twice in the
+# make output: count the first summary only).
+regress_lines=$(grep -E '^test [a-z_0-9]+ +\.\.\. ' <<<"$regress_out" | awk '!seen[$2]++' || true)
+echo "$regress_lines"
+r_total=$(grep -c . <<<"$regress_lines" || true)
+r_failed=$(grep -cvE '\.\.\. ok ' <<<"$regress_lines" || true)
 if [ "$r_total" -eq 0 ]; then echo "$regress_out" | tail -20; r_failed=1; fi
 [ "$r_failed" -eq 0 ] || { [ -f "$PGA_ROOT/regression.diffs" ] && head -150 "$PGA_ROOT/regression.diffs"; }
 record "pg_regress" $((r_total - r_failed)) "$r_failed"
