@@ -160,6 +160,29 @@ def sidecar_ensure_running():
         sidecar_start()
 
 
+def broker_call(user, cred, sql="SELECT account_number FROM alpaca_account(%s)", timeout_ms=None):
+    """One broker call in its own connection; returns (rows or None, error or None, seconds)."""
+    t0 = time.monotonic()
+    try:
+        with S.connect(role="app") as c:
+            if timeout_ms:
+                c.execute(f"SET pg_alpaca.request_timeout_ms = {int(timeout_ms)}")
+            return S.as_user(c, user, sql, (cred,)), None, time.monotonic() - t0
+    except psycopg.Error as e:
+        return None, e, time.monotonic() - t0
+
+
+def warm_sidecar(user, cred, attempts=12):
+    """Makes calls until one succeeds (each stale pooled connection may fail one call);
+    returns the number of failed calls before that."""
+    for i in range(attempts):
+        rows, err, _ = broker_call(user, cred)
+        if err is None:
+            return i
+        time.sleep(0.1)
+    raise RuntimeError(f"no broker call succeeds: {err}")
+
+
 def sidecar_config_get(name):
     with open(SIDECAR_CONF) as f:
         for line in f:
