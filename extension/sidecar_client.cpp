@@ -96,7 +96,8 @@ struct SidecarCall {
     throw pga::pg::PgError(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
                            "could not connect to alpaca-sidecar at \"" + ctx.socket_path + "\"",
                            std::string(strerror(err)) + ".",
-                           "start alpaca-sidecar or set pg_alpaca.sidecar_socket");
+                           "Start alpaca-sidecar, or make pg_alpaca.sidecar_socket name its "
+                           "socket_path.");
 }
 
 [[noreturn]] void throw_lost(const std::string &what, int err) {
