@@ -644,7 +644,7 @@ def main():
     with open(args.out, "w") as f:
         f.write(text)
     print(text)
-    return 0 if all(f.verdict() != "**NO**" for f in figures) else 1
+    return 0 if all(f.verdict() != "**NO**" for f in figures) else 3
 
 
 if __name__ == "__main__":
