@@ -97,6 +97,13 @@ void Redeemer::release(Conn conn) {
     cv_.notify_one();
 }
 
+void Redeemer::discard_idle() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ -= int(idle_.size());
+    idle_.clear();
+    cv_.notify_all();
+}
+
 RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purpose,
                               Clock::time_point deadline) {
     RedeemResult out;
@@ -134,6 +141,8 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
             out.status = RedeemStatus::DatabaseError;
             out.message = "lost the database connection: " + one_line(PQerrorMessage(conn.get()));
             release(std::move(conn));
+            // A restart kills every pooled connection at once: retry on a fresh one.
+            discard_idle();
             continue;
         }
         const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;

@@ -57,6 +57,7 @@ class Redeemer {
 
     Conn acquire(Clock::time_point deadline, std::string &error);
     void release(Conn conn);
+    void discard_idle();
     Conn connect(std::string &error);
 
     const std::string conninfo_;
