@@ -172,9 +172,14 @@ def broker_call(user, cred, sql="SELECT account_number FROM alpaca_account(%s)",
         return None, e, time.monotonic() - t0
 
 
-def warm_sidecar(user, cred, attempts=12):
+def warm_sidecar(user=None, cred=None, attempts=12):
     """Makes calls until one succeeds (each stale pooled connection may fail one call);
-    returns the number of failed calls before that."""
+    returns the number of failed calls before that. Without a credential, stores the stand-in's
+    Alice key for a user of its own."""
+    if cred is None:
+        user = random_user("warm")
+        with S.connect(role="app") as c:
+            cred = S.store(c, user, S.ALICE, S.fixture_secret(S.ALICE))
     for i in range(attempts):
         rows, err, _ = broker_call(user, cred)
         if err is None:
@@ -345,24 +350,19 @@ def audit_ids():
 
 
 def all_credentials_decrypt():
-    """Every stored credential still decrypts: as the superuser, mint a ticket for each
-    (owner, credential) and redeem it as the sidecar's login role. Returns (total, failures)."""
-    failures = []
-    with S.connect() as su, S.connect(role="alpaca_sidecar_login") as sc:
-        rows = su.execute("SELECT id, owner_id, is_active FROM alpaca.credentials").fetchall()
-        for cred, owner, active in rows:
-            if not active:
-                continue
-            t = su.execute("SELECT alpaca._mint_ticket(%s, %s, 'account', clock_timestamp() + "
-                           "interval '30 seconds')", (cred, owner)).fetchone()[0]
-            try:
-                got = sc.execute("SELECT credential_id, length(api_key) > 0 AND length(secret_key) > 0 "
-                                 "FROM alpaca_redeem_ticket(%s, 'account')", (t,)).fetchall()
-                if got != [(cred, True)]:
-                    failures.append((cred, "wrong row"))
-            except psycopg.Error as e:
-                failures.append((cred, e.diag.message_primary))
-    return len(rows), failures
+    """Every active credential still decrypts: as the superuser, one statement mints a ticket
+    for each (credential, owner) and redeems it. Returns (count, failures)."""
+    with S.connect() as su:
+        active = su.execute("SELECT count(*) FROM alpaca.credentials WHERE is_active").fetchone()[0]
+        try:
+            ok = su.execute(
+                "SELECT count(*) FROM alpaca.credentials c CROSS JOIN LATERAL alpaca_redeem_ticket("
+                "alpaca._mint_ticket(c.id, c.owner_id, 'account', clock_timestamp() + interval '1 minute'),"
+                " 'account') r WHERE c.is_active AND r.credential_id = c.id AND length(r.api_key) > 0 "
+                "AND length(r.secret_key) > 0").fetchone()[0]
+        except psycopg.Error as e:
+            return active, [f"{e.sqlstate}: {e.diag.message_primary}"]
+    return active, ([] if ok == active else [f"only {ok} of {active} decrypt"])
 
 
 def random_user(prefix="u"):

@@ -182,8 +182,8 @@ class Isolation(unittest.TestCase):
             bad_owner = su.execute(
                 "SELECT count(*) FROM alpaca.credentials c JOIN alpaca.accounts a ON a.id = c.account_id "
                 "WHERE c.owner_id <> a.owner_id").fetchone()[0]
-            stolen = su.execute("SELECT count(*) FROM alpaca.credentials WHERE label = 'stolen' "
-                                "OR key_hint = '0000' AND owner_id LIKE %s", (f"iso-{self.tag}-%",)).fetchone()[0]
+            stolen = su.execute("SELECT count(*) FROM alpaca.credentials WHERE (label = 'stolen' "
+                                "OR key_hint = '0000') AND owner_id LIKE %s", (f"iso-{self.tag}-%",)).fetchone()[0]
             mains = su.execute("SELECT id, owner_id FROM alpaca.credentials WHERE id = ANY(%s)",
                                (list(owner_of_main),)).fetchall()
         stats["cross"] += [f"{bad_owner} credentials in another user's account"] * (bad_owner > 0)

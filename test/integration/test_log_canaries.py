@@ -55,13 +55,19 @@ class LogCanaries(unittest.TestCase):
         H.alter_system(CHATTY)
         H.pg_restart()
         H.alter_system(CHATTY_PGSS)
+        # A second login role of alpaca_sidecar for the psql redeems, so that the samplers (the
+        # sidecar's login role among them) watch another role's sessions.
+        cls.redeemer = f"canary_redeemer_{cls.run_tag.lower()}"
         with S.connect() as c:
+            c.execute(f"CREATE ROLE {cls.redeemer} LOGIN IN ROLE alpaca_sidecar")
             c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             c.execute("SELECT pg_stat_statements_reset()")
             cls.preload = c.execute("SHOW shared_preload_libraries").fetchone()[0]
         H.sidecar_config_set("log_level", "debug")
         H.sidecar_reload()
         time.sleep(0.3)
+        # The restart left the sidecar's pooled connections stale (test_faults.py measures it).
+        H.warm_sidecar()
 
     @classmethod
     def tearDownClass(cls):
@@ -78,6 +84,7 @@ class LogCanaries(unittest.TestCase):
             pass
         with S.connect() as c:
             c.execute("DROP EXTENSION IF EXISTS pg_stat_statements")
+            c.execute(f"DROP ROLE IF EXISTS {cls.redeemer}")
         H.alter_system({name: None for name in CHATTY_PGSS})
         H.alter_system({name: None for name in CHATTY})
         H.pg_restart()
@@ -271,10 +278,10 @@ class LogCanaries(unittest.TestCase):
             self.expect_error(sc, "SELECT * FROM alpaca_redeem_ticket(%s, 'account')", (tickets[0],), "42501")
             self.expect_error(sc, "SELECT * FROM alpaca_redeem_ticket(%s, 'positions')", (tickets[1],), "42501")
             out = self.run_psql(f"SELECT api_key FROM alpaca_redeem_ticket('{tickets[2]}', 'account');",
-                                role="alpaca_sidecar_login")
+                                role=self.redeemer)
             self.assertEqual(out.strip(), creds[cred6][0])
             self.run_psql(f"SELECT * FROM alpaca_redeem_ticket('{tickets[2]}', 'account');",
-                          role="alpaca_sidecar_login", ok=False)
+                          role=self.redeemer, ok=False)
 
             # 7. Broker calls through the sidecar with every canary credential.
             calls = self.broker_calls(app, user, creds, cred1, acct5)
