@@ -305,13 +305,11 @@ bool split_line(std::string_view raw, const std::string &file, int number, std::
     if (key.empty()) fail_at(file, number, "missing key before '='");
     if (!value.empty() && value.front() == '"') {
         if (value.size() < 2 || value.back() != '"') {
-            fail_at(file, number,
-                    "unterminated double quote in value of '" + std::string(key) + "'");
+            fail_at(file, number, "unterminated double quote in value of " + shown(key));
         }
         value = value.substr(1, value.size() - 2);
         if (value.find('"') != std::string_view::npos) {
-            fail_at(file, number,
-                    "double quote inside a quoted value of '" + std::string(key) + "'");
+            fail_at(file, number, "double quote inside a quoted value of " + shown(key));
         }
     }
     return true;

@@ -349,6 +349,29 @@ TEST(Envelope, EverySingleCharacterChangeIsRefused) {
     EXPECT_EQ(key_missing, 7u);  // 1,2,4,5,6,8,9
 }
 
+// Made by an independent Python implementation of the documented format (HKDF-SHA256 from
+// pyca/cryptography, AES-GCM, the AAD layout of envelope.hpp), master keys bytes 0..31 (id 1)
+// and 32..63 (id 7). The fuzz/corpus/envelope_fuzz seeds use the same keys.
+constexpr const char *kCrossRing =
+    "1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
+    "7 ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n";
+
+TEST(Envelope, OpensAnEnvelopeMadeByAnotherImplementation) {
+    const pga::KeyRing ring = pga::KeyRing::parse(kCrossRing, "cross.keys");
+    EXPECT_EQ(pga::as_view(pga::open_secret(
+                  ring,
+                  "pgak1:7:ZGVmZ2hpamtsbW5voE7X4k6F8gbrkXEMjMNrTP28/pYe+F2oWIUJ+SRCKAa0LnOJdN/"
+                  "7AjWcwyxuEqOTAMTxMQ==",
+                  kCred, kColumn)),
+              kSecret);
+    const std::string api =
+        "pgak1:1:AAAAAAAAAAAAAAAACZ2iFK133wWySkR/p2hJIQj96lIiplUV09xP5uAMlrDrAZ+e";
+    EXPECT_EQ(pga::as_view(pga::open_secret(ring, api, kCred, "api_key")), "PKTESTALICE000000001");
+    EXPECT_EQ(open(ring, api, kCred, kColumn).code, pga::ErrorCode::DecryptFailed);
+    EXPECT_EQ(pga::fingerprint(ring.require(1), "PKTESTALICE000000001"),
+              "1:8vkFNYsqOuOwbW-Fv_2_Pecf46XJsBId2agczpvq8ig");
+}
+
 TEST(Envelope, FingerprintIsKeyedAndStable) {
     pga::KeyRing ring = ring_of({{1, 1}, {2, 2}});
     const std::string a = pga::fingerprint(ring.require(1), "PKTESTALICE000000001");

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -88,6 +89,17 @@ TEST(SidecarConfig, FullFileWithCommentsQuotesAndBlankLines) {
     EXPECT_EQ(c.log_level, LogLevel::Warn);
     EXPECT_EQ(c.log_file, "/var/log/alpaca-sidecar.log");
     EXPECT_EQ(c.read_timeout_ms, 250);
+}
+
+TEST(SidecarConfig, TheShippedExampleParses) {
+    std::ifstream in(std::string(PGA_SOURCE_DIR) + "/sidecar/alpaca-sidecar.conf.example");
+    ASSERT_TRUE(in);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const Config c = parse_config(ss.str(), "alpaca-sidecar.conf.example");
+    // The README's default for pg_alpaca.sidecar_socket.
+    EXPECT_EQ(c.socket_path, "/var/run/postgresql/alpaca-sidecar.sock");
+    EXPECT_EQ(c.conninfo.find("password"), std::string::npos);
 }
 
 TEST(SidecarConfig, DefaultsMatchTheReadme) {
@@ -286,6 +298,13 @@ TEST(SidecarConfig, ValuesShownInMessagesAreSanitisedAndBounded) {
     EXPECT_NE(r.message.find("'?9"), std::string::npos) << r.message;
     const Refusal u = refusal(kMinimal + std::string(300, 'k') + " = 1\n");
     EXPECT_LT(u.message.size(), 200u) << u.message;
+    // Quote errors name the key the same bounded way.
+    for (const std::string &tail : {std::string(" = \"x\n"), std::string(" = \"x\"y\"\n")}) {
+        const Refusal q = refusal(kMinimal + std::string(300, 'k') + tail);
+        ASSERT_TRUE(q.threw);
+        EXPECT_NE(q.message.find("quote"), std::string::npos) << q.message;
+        EXPECT_LT(q.message.size(), 200u) << q.message;
+    }
 }
 
 TEST(SidecarConfig, RestartRequiredChanges) {

@@ -114,6 +114,26 @@ TEST(Ticket, MintVerifyRoundTrip) {
     EXPECT_NE(c.nonce, c2.nonce);
 }
 
+// Made by an independent Python implementation of the layout in ticket.hpp (HKDF-SHA256 from
+// pyca/cryptography, HMAC-SHA256), master key bytes 32..63 under id 7, expiring at
+// 2100000000000 ms. fuzz/corpus/ticket_fuzz uses the same key.
+TEST(Ticket, VerifiesATicketMadeByAnotherImplementation) {
+    const pga::KeyRing ring =
+        pga::KeyRing::parse("7 ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n", "cross.keys");
+    const std::string t =
+        "pgat1.AAAABz8cK0pdbk9wgZKjtMXW5_gAAAHo8cEIAAABAgMEBQYHCAkKCwwNDg8JcG9zaXRpb25zABFhbGljZUBl"
+        "eGFtcGxlLmNvbQ.f3AmtH6e-ZfnL6l1z3jkkal23Ob4f-Z1JXeveRJrDbA";
+    const pga::TicketClaims c = pga::verify_ticket(ring, t, kNow);
+    EXPECT_EQ(c.key_id, 7u);
+    EXPECT_EQ(pga::format_uuid(c.credential_id), "3f1c2b4a-5d6e-4f70-8192-a3b4c5d6e7f8");
+    EXPECT_EQ(c.expires_at_ms, 2'100'000'000'000);
+    EXPECT_EQ(c.nonce,
+              (std::array<std::uint8_t, 16>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+    EXPECT_EQ(c.purpose, "positions");
+    EXPECT_EQ(c.app_user, kUser);
+    EXPECT_EQ(verify(ring, t, 2'100'000'000'000).message, "ticket expired");
+}
+
 TEST(Ticket, LimitsOfPurposeAndAppUser) {
     pga::KeyRing ring = ring_of({{1, 1}});
     std::string user(pga::kMaxAppUserLen, 'u');
