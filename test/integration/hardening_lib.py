@@ -17,6 +17,7 @@ import signal
 import socket
 import string
 import subprocess
+import sys
 import threading
 import time
 
@@ -33,6 +34,13 @@ SIDECAR_BIN = os.path.join(DIR, "bin", "alpaca-sidecar")
 SIDECAR_CONF = ENV.get("PGA_SIDECAR_CONFIG", os.path.join(DIR, "sidecar.conf"))
 SIDECAR_PID = os.path.join(DIR, "run", "sidecar.pid")
 SIDECAR_OUT = os.path.join(DIR, "log", "sidecar.out")
+
+
+def count(message):
+    """Prints `[count] message` at the start of a line (unittest -v may have left one open),
+    as scripts/test.sh collects them."""
+    sys.stdout.write(f"\n[count] {message}\n")
+    sys.stdout.flush()
 
 
 def as_runner(cmd):

@@ -63,7 +63,7 @@ class Faults(unittest.TestCase):
             H.remove_standin_fixture(k)
         H.standin_reload()
         H.sidecar_ensure_running()
-        print(f"[count] faults injected: {cls.injected}, survived: {cls.survived}")
+        H.count(f"faults injected: {cls.injected}, survived: {cls.survived}")
 
     def setUp(self):
         S.standin_clear()
@@ -113,7 +113,7 @@ class Faults(unittest.TestCase):
             if err.sqlstate not in expect_states or not message:
                 unclear.append(f"{err.sqlstate}: {message}")
         slowest = max(secs for _, _, secs in results)
-        print(f"[count] fault {name}: {len(results)} calls, {ok} ok, errors {states or 0}, "
+        H.count(f"fault {name}: {len(results)} calls, {ok} ok, errors {states or 0}, "
               f"slowest {slowest:.2f} s")
         self.assertEqual(unclear[:5], [], name)
         if expect_ok is not None:
@@ -230,7 +230,7 @@ class Faults(unittest.TestCase):
         self.assertGreater(ok, 0)
         self.assertEqual(H.sidecar_pid(), sidecar, "the sidecar was restarted")
         stale = self.recovered()
-        print(f"[count] postgres restart: down for {back - restart_began:.1f} s; "
+        H.count(f"postgres restart: down for {back - restart_began:.1f} s; "
               f"calls failing after the server was back: {stale}")
         self.assertEqual(stale, 0)
         with S.connect() as c:
@@ -255,7 +255,7 @@ class Faults(unittest.TestCase):
             user, cred, _ = self.users[i % USERS]
             after.append(H.broker_call(user, cred, ACCOUNT, 8000))
         failed = [f"{err.sqlstate}: {err.diag.message_primary}" for _, err, _ in after if err]
-        print(f"[count] postgres restart with an idle sidecar: calls failing after the server was "
+        H.count(f"postgres restart with an idle sidecar: calls failing after the server was "
               f"back: {len(failed)} of {len(after)}")
         self.assertEqual(H.sidecar_pid(), sidecar, "the sidecar was restarted")
         self.assertEqual(failed, [], "stale pooled connections failed calls after the restart")
@@ -336,7 +336,7 @@ class Faults(unittest.TestCase):
         self.check_results("cancel 100 calls", results, 60000, {"57014"}, expect_ok=0)
         # Cancelled promptly, not at the 60 s timeout.
         slowest_after_cancel = max(self.ended) - cancelled["at"]
-        print(f"[count] cancel: 100 calls cancelled, last one ended {max(0, slowest_after_cancel):.2f} s "
+        H.count(f"cancel: 100 calls cancelled, last one ended {max(0, slowest_after_cancel):.2f} s "
               f"after pg_cancel_backend")
         self.assertLess(slowest_after_cancel, 5)
         S.standin_clear()

@@ -191,10 +191,10 @@ class Isolation(unittest.TestCase):
         if sorted(mains) != sorted(owner_of_main.items()):
             stats["cross"].append(f"only {len(mains)} of {USERS} main credentials remain with their owner")
 
-        print(f"[count] isolation: {USERS} sessions for {USERS} users, {stats['ops']} operations in "
+        H.count(f"isolation: {USERS} sessions for {USERS} users, {stats['ops']} operations in "
               f"{elapsed:.1f} s ({stats['ops'] / elapsed:.0f}/s): {stats['calls']} broker calls, "
               f"{stats['redeemed']} tickets redeemed, {stats['foreign_tries']} attempts on other users' data")
-        print(f"[count] cross-tenant reads: {len(stats['cross'])}")
+        H.count(f"cross-tenant reads: {len(stats['cross'])}")
         self.assertEqual(stats["errors"], [])
         self.assertEqual(stats["cross"], [])
         self.assertGreaterEqual(stats["ops"], 3000)
@@ -332,8 +332,8 @@ class Isolation(unittest.TestCase):
         wins = sum(1 for r in results if not isinstance(r, Exception))
         tried += len(results) - 1
 
-        print(f"[count] bad tickets tried: {tried}, accepted: {len(accepted) + max(0, wins - 1)}")
-        print(f"[count] genuine tickets accepted: {good_ok} of {len(good)}; concurrent redeems of one "
+        H.count(f"bad tickets tried: {tried}, accepted: {len(accepted) + max(0, wins - 1)}")
+        H.count(f"genuine tickets accepted: {good_ok} of {len(good)}; concurrent redeems of one "
               f"ticket: {len(results)}, accepted: {wins}")
         self.assertEqual(accepted, [])
         self.assertEqual(wrong_state, [])

@@ -314,9 +314,9 @@ class LogCanaries(unittest.TestCase):
             with open(os.path.join(S.FIXTURES, k, "secret")) as f:
                 text = f.read().lower()
             fixture_hits += all(core in text for core in H.search_cores(secret, 0))
-        print(f"[count] canary values: {len(self.canaries)}, broker calls made with them: {calls}")
-        print(f"[count] canaries found: {len(found)} (searched {len(places)} places)")
-        print(f"[count] positive controls found: {sum(control_hits.values())} of {len(control_hits)}, "
+        H.count(f"canary values: {len(self.canaries)}, broker calls made with them: {calls}")
+        H.count(f"canaries found: {len(found)} (searched {len(places)} places)")
+        H.count(f"positive controls found: {sum(control_hits.values())} of {len(control_hits)}, "
               f"canaries found in their stand-in fixtures: {fixture_hits} of {len(self.fixture_keys)}")
         self.assertEqual(found, [])
         self.assertTrue(all(control_hits.values()), f"search does not work for: {control_hits}")
