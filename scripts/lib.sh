@@ -58,7 +58,7 @@ build_extension() {
     make -C "$PGA_ROOT" -j"$(nproc)" -s 2>&1 | grep -E 'warning|error' || true
     [ "${PIPESTATUS[0]}" -eq 0 ] || die "extension build failed"
     # One install at a time: parallel checkouts on one machine share the server's lib dir.
-    as_root flock /tmp/pg_alpaca-install.lock make -C "$PGA_ROOT" -s install >/dev/null
+    as_root flock /tmp/pga-install.lock make -C "$PGA_ROOT" -s install >/dev/null
 }
 
 # A free TCP port on loopback.
