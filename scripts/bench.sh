@@ -30,8 +30,7 @@ if [ $BUILD -eq 1 ]; then
     ensure_packages
     log "building (CMake with -DPGA_BENCH=ON into $BUILD_DIR, and the extension)"
     build_cmake "$BUILD_DIR" -DPGA_BENCH=ON -DPGA_TESTS=OFF
-    make -C "$PGA_ROOT" -j"$(nproc)" -s 2>&1 | grep -E 'warning|error' || true
-    as_root flock /tmp/pga-install.lock make -C "$PGA_ROOT" -s install >/dev/null
+    build_extension
 fi
 [ -x "$BUILD_DIR/crypto_bench" ] && [ -x "$BUILD_DIR/alpaca-sidecar" ] ||
     die "missing $BUILD_DIR/crypto_bench or alpaca-sidecar: run without --no-build"
