@@ -142,7 +142,9 @@ void check_conninfo(const Line &l) {
                                : " (" + detail + ")"));
     }
     for (const PQconninfoOption *o = opts.get(); o->keyword; ++o) {
-        if (std::strcmp(o->keyword, "password") == 0 && o->val && o->val[0]) {
+        const bool secret_keyword = std::strcmp(o->keyword, "password") == 0 ||
+                                    std::strcmp(o->keyword, "sslpassword") == 0;
+        if (secret_keyword && o->val && o->val[0]) {
             l.fail(
                 "conninfo: contains a password; put it in a passfile (~/.pgpass or "
                 "passfile=...) or use peer/cert authentication, never in this file");

@@ -244,6 +244,7 @@ TEST(SidecarConfig, ConninfoWithAPasswordIsRefusedWithoutEchoingIt) {
         "conninfo = password=" + std::string(kPassword),
         "conninfo = postgresql://sidecar:" + std::string(kPassword) + "@localhost/app",
         "conninfo = postgresql://sidecar@localhost/app?password=" + std::string(kPassword),
+        "conninfo = host=/tmp sslkey=/k.pem sslpassword=" + std::string(kPassword),
     };
     for (const auto &line : lines) {
         SCOPED_TRACE(line);
