@@ -90,7 +90,7 @@ for t in "$PGA_ROOT"/test/integration/test_*.py; do
     out=$(cd "$PGA_ROOT/test/integration" && timeout 900 /usr/bin/python3 -m unittest -v "$name" 2>&1) || true
     echo "$out" | grep -E '^(test_|Ran |OK|FAILED|[A-Z]+:)|^\[count\]' || true
     ran=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' <<<"$out")
-    bad=$(sed -n 's/^FAILED (\(.*\))/\1/p' <<<"$out" | grep -oE '[0-9]+' | awk '{s+=$1} END {if (NR) print s}')
+    bad=$(sed -n 's/^FAILED (\(.*\))/\1/p' <<<"$out" | { grep -oE '[0-9]+' || true; } | awk '{s+=$1} END {if (NR) print s}')
     [ -n "$ran" ] || { echo "$out" | tail -30; ran=1; bad=1; }
     [ -z "$bad" ] || echo "$out" | grep -A25 -E '^(FAIL|ERROR):' | head -80
     record "$name" $((ran - ${bad:-0})) "${bad:-0}"
