@@ -3,12 +3,13 @@
 //
 // Error handling: every PostgreSQL call that may ereport goes through pga::pg::call, which
 // turns the longjmp (including the one CHECK_FOR_INTERRUPTS makes on cancel) into a C++
-// exception; the socket is owned by SocketFd, whose destructor closes it while that
+// exception; the socket is owned by pga::UniqueFd, whose destructor closes it while that
 // exception unwinds, so no path leaks the descriptor.
 #include "common/alpaca_models.hpp"
 #include "common/encoding.hpp"
 #include "common/error.hpp"
 #include "common/secure_memory.hpp"
+#include "common/unique_fd.hpp"
 #include "common/wire.hpp"
 
 #include <cerrno>
@@ -63,20 +64,6 @@ bool check_sidecar_socket(char **newval, void **extra, GucSource source) {
 }
 
 using Clock = std::chrono::steady_clock;
-
-class SocketFd {
-  public:
-    explicit SocketFd(int fd) noexcept : fd_(fd) {}
-    SocketFd(const SocketFd &) = delete;
-    SocketFd &operator=(const SocketFd &) = delete;
-    ~SocketFd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    int get() const noexcept { return fd_; }
-
-  private:
-    int fd_;
-};
 
 // Everything about the call that error messages need.
 struct SidecarCall {
@@ -387,7 +374,7 @@ PGA_FUNCTION(pga_alpaca_get) {
         pga::secure_wipe(req.ticket.data(), req.ticket.size());
         req.ticket.clear();
 
-        SocketFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        pga::UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
         if (sock.get() < 0) throw_lost("socket could not be created", errno);
         connect_socket(ctx, sock.get());
         send_all(ctx, sock.get(), frame.data(), frame.size());

@@ -1,6 +1,7 @@
 #include "sidecar/server.hpp"
 
 #include "common/error.hpp"
+#include "common/unique_fd.hpp"
 #include "common/wire.hpp"
 #include "sidecar/log.hpp"
 
@@ -22,19 +23,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-class Fd {
-  public:
-    explicit Fd(int fd) noexcept : fd_(fd) {}
-    Fd(const Fd &) = delete;
-    Fd &operator=(const Fd &) = delete;
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    int get() const noexcept { return fd_; }
-
-  private:
-    int fd_;
-};
+using Fd = UniqueFd;
 
 // Waits until fd is ready for `events` or the deadline passes.
 bool wait_fd(int fd, short events, Clock::time_point deadline) {

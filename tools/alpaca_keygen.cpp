@@ -3,6 +3,7 @@
 #include "common/error.hpp"
 #include "common/keyring.hpp"
 #include "common/secure_memory.hpp"
+#include "common/unique_fd.hpp"
 
 #include <fcntl.h>
 #include <libgen.h>
@@ -33,26 +34,11 @@ struct Failure {
     throw Failure{path + ": " + what};
 }
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+    return std::strerror(errno);
+}
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(const Fd &) = delete;
-    Fd &operator=(const Fd &) = delete;
-    int get() const { return fd_; }
-    int release() {
-        int f = fd_;
-        fd_ = -1;
-        return f;
-    }
-
-private:
-    int fd_;
-};
+using Fd = pga::UniqueFd;
 
 void write_all(int fd, const std::uint8_t *p, std::size_t n, const std::string &path) {
     while (n > 0) {
