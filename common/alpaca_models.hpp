@@ -43,12 +43,12 @@ struct AlpacaPosition {
 
 struct AlpacaOrder {
     std::string id;  // required
-    OptString client_order_id, symbol, asset_id, asset_class, side, type, order_type,
-        time_in_force, status, order_class, position_intent;
-    OptString qty, notional, filled_qty, filled_avg_price, limit_price, stop_price,
-        trail_price, trail_percent, hwm;  // decimals
-    OptString created_at, updated_at, submitted_at, filled_at, expired_at, canceled_at,
-        failed_at, replaced_at;  // timestamps
+    OptString client_order_id, symbol, asset_id, asset_class, side, type, order_type, time_in_force,
+        status, order_class, position_intent;
+    OptString qty, notional, filled_qty, filled_avg_price, limit_price, stop_price, trail_price,
+        trail_percent, hwm;  // decimals
+    OptString created_at, updated_at, submitted_at, filled_at, expired_at, canceled_at, failed_at,
+        replaced_at;  // timestamps
     OptBool extended_hours;
     OptString legs_json;  // the "legs" array re-serialised as compact JSON; nullopt if null/absent
 };

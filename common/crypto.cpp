@@ -36,7 +36,9 @@ struct MacCtxFree {
     throw Error(ErrorCode::Internal, std::string("OpenSSL failure: ") + what);
 }
 
-bool fits_int(std::size_t n) { return n <= static_cast<std::size_t>(INT_MAX); }
+bool fits_int(std::size_t n) {
+    return n <= static_cast<std::size_t>(INT_MAX);
+}
 
 // Fetched once per process; OpenSSL method objects are thread-safe to share.
 const EVP_CIPHER *aes_256_gcm() {
@@ -83,12 +85,10 @@ Sha256 hmac_sha256(const std::uint8_t *key, std::size_t key_len, const std::uint
     static const std::uint8_t kEmpty[1] = {0};
     if (EVP_MAC_init(ctx.get(), key_len ? key : kEmpty, key_len, params) != 1)
         openssl_fail("EVP_MAC_init");
-    if (data_len && EVP_MAC_update(ctx.get(), data, data_len) != 1)
-        openssl_fail("EVP_MAC_update");
+    if (data_len && EVP_MAC_update(ctx.get(), data, data_len) != 1) openssl_fail("EVP_MAC_update");
     Sha256 out{};
     std::size_t out_len = 0;
-    if (EVP_MAC_final(ctx.get(), out.data(), &out_len, out.size()) != 1 ||
-        out_len != out.size())
+    if (EVP_MAC_final(ctx.get(), out.data(), &out_len, out.size()) != 1 || out_len != out.size())
         openssl_fail("EVP_MAC_final");
     return out;
 }
@@ -108,8 +108,8 @@ SecureBytes hkdf_sha256(const std::uint8_t *ikm, std::size_t ikm_len, const std:
         OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t *>(ikm_len ? ikm : kEmpty), ikm_len);
     // An absent salt and an empty salt both mean HashLen zero bytes (RFC 5869 2.2).
     if (salt_len)
-        params[n++] = OSSL_PARAM_construct_octet_string(
-            OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t *>(salt), salt_len);
+        params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+                                                        const_cast<std::uint8_t *>(salt), salt_len);
     if (!info.empty())
         params[n++] = OSSL_PARAM_construct_octet_string(
             OSSL_KDF_PARAM_INFO, const_cast<char *>(info.data()), info.size());
@@ -159,8 +159,8 @@ void AesGcm::seal(const std::uint8_t nonce[kGcmNonceLen], const std::uint8_t *aa
     if (EVP_EncryptFinal_ex(c, out + produced, &len) != 1) openssl_fail("GCM final");
     produced += len;
     if (static_cast<std::size_t>(produced) != pt_len) openssl_fail("GCM length");
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, static_cast<int>(kGcmTagLen),
-                            out + pt_len) != 1)
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, static_cast<int>(kGcmTagLen), out + pt_len) !=
+        1)
         openssl_fail("GCM tag");
 }
 

@@ -33,7 +33,7 @@ SecureBytes hkdf_sha256(const std::uint8_t *ikm, std::size_t ikm_len, const std:
 // AES-256-GCM with a 96-bit nonce and a 128-bit tag. One object holds one key and one
 // EVP_CIPHER_CTX that is reused for every call (key schedule done once).
 class AesGcm {
-public:
+  public:
     explicit AesGcm(const std::uint8_t key[kAesKeyLen]);
     ~AesGcm();
     AesGcm(AesGcm &&) noexcept;
@@ -49,7 +49,7 @@ public:
     bool open(const std::uint8_t nonce[kGcmNonceLen], const std::uint8_t *aad, std::size_t aad_len,
               const std::uint8_t *in, std::size_t in_len, std::uint8_t *out) const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -13,7 +13,8 @@ struct DecodeTable {
     signed char v[256];
     constexpr explicit DecodeTable(const char *alphabet) : v() {
         for (int i = 0; i < 256; ++i) v[i] = -1;
-        for (int i = 0; i < 64; ++i) v[static_cast<unsigned char>(alphabet[i])] = static_cast<signed char>(i);
+        for (int i = 0; i < 64; ++i)
+            v[static_cast<unsigned char>(alphabet[i])] = static_cast<signed char>(i);
     }
 };
 constexpr DecodeTable kStdDec(kStd);
@@ -28,8 +29,8 @@ void encode_into(const std::uint8_t *data, std::size_t len, const char *alphabet
                  char *out) {
     std::size_t i = 0;
     for (; i + 3 <= len; i += 3) {
-        std::uint32_t v = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) |
-                          data[i + 2];
+        std::uint32_t v =
+            (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) | data[i + 2];
         *out++ = alphabet[(v >> 18) & 63];
         *out++ = alphabet[(v >> 12) & 63];
         *out++ = alphabet[(v >> 6) & 63];

@@ -21,7 +21,9 @@ constexpr const char *kHint =
     throw Error(ErrorCode::InvalidText, "invalid alpaca_secret: " + what, kHint);
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // Checks everything up to the base64 text; returns the key id and the base64 part.
 // Never echoes the input except a version tag made only of "pgak" and digits.
@@ -152,9 +154,9 @@ SecureBytes open_secret(const KeyRing &ring, std::string_view envelope_text,
 }
 
 std::string fingerprint(const KeyEntry &key, std::string_view api_key) {
-    Sha256 mac = hmac_sha256(key.fingerprint_key.data(), key.fingerprint_key.size(),
-                             reinterpret_cast<const std::uint8_t *>(api_key.data()),
-                             api_key.size());
+    Sha256 mac =
+        hmac_sha256(key.fingerprint_key.data(), key.fingerprint_key.size(),
+                    reinterpret_cast<const std::uint8_t *>(api_key.data()), api_key.size());
     return std::to_string(key.id) + ":" + base64url_encode(mac.data(), mac.size());
 }
 

@@ -22,13 +22,13 @@ enum class ErrorCode {
 };
 
 class Error : public std::runtime_error {
-public:
+  public:
     Error(ErrorCode code, const std::string &message, std::string hint = {})
         : std::runtime_error(message), code_(code), hint_(std::move(hint)) {}
     ErrorCode code() const noexcept { return code_; }
     const std::string &hint() const noexcept { return hint_; }
 
-private:
+  private:
     ErrorCode code_;
     std::string hint_;
 };

@@ -79,8 +79,7 @@ SecureBytes fernet_decrypt(const FernetKey &key, std::string_view token,
     if (EVP_DecryptUpdate(ctx.get(), out.data(), &len1, raw.data() + kHeaderLen,
                           static_cast<int>(ct_len)) != 1)
         openssl_fail("AES-128-CBC decrypt");
-    if (EVP_DecryptFinal_ex(ctx.get(), out.data() + len1, &len2) != 1)
-        invalid_token("bad padding");
+    if (EVP_DecryptFinal_ex(ctx.get(), out.data() + len1, &len2) != 1) invalid_token("bad padding");
     out.resize(static_cast<std::size_t>(len1 + len2));
     return out;
 }

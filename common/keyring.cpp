@@ -30,7 +30,9 @@ std::string at_line(const std::string &source, std::size_t line) {
     return source + ":" + std::to_string(line);
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_blank(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 // Decimal 1..4294967295, no sign, no leading zero.
 bool parse_key_id(std::string_view s, std::uint32_t &out) {
@@ -45,7 +47,9 @@ bool parse_key_id(std::string_view s, std::uint32_t &out) {
     return true;
 }
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
 struct FdCloser {
     int fd;
@@ -59,8 +63,8 @@ void check_stat(const std::string &path, const struct stat &st) {
     if ((st.st_mode & 077) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        config_error(path, std::string("key file is accessible by group or others (mode ") +
-                               mode + "); it must be readable by its owner only (chmod 600)");
+        config_error(path, std::string("key file is accessible by group or others (mode ") + mode +
+                               "); it must be readable by its owner only (chmod 600)");
     }
 }
 
@@ -115,17 +119,17 @@ KeyRing KeyRing::parse(std::string_view text, const std::string &source_name) {
                 config_error(at_line(source_name, line_no),
                              "malformed line: expected '<key id> <base64 key>' and nothing more");
         if (!base64_decode(key_text, key))
-            config_error(at_line(source_name, line_no), "key for id " + std::to_string(id) +
-                                                             " is not valid base64");
-        if (key.size() != kAesKeyLen)
             config_error(at_line(source_name, line_no),
-                         "key for id " + std::to_string(id) + " must be 32 bytes, got " +
-                             std::to_string(key.size()));
+                         "key for id " + std::to_string(id) + " is not valid base64");
+        if (key.size() != kAesKeyLen)
+            config_error(at_line(source_name, line_no), "key for id " + std::to_string(id) +
+                                                            " must be 32 bytes, got " +
+                                                            std::to_string(key.size()));
         auto [it, fresh] = line_of.emplace(id, line_no);
         if (!fresh)
-            config_error(at_line(source_name, line_no),
-                         "duplicate key id " + std::to_string(id) + " (first on line " +
-                             std::to_string(it->second) + ")");
+            config_error(at_line(source_name, line_no), "duplicate key id " + std::to_string(id) +
+                                                            " (first on line " +
+                                                            std::to_string(it->second) + ")");
         ring.entries_.push_back(derive(id, key.data()));
     }
     if (ring.entries_.empty()) config_error(source_name, "key file holds no key");
@@ -187,8 +191,8 @@ const KeyEntry *KeyRing::find(std::uint32_t id) const noexcept {
 const KeyEntry &KeyRing::require(std::uint32_t id) const {
     const KeyEntry *e = find(id);
     if (e == nullptr)
-        throw Error(ErrorCode::KeyMissing, "key id " + std::to_string(id) +
-                                               " is not in the key ring",
+        throw Error(ErrorCode::KeyMissing,
+                    "key id " + std::to_string(id) + " is not in the key ring",
                     "add the key with that id back to the key file and reload");
     return *e;
 }
@@ -214,4 +218,3 @@ SecureBytes format_key_line(std::uint32_t id, const std::uint8_t master[kAesKeyL
 }
 
 }  // namespace pga
-

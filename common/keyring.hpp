@@ -28,7 +28,7 @@ struct KeyEntry {
 };
 
 class KeyRing {
-public:
+  public:
     // Parses key file text. source_name (the path) is used in error messages only.
     // Throws Error(ConfigFile) naming source_name:line for any malformed line, a key that is
     // not exactly 32 bytes, a duplicate id, or a ring with no key at all.
@@ -40,10 +40,10 @@ public:
     static void check_file_mode(const std::string &path);
 
     std::uint32_t primary_id() const noexcept { return primary_id_; }
-    const KeyEntry &primary() const;                   // throws KeyMissing if empty
+    const KeyEntry &primary() const;                        // throws KeyMissing if empty
     const KeyEntry *find(std::uint32_t id) const noexcept;  // nullptr if absent
-    const KeyEntry &require(std::uint32_t id) const;   // throws KeyMissing naming the id
-    std::vector<std::uint32_t> ids() const;            // ascending
+    const KeyEntry &require(std::uint32_t id) const;        // throws KeyMissing naming the id
+    std::vector<std::uint32_t> ids() const;                 // ascending
     bool empty() const noexcept { return entries_.empty(); }
 
     KeyRing() = default;
@@ -53,7 +53,7 @@ public:
     // Derives a key entry from 32 bytes of master key material (exposed for tests/tools).
     static KeyEntry derive(std::uint32_t id, const std::uint8_t master[kAesKeyLen]);
 
-private:
+  private:
     std::vector<KeyEntry> entries_;  // sorted by id
     std::uint32_t primary_id_ = 0;
 };

@@ -11,17 +11,18 @@
 namespace pga {
 
 class RateLimiter {
-public:
+  public:
     using Clock = std::chrono::steady_clock;
     // capacity tokens, refilled continuously at capacity per `period` (Alpaca: 200 / minute).
     RateLimiter(double capacity, std::chrono::milliseconds period, std::size_t max_keys = 100000);
     // Takes one token for key if available. Otherwise returns false and sets wait to the time
     // until one is available.
-    bool try_acquire(const std::string &key, Clock::time_point now, std::chrono::milliseconds &wait);
+    bool try_acquire(const std::string &key, Clock::time_point now,
+                     std::chrono::milliseconds &wait);
     void reconfigure(double capacity, std::chrono::milliseconds period);
     std::size_t size() const;
 
-private:
+  private:
     struct Bucket {
         double tokens;
         Clock::time_point last;

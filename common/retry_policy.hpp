@@ -20,20 +20,19 @@ struct RetryConfig {
 bool is_retryable_status(int http_status) noexcept;
 
 class RetryPolicy {
-public:
+  public:
     explicit RetryPolicy(RetryConfig cfg, std::uint64_t seed = std::random_device{}());
     // Delay before attempt number `attempt` (1 = first retry): exponential backoff
     // base*2^(attempt-1) capped at max_delay, with full jitter in [d/2, d].
     // For 429, a server hint wins: x_ratelimit_reset (Unix seconds) or retry_after (seconds),
     // measured against now_unix; the hint is capped at max_delay.
     // Returns nullopt when attempt >= max_attempts (give up).
-    std::optional<std::chrono::milliseconds> next_delay(int attempt, int http_status,
-                                                        std::optional<std::int64_t> x_ratelimit_reset,
-                                                        std::optional<std::int64_t> retry_after,
-                                                        std::int64_t now_unix_ms);
+    std::optional<std::chrono::milliseconds> next_delay(
+        int attempt, int http_status, std::optional<std::int64_t> x_ratelimit_reset,
+        std::optional<std::int64_t> retry_after, std::int64_t now_unix_ms);
     const RetryConfig &config() const noexcept { return cfg_; }
 
-private:
+  private:
     RetryConfig cfg_;
     std::mt19937_64 rng_;
 };

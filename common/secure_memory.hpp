@@ -26,9 +26,13 @@ struct WipingAllocator {
         std::allocator<T>().deallocate(p, n);
     }
     template <typename U>
-    bool operator==(const WipingAllocator<U> &) const noexcept { return true; }
+    bool operator==(const WipingAllocator<U> &) const noexcept {
+        return true;
+    }
     template <typename U>
-    bool operator!=(const WipingAllocator<U> &) const noexcept { return false; }
+    bool operator!=(const WipingAllocator<U> &) const noexcept {
+        return false;
+    }
 };
 
 // Bytes that are wiped on release. Use for keys, plaintext secrets, tickets.

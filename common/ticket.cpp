@@ -13,7 +13,9 @@ constexpr std::string_view kPrefix = "pgat1.";
 // key id | credential | expires | nonce | purpose length | app user length (without the texts)
 constexpr std::size_t kFixedLen = 4 + 16 + 8 + 16 + 1 + 2;
 
-[[noreturn]] void bad(const char *reason) { throw Error(ErrorCode::TicketInvalid, reason); }
+[[noreturn]] void bad(const char *reason) {
+    throw Error(ErrorCode::TicketInvalid, reason);
+}
 
 void put_be(std::vector<std::uint8_t> &out, std::uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
@@ -32,19 +34,19 @@ Sha256 ticket_mac(const KeyEntry &key, std::string_view signed_text) {
 }
 
 bool is_b64url_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 }  // namespace
 
 std::string mint_ticket(const KeyRing &ring, TicketClaims &claims) {
     if (claims.purpose.empty() || claims.purpose.size() > kMaxPurposeLen)
-        throw Error(ErrorCode::InvalidParameter, "ticket purpose must be 1 to " +
-                                                     std::to_string(kMaxPurposeLen) + " bytes");
+        throw Error(ErrorCode::InvalidParameter,
+                    "ticket purpose must be 1 to " + std::to_string(kMaxPurposeLen) + " bytes");
     if (claims.app_user.empty() || claims.app_user.size() > kMaxAppUserLen)
-        throw Error(ErrorCode::InvalidParameter, "ticket app user must be 1 to " +
-                                                     std::to_string(kMaxAppUserLen) + " bytes");
+        throw Error(ErrorCode::InvalidParameter,
+                    "ticket app user must be 1 to " + std::to_string(kMaxAppUserLen) + " bytes");
     const KeyEntry &key = ring.primary();
     claims.key_id = key.id;
     random_bytes(claims.nonce.data(), claims.nonce.size());

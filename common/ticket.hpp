@@ -21,7 +21,7 @@ constexpr std::size_t kMaxAppUserLen = 256;
 struct TicketClaims {
     std::uint32_t key_id = 0;  // set by mint_ticket (primary key)
     Uuid credential_id{};
-    std::int64_t expires_at_ms = 0;  // Unix milliseconds
+    std::int64_t expires_at_ms = 0;        // Unix milliseconds
     std::array<std::uint8_t, 16> nonce{};  // set by mint_ticket (random)
     std::string purpose;
     std::string app_user;

@@ -8,15 +8,24 @@ namespace pga::pg {
 
 int sqlstate_for(pga::ErrorCode code) noexcept {
     switch (code) {
-        case ErrorCode::InvalidText: return ERRCODE_INVALID_TEXT_REPRESENTATION;
-        case ErrorCode::InvalidParameter: return ERRCODE_INVALID_PARAMETER_VALUE;
-        case ErrorCode::ConfigFile: return ERRCODE_CONFIG_FILE_ERROR;
-        case ErrorCode::KeyMissing: return ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
-        case ErrorCode::DecryptFailed: return ERRCODE_DATA_CORRUPTED;
-        case ErrorCode::TicketInvalid: return ERRCODE_INSUFFICIENT_PRIVILEGE;
-        case ErrorCode::Protocol: return ERRCODE_INTERNAL_ERROR;
-        case ErrorCode::Io: return ERRCODE_CONNECTION_FAILURE;
-        case ErrorCode::Internal: return ERRCODE_INTERNAL_ERROR;
+        case ErrorCode::InvalidText:
+            return ERRCODE_INVALID_TEXT_REPRESENTATION;
+        case ErrorCode::InvalidParameter:
+            return ERRCODE_INVALID_PARAMETER_VALUE;
+        case ErrorCode::ConfigFile:
+            return ERRCODE_CONFIG_FILE_ERROR;
+        case ErrorCode::KeyMissing:
+            return ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+        case ErrorCode::DecryptFailed:
+            return ERRCODE_DATA_CORRUPTED;
+        case ErrorCode::TicketInvalid:
+            return ERRCODE_INSUFFICIENT_PRIVILEGE;
+        case ErrorCode::Protocol:
+            return ERRCODE_INTERNAL_ERROR;
+        case ErrorCode::Io:
+            return ERRCODE_CONNECTION_FAILURE;
+        case ErrorCode::Internal:
+            return ERRCODE_INTERNAL_ERROR;
     }
     return ERRCODE_INTERNAL_ERROR;
 }

@@ -31,7 +31,7 @@ namespace pga::pg {
 
 // A PostgreSQL error (or one we raise with an explicit SQLSTATE) travelling through C++.
 class PgError : public std::exception {
-public:
+  public:
     PgError(int sqlstate, std::string message, std::string detail = {}, std::string hint = {})
         : sqlstate_(sqlstate),
           message_(std::move(message)),
@@ -42,7 +42,7 @@ public:
     const std::string &detail() const noexcept { return detail_; }
     const std::string &hint() const noexcept { return hint_; }
 
-private:
+  private:
     int sqlstate_;
     std::string message_, detail_, hint_;
 };
@@ -100,12 +100,12 @@ Datum invoke(Datum (*body)(FunctionCallInfo), FunctionCallInfo fcinfo);
 
 }  // namespace pga::pg
 
-#define PGA_FUNCTION(name)                                                    \
-    extern "C" {                                                              \
-    PG_FUNCTION_INFO_V1(name);                                                \
-    }                                                                         \
-    static Datum name##_body(FunctionCallInfo fcinfo);                        \
-    extern "C" Datum name(PG_FUNCTION_ARGS) {                                 \
-        return pga::pg::invoke(name##_body, fcinfo);                          \
-    }                                                                         \
+#define PGA_FUNCTION(name)                             \
+    extern "C" {                                       \
+    PG_FUNCTION_INFO_V1(name);                         \
+    }                                                  \
+    static Datum name##_body(FunctionCallInfo fcinfo); \
+    extern "C" Datum name(PG_FUNCTION_ARGS) {          \
+        return pga::pg::invoke(name##_body, fcinfo);   \
+    }                                                  \
     static Datum name##_body(FunctionCallInfo fcinfo)

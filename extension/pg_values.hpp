@@ -20,7 +20,8 @@ namespace pga::pg {
 
 // View of a text/varlena argument (detoasted in the current memory context).
 inline std::string_view text_view(Datum d) {
-    struct varlena *v = call([&] { return pg_detoast_datum_packed((struct varlena *)DatumGetPointer(d)); });
+    struct varlena *v =
+        call([&] { return pg_detoast_datum_packed((struct varlena *)DatumGetPointer(d)); });
     return std::string_view(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
 }
 
@@ -43,11 +44,15 @@ inline Datum uuid_datum(const pga::Uuid &u) {
 
 // PostgreSQL timestamps are microseconds since 2000-01-01; tickets use Unix milliseconds.
 constexpr std::int64_t kPgEpochUnixMs = 946684800000LL;
-inline std::int64_t timestamptz_to_unix_ms(TimestampTz t) { return t / 1000 + kPgEpochUnixMs; }
+inline std::int64_t timestamptz_to_unix_ms(TimestampTz t) {
+    return t / 1000 + kPgEpochUnixMs;
+}
 inline TimestampTz unix_ms_to_timestamptz(std::int64_t ms) {
     return (TimestampTz)((ms - kPgEpochUnixMs) * 1000);
 }
-inline std::int64_t now_unix_ms() { return timestamptz_to_unix_ms(GetCurrentTimestamp()); }
+inline std::int64_t now_unix_ms() {
+    return timestamptz_to_unix_ms(GetCurrentTimestamp());
+}
 
 }  // namespace pga::pg
 
@@ -88,7 +93,8 @@ inline Datum text_array_datum(const std::vector<std::string> &items) {
     elems.reserve(items.size());
     for (const auto &s : items) elems.push_back(text_datum(s));
     return call([&] {
-        return PointerGetDatum(construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false, TYPALIGN_INT));
+        return PointerGetDatum(
+            construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false, TYPALIGN_INT));
     });
 }
 

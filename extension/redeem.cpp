@@ -22,7 +22,8 @@ struct Envelopes {
 };
 
 std::string spi_text(int col) {
-    char *v = pga::pg::call([&] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col); });
+    char *v = pga::pg::call(
+        [&] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col); });
     return v ? std::string(v) : std::string();
 }
 
@@ -44,7 +45,8 @@ Envelopes fetch_envelopes(Datum ticket, Datum purpose) {
         throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE, "ticket refused");
     }
     bool isnull = false;
-    Datum cred = pga::pg::call([&] { return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull); });
+    Datum cred = pga::pg::call(
+        [&] { return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull); });
     out.credential_id = pga::pg::uuid_value(cred);
     out.environment = spi_text(2);
     out.api_key = spi_text(3);
@@ -67,7 +69,8 @@ PGA_FUNCTION(pga_redeem_ticket) {
     const pga::KeyRing &ring = pga::ext::keyring();
     Envelopes env = fetch_envelopes(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1));
     pga::SecureBytes api = pga::open_secret(ring, env.api_key, env.credential_id, "api_key");
-    pga::SecureBytes secret = pga::open_secret(ring, env.secret_key, env.credential_id, "secret_key");
+    pga::SecureBytes secret =
+        pga::open_secret(ring, env.secret_key, env.credential_id, "secret_key");
 
     ReturnSetInfo *rsinfo = pga::pg::begin_materialized_srf(fcinfo);
     std::vector<text *> owned;

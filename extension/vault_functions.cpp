@@ -19,9 +19,9 @@ using pga::pg::text_view;
 
 // alpaca._seal(plaintext text, cred uuid, column_name text) RETURNS alpaca_secret
 PGA_FUNCTION(pga_seal) {
-    std::string env = pga::seal_secret(pga::ext::keyring(), text_view(PG_GETARG_DATUM(0)),
-                                       pga::pg::uuid_value(PG_GETARG_DATUM(1)),
-                                       text_view(PG_GETARG_DATUM(2)));
+    std::string env =
+        pga::seal_secret(pga::ext::keyring(), text_view(PG_GETARG_DATUM(0)),
+                         pga::pg::uuid_value(PG_GETARG_DATUM(1)), text_view(PG_GETARG_DATUM(2)));
     return text_datum(env);
 }
 
@@ -34,7 +34,8 @@ PGA_FUNCTION(pga_reseal_credential) {
     pga::Uuid cred = pga::pg::uuid_value(PG_GETARG_DATUM(2));
     std::string api_env, secret_env, fp;
     {
-        pga::SecureBytes api = pga::open_secret(ring, text_view(PG_GETARG_DATUM(0)), cred, "api_key");
+        pga::SecureBytes api =
+            pga::open_secret(ring, text_view(PG_GETARG_DATUM(0)), cred, "api_key");
         pga::SecureBytes secret =
             pga::open_secret(ring, text_view(PG_GETARG_DATUM(1)), cred, "secret_key");
         api_env = pga::seal_secret(ring, pga::as_view(api), cred, "api_key");
@@ -83,10 +84,12 @@ PGA_FUNCTION(pga_verify_ticket) {
     bytea *nonce = pga::pg::call([&] { return (bytea *)palloc(VARHDRSZ + c.nonce.size()); });
     SET_VARSIZE(nonce, VARHDRSZ + c.nonce.size());
     std::memcpy(VARDATA(nonce), c.nonce.data(), c.nonce.size());
-    Datum values[6] = {pga::pg::uuid_datum(c.credential_id), text_datum(c.app_user),
+    Datum values[6] = {pga::pg::uuid_datum(c.credential_id),
+                       text_datum(c.app_user),
                        text_datum(c.purpose),
                        TimestampTzGetDatum(pga::pg::unix_ms_to_timestamptz(c.expires_at_ms)),
-                       PointerGetDatum(nonce), Int64GetDatum((int64)c.key_id)};
+                       PointerGetDatum(nonce),
+                       Int64GetDatum((int64)c.key_id)};
     bool nulls[6] = {false, false, false, false, false, false};
     return pga::pg::composite_datum(fcinfo, values, nulls);
 }
@@ -111,7 +114,9 @@ PGA_FUNCTION(pga_current_user) {
 }
 
 // alpaca._user_setting_name() RETURNS text
-PGA_FUNCTION(pga_user_setting_name) { return text_datum(pga::ext::user_setting_name()); }
+PGA_FUNCTION(pga_user_setting_name) {
+    return text_datum(pga::ext::user_setting_name());
+}
 
 // alpaca_set_user(user_id text) RETURNS void: transaction-scoped (like SET LOCAL), passed as a
 // value and never spliced into SQL text, so it cannot inject.

@@ -57,7 +57,8 @@ bool valid_setting_name(const char *name) {
 
 bool check_user_setting(char **newval, void **, GucSource) {
     if (valid_setting_name(*newval)) return true;
-    GUC_check_errdetail("pg_alpaca.user_setting must be a custom setting name such as \"app.current_user_id\".");
+    GUC_check_errdetail(
+        "pg_alpaca.user_setting must be a custom setting name such as \"app.current_user_id\".");
     return false;
 }
 
@@ -78,8 +79,8 @@ void define_vault_gucs() {
     DefineCustomStringVariable(
         "pg_alpaca.user_setting",
         "Transaction-scoped setting that names the application user for row-level security.",
-        nullptr, &g_user_setting, "app.current_user_id", PGC_SUSET, 0, check_user_setting,
-        nullptr, nullptr);
+        nullptr, &g_user_setting, "app.current_user_id", PGC_SUSET, 0, check_user_setting, nullptr,
+        nullptr);
 }
 
 const pga::KeyRing &keyring() {
@@ -93,7 +94,8 @@ const pga::KeyRing &keyring() {
         int err = errno;
         throw pga::Error(pga::ErrorCode::ConfigFile,
                          "could not read key file \"" + path + "\": " + strerror(err),
-                         "Check pg_alpaca.key_file and that the server's operating system user can read the file.");
+                         "Check pg_alpaca.key_file and that the server's operating system user can "
+                         "read the file.");
     }
     if (g_loaded && same_file(*g_loaded, path, st)) return g_loaded->ring;
     auto fresh = std::make_unique<LoadedRing>();

@@ -142,8 +142,8 @@ void check_conninfo(const Line &l) {
                                : " (" + detail + ")"));
     }
     for (const PQconninfoOption *o = opts.get(); o->keyword; ++o) {
-        const bool secret_keyword = std::strcmp(o->keyword, "password") == 0 ||
-                                    std::strcmp(o->keyword, "sslpassword") == 0;
+        const bool secret_keyword =
+            std::strcmp(o->keyword, "password") == 0 || std::strcmp(o->keyword, "sslpassword") == 0;
         if (secret_keyword && o->val && o->val[0]) {
             l.fail(
                 "conninfo: contains a password; put it in a passfile (~/.pgpass or "

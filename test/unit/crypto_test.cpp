@@ -77,8 +77,8 @@ TEST(AesGcm, McGrewViegaVectors) {
         gcm.seal(iv.data(), aad.data(), aad.size(), pt.data(), pt.size(), out.data());
         EXPECT_EQ(out, expect);
         std::vector<std::uint8_t> back(pt.size() + 1, 0xee);
-        ASSERT_TRUE(gcm.open(iv.data(), aad.data(), aad.size(), expect.data(), expect.size(),
-                             back.data()));
+        ASSERT_TRUE(
+            gcm.open(iv.data(), aad.data(), aad.size(), expect.data(), expect.size(), back.data()));
         back.resize(pt.size());
         EXPECT_EQ(back, pt);
     }
@@ -94,12 +94,12 @@ TEST(AesGcm, ContextReuseGivesSameAnswersInAnyOrder) {
         // A failed open in between must not disturb the next seal.
         auto bad = first;
         bad[0] ^= 1;
-        EXPECT_FALSE(gcm.open(iv.data(), aad.data(), aad.size(), bad.data(), bad.size(),
-                              plain.data()));
+        EXPECT_FALSE(
+            gcm.open(iv.data(), aad.data(), aad.size(), bad.data(), bad.size(), plain.data()));
         gcm.seal(iv.data(), aad.data(), aad.size(), pt.data(), pt.size(), again.data());
         EXPECT_EQ(again, first);
-        EXPECT_TRUE(gcm.open(iv.data(), aad.data(), aad.size(), first.data(), first.size(),
-                             plain.data()));
+        EXPECT_TRUE(
+            gcm.open(iv.data(), aad.data(), aad.size(), first.data(), first.size(), plain.data()));
         EXPECT_EQ(plain, pt);
     }
 }
@@ -118,18 +118,18 @@ TEST(AesGcm, EveryBitFlipAndWrongAadFailsAndWipesOutput) {
             auto bad = sealed;
             bad[i] ^= static_cast<std::uint8_t>(1 << bit);
             std::fill(out.begin(), out.end(), 0x55);
-            ASSERT_FALSE(gcm.open(iv.data(), aad.data(), aad.size(), bad.data(), bad.size(),
-                                  out.data()));
+            ASSERT_FALSE(
+                gcm.open(iv.data(), aad.data(), aad.size(), bad.data(), bad.size(), out.data()));
             ASSERT_EQ(out, std::vector<std::uint8_t>(out.size(), 0)) << "output not wiped";
         }
     }
     auto other = text("credential-2/secret_key");
-    EXPECT_FALSE(gcm.open(iv.data(), other.data(), other.size(), sealed.data(), sealed.size(),
-                          out.data()));
+    EXPECT_FALSE(
+        gcm.open(iv.data(), other.data(), other.size(), sealed.data(), sealed.size(), out.data()));
     auto iv2 = iv;
     iv2[11] ^= 1;
-    EXPECT_FALSE(gcm.open(iv2.data(), aad.data(), aad.size(), sealed.data(), sealed.size(),
-                          out.data()));
+    EXPECT_FALSE(
+        gcm.open(iv2.data(), aad.data(), aad.size(), sealed.data(), sealed.size(), out.data()));
     EXPECT_FALSE(gcm.open(iv.data(), aad.data(), aad.size(), sealed.data(), 15, out.data()));
     auto key2 = key;
     key2[0] ^= 1;
@@ -168,8 +168,7 @@ TEST(HmacSha256, Rfc4231Vectors) {
          "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe", 32},
         {4, seq(0x01, 25), repeat(0xcd, 50),
          "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b", 32},
-        {5, repeat(0x0c, 20), text("Test With Truncation"), "a3b6167473100ee06e0c796c2955552b",
-         16},
+        {5, repeat(0x0c, 20), text("Test With Truncation"), "a3b6167473100ee06e0c796c2955552b", 16},
         {6, repeat(0xaa, 131), text("Test Using Larger Than Block-Size Key - Hash Key First"),
          "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", 32},
         {7, repeat(0xaa, 131),
@@ -179,7 +178,8 @@ TEST(HmacSha256, Rfc4231Vectors) {
     };
     for (const auto &c : cases) {
         SCOPED_TRACE("RFC 4231 test case " + std::to_string(c.id));
-        pga::Sha256 mac = pga::hmac_sha256(c.key.data(), c.key.size(), c.data.data(), c.data.size());
+        pga::Sha256 mac =
+            pga::hmac_sha256(c.key.data(), c.key.size(), c.data.data(), c.data.size());
         auto expect = unhex(c.mac);
         ASSERT_EQ(expect.size(), c.compare_len);
         EXPECT_EQ(std::vector<std::uint8_t>(mac.begin(), mac.begin() + c.compare_len), expect);

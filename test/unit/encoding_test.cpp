@@ -25,8 +25,13 @@ std::string b64url(std::string_view s) {
 // RFC 4648 section 10 test vectors.
 TEST(Base64, Rfc4648Vectors) {
     const std::pair<const char *, const char *> cases[] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
     };
     for (const auto &[plain, enc] : cases) {
         EXPECT_EQ(b64(plain), enc);
@@ -116,18 +121,15 @@ TEST(Uuid, ParsesAndFormatsCanonical) {
 }
 
 TEST(Uuid, RejectsOtherForms) {
-    for (const char *bad : {"", "3f1c2a4b00004abc8def0123456789ab",
-                            "{3f1c2a4b-0000-4abc-8def-0123456789ab}",
-                            "3f1c2a4b-0000-4abc-8def-0123456789a",
-                            "3f1c2a4b-0000-4abc-8def-0123456789abc",
-                            "3f1c2a4b_0000-4abc-8def-0123456789ab",
-                            "3f1c2a4b-0000-4abc-8def-0123456789ag",
-                            "3f1c2a4b-00004-abc-8def-0123456789ab",
-                            " 3f1c2a4b-0000-4abc-8def-0123456789a"}) {
+    for (const char *bad :
+         {"", "3f1c2a4b00004abc8def0123456789ab", "{3f1c2a4b-0000-4abc-8def-0123456789ab}",
+          "3f1c2a4b-0000-4abc-8def-0123456789a", "3f1c2a4b-0000-4abc-8def-0123456789abc",
+          "3f1c2a4b_0000-4abc-8def-0123456789ab", "3f1c2a4b-0000-4abc-8def-0123456789ag",
+          "3f1c2a4b-00004-abc-8def-0123456789ab", " 3f1c2a4b-0000-4abc-8def-0123456789a"}) {
         EXPECT_FALSE(pga::parse_uuid(bad).has_value()) << bad;
     }
-    EXPECT_FALSE(pga::parse_uuid(std::string_view("3f1c2a4b-0000-4abc-8def-0123456789\0b", 36))
-                     .has_value());
+    EXPECT_FALSE(
+        pga::parse_uuid(std::string_view("3f1c2a4b-0000-4abc-8def-0123456789\0b", 36)).has_value());
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ std::string key_b64(std::uint8_t seed) {
 }
 
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string t = "/tmp/pga_keyring_test.XXXXXX";
         path_ = mkdtemp(t.data()) ? t : std::string();
@@ -38,7 +38,7 @@ public:
     }
     const std::string &path() const { return path_; }
 
-private:
+  private:
     std::string path_;
 };
 
