@@ -74,15 +74,22 @@ got=$(redeem_in restore_same "$port")
 [ "$got" = "$CANARY_KEY|$CANARY_SECRET" ] || { echo "restore with the same key file: got '$got'"; cat "$WORK/restore_same/restore.out"; exit 1; }
 echo "restore with the same key file: credentials decrypt"
 
-sed 's/^1 /2 /' "$PGA_KEY_FILE" >"$WORK/only2.keys"   # the same key material, but no id 1
-port=$(restore_into restore_missing "$WORK/only2.keys")
+# The key the canary is sealed under (the stack's primary; other tests may have added keys).
+kid=$("${PSQL[@]}" -c "SELECT alpaca._secret_key_id(api_key) FROM alpaca.credentials WHERE id = '$cred'")
+[ -n "$kid" ] || { echo "cannot find the canary's key id"; exit 1; }
+keyfile_with() {  # keyfile_with OUT AWK-PROGRAM: the stack's key file rewritten, mode 0600
+    (umask 077; awk "$2" "$PGA_KEY_FILE" >"$1")
+    [ "$(id -u)" -ne 0 ] || chown "$PGA_RUNNER" "$1"
+}
+# Every other key, plus an unrelated one so the ring is never empty.
+keyfile_with "$WORK/without.keys" "\$1 != \"$kid\" { print } END { print $((kid + 1000)), \"$(openssl rand -base64 32)\" }"
+port=$(restore_into restore_missing "$WORK/without.keys")
 got=$(redeem_in restore_missing "$port")
-grep -q "key id 1 is not in the key ring" <<<"$got" || { echo "missing key: got '$got'"; exit 1; }
-echo "restore without key 1: '$(grep -o 'ERROR:.*' <<<"$got")'"
+grep -q "key id $kid is not in the key ring" <<<"$got" || { echo "missing key: got '$got'"; exit 1; }
+echo "restore without key $kid: '$(grep -o 'ERROR:.*' <<<"$got" | head -1)'"
 
-as_runner "$PGA_STACK_DIR/bin/alpaca-keygen" new "$WORK/other.keys" >/dev/null 2>&1 ||
-    "$PGA_STACK_DIR/bin/alpaca-keygen" new "$WORK/other.keys" >/dev/null
+keyfile_with "$WORK/other.keys" "\$1 == \"$kid\" { print \$1, \"$(openssl rand -base64 32)\"; next } { print }"
 port=$(restore_into restore_other "$WORK/other.keys")
 got=$(redeem_in restore_other "$port")
-grep -q "does not decrypt" <<<"$got" || { echo "other key under id 1: got '$got'"; exit 1; }
-echo "restore with another key under id 1: '$(grep -o 'ERROR:.*' <<<"$got")'"
+grep -q "does not decrypt" <<<"$got" || { echo "other key under id $kid: got '$got'"; exit 1; }
+echo "restore with another key under id $kid: '$(grep -o 'ERROR:.*' <<<"$got" | head -1)'"
