@@ -236,9 +236,10 @@ def machine():
     except OSError:
         mem_kb = 0
     pg = sql("postgres", "SHOW server_version")[0][0]
+    sb = sql("postgres", "SHOW shared_buffers")[0][0]
     ossl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1048576:.1f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, PostgreSQL {pg}, {ossl}; "
+            f"{platform.system()} {platform.release()}, PostgreSQL {pg} (shared_buffers {sb}), {ossl}; "
             f"load average at start {os.getloadavg()[0]:.2f}")
 
 

@@ -54,6 +54,12 @@ PGA_BUILD_DIR=$BUILD_DIR "$PGA_ROOT/scripts/stack.sh" up "$DIR" --fixtures "$FIX
 # shellcheck disable=SC1091
 source "$DIR/stack.env"
 
+# PostgreSQL's default 128 MB of shared buffers is no setting for a million credentials (B6,
+# B7): give it 1 GB, a modest share of any machine that would hold such a vault.
+as_runner "$PGA_PG_BIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
+    -c "ALTER SYSTEM SET shared_buffers = '1GB'"
+as_runner "$PGA_PG_BIN/pg_ctl" -D "$DIR/pgdata" -l "$DIR/log/postgresql.log" -w -t 60 restart >/dev/null
+
 # The sidecar as a benchmark needs it: enough workers for 32 concurrent calls that each wait
 # 20 ms upstream, and a per-credential rate limit above what one credential is asked here
 # (Alpaca's own 200 a minute would make every figure a rate-limit test). Restart it so.
