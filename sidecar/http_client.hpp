@@ -1,6 +1,6 @@
 // HTTPS GETs to Alpaca with libcurl. One HttpClient per worker thread keeps its easy handle
-// (and so its connections); all of them share DNS, TLS sessions and the connection cache
-// through one CurlShare. Certificate and host checks are always on; redirects are never
+// (and so its keep-alive connections); all of them share the DNS cache and TLS sessions through
+// one CurlShare, so a new connection resumes a session instead of a full handshake. Certificate and host checks are always on; redirects are never
 // followed (they would carry the key headers elsewhere).
 #pragma once
 #include "common/cpp_only.hpp"
