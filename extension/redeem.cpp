@@ -32,13 +32,21 @@ Envelopes fetch_envelopes(Datum ticket, Datum purpose) {
     pga::pg::call([&] {
         if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_alpaca: SPI_connect failed");
     });
-    Oid types[2] = {TEXTOID, TEXTOID};
     Datum args[2] = {ticket, purpose};
     int rc = pga::pg::call([&] {
-        return SPI_execute_with_args(
-            "SELECT credential_id, environment, api_key::text, secret_key::text "
-            "FROM alpaca._redeem_prepare($1, $2)",
-            2, types, args, nullptr, false, 2);
+        // Planned once per backend (the plan cache re-plans it if the function is replaced).
+        static SPIPlanPtr plan = nullptr;
+        if (plan == nullptr) {
+            Oid types[2] = {TEXTOID, TEXTOID};
+            SPIPlanPtr p = SPI_prepare(
+                "SELECT credential_id, environment, api_key::text, secret_key::text "
+                "FROM alpaca._redeem_prepare($1, $2)",
+                2, types);
+            if (p == nullptr || SPI_keepplan(p) != 0)
+                elog(ERROR, "pg_alpaca: could not prepare the redeem query");
+            plan = p;
+        }
+        return SPI_execute_plan(plan, args, nullptr, false, 2);
     });
     if (rc != SPI_OK_SELECT || SPI_processed != 1) {
         pga::pg::call([&] { SPI_finish(); });

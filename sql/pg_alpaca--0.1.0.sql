@@ -230,10 +230,14 @@ END $$;
 
 CREATE FUNCTION alpaca._audit(action text, cred uuid, purpose text DEFAULT NULL,
                               outcome text DEFAULT 'ok', app_user text DEFAULT NULL) RETURNS void
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE AS $$
+-- plpgsql keeps the INSERT's plan for the session (a SQL function with a SET clause is parsed
+-- and planned on every call). Only the extension's SECURITY DEFINER functions call it, under
+-- their search_path; every name here is schema-qualified.
+BEGIN
     INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
     VALUES (coalesce(app_user, @extschema@.alpaca_current_user()), cred, action, purpose, outcome);
-$$;
+END $$;
 
 -- Checks an API key id or secret without ever echoing it.
 CREATE FUNCTION alpaca._check_key_text(value text, what text) RETURNS void
@@ -274,6 +278,27 @@ BEGIN
     RETURN new_id;
 END $$;
 
+-- Whether an account already holds an API key with one of these fingerprints (one per key in
+-- the ring), other than credential except_id. One probe of the unique index per fingerprint:
+-- "= ANY (array)" let the planner scan the whole account when tables had no statistics yet,
+-- which made storing N keys into one account quadratic. Called only by alpaca_store_credential
+-- and alpaca_update_credential, under their search_path (no SET clause: it would cost a GUC
+-- save and restore per call).
+CREATE FUNCTION alpaca._key_in_account(account uuid, fps text[], except_id uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    fp text;
+BEGIN
+    FOREACH fp IN ARRAY fps LOOP
+        IF EXISTS (SELECT 1 FROM alpaca.credentials c
+                   WHERE c.account_id = account AND c.api_key_fingerprint = fp
+                     AND c.id IS DISTINCT FROM except_id) THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END $$;
+
 CREATE FUNCTION alpaca_store_credential(account_id uuid, api_key text, secret_key text,
                                         environment text DEFAULT 'paper', label text DEFAULT NULL)
 RETURNS uuid
@@ -303,9 +328,7 @@ BEGIN
     -- One writer per account at a time, so the duplicate check below cannot race.
     PERFORM pg_advisory_xact_lock(hashtext('pg_alpaca.account'), hashtext(account_id::text));
     fps := alpaca._fingerprints(api_key);
-    IF EXISTS (SELECT 1 FROM alpaca.credentials c
-               WHERE c.account_id = alpaca_store_credential.account_id
-                 AND c.api_key_fingerprint = ANY (fps)) THEN
+    IF alpaca._key_in_account(account_id, fps, NULL) THEN
         RAISE EXCEPTION 'this API key is already stored in account %', account_id
             USING ERRCODE = '23505', HINT = 'Use alpaca_update_credential() to change it.';
     END IF;
@@ -352,9 +375,7 @@ BEGIN
         PERFORM alpaca._check_key_text(api_key, 'api_key');
         PERFORM pg_advisory_xact_lock(hashtext('pg_alpaca.account'), hashtext(cur.account_id::text));
         fps := alpaca._fingerprints(api_key);
-        IF EXISTS (SELECT 1 FROM alpaca.credentials c
-                   WHERE c.account_id = cur.account_id AND c.id <> cur.id
-                     AND c.api_key_fingerprint = ANY (fps)) THEN
+        IF alpaca._key_in_account(cur.account_id, fps, cur.id) THEN
             RAISE EXCEPTION 'this API key is already stored in account %', cur.account_id
                 USING ERRCODE = '23505';
         END IF;
@@ -756,7 +777,8 @@ GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, 
     alpaca._verify_ticket(text), alpaca._alpaca_get(uuid, text, text, text[], boolean),
     alpaca._require_user(), alpaca._audit(text, uuid, text, text, text),
     alpaca._check_key_text(text, text), alpaca._not_found(uuid), alpaca._call(uuid, text, text[], boolean),
-    alpaca._fernet_decrypt(text, text, text), alpaca._orders_query(text, int)
+    alpaca._fernet_decrypt(text, text, text), alpaca._orders_query(text, int),
+    alpaca._key_in_account(uuid, text[], uuid)
     TO alpaca_owner;
 GRANT EXECUTE ON FUNCTION alpaca_issue_ticket(uuid, text, interval) TO alpaca_owner;
 
