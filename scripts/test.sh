@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds pg_alpaca and runs every test: unit tests (plus an ASan+UBSan build of them), the
 # pg_regress suite and the integration tests against a throwaway stack (real PostgreSQL
-# cluster, real sidecar, the Alpaca stand-in over HTTPS), then short fuzz runs.
+# cluster, real sidecar, the Alpaca stand-in over HTTPS), then short fuzz runs and a benchmark
+# smoke run.
 # Installs missing Debian packages itself. Usage: scripts/test.sh [--quick] (no sanitizer/fuzz)
 source "$(dirname "$0")/lib.sh"
 
@@ -116,6 +117,15 @@ if [ $QUICK -eq 0 ] && [ -x "$PGA_ROOT/scripts/fuzz.sh" ]; then
     if out=$(PGA_FUZZ_SECONDS=${PGA_FUZZ_SECONDS:-15} bash "$PGA_ROOT/scripts/fuzz.sh" 2>&1); then
         echo "$out" | grep -E '^\[count\]' || true; record "fuzz" 1 0
     else echo "$out" | tail -40; record "fuzz" 0 1; fi
+fi
+
+if [ $QUICK -eq 0 ]; then
+    # The benchmark harness itself, with tiny sizes: it must run end to end. Its verdicts mean
+    # nothing at these sizes (exit 3 = a target missed), so only a broken run fails here.
+    log "benchmark smoke run"
+    out=$(timeout 600 bash "$PGA_ROOT/scripts/bench.sh" --smoke 2>&1) && rc=0 || rc=$?
+    if [ $rc -eq 0 ] || [ $rc -eq 3 ]; then record "bench smoke" 1 0
+    else echo "$out" | tail -30; record "bench smoke" 0 1; fi
 fi
 
 echo
