@@ -91,6 +91,13 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
         return resp;
     };
 
+    // The backend closed its socket (cancel, timeout): nobody waits for the answer.
+    auto abandoned = [&]() -> SidecarResponse & {
+        resp.outcome = Outcome::Internal;
+        resp.message = "the client hung up";
+        return finish();
+    };
+
     RedeemResult redeemed = redeemer_.redeem(req.ticket, req.operation, deadline);
     switch (redeemed.status) {
         case RedeemStatus::Ok:
@@ -138,9 +145,7 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
                 return finish();
             }
             if (!sleep_unless_gone(wait, client_gone)) {
-                resp.outcome = Outcome::Internal;
-                resp.message = "the client hung up";
-                return finish();
+                return abandoned();
             }
         }
         const long remaining = ms_until(deadline);
@@ -160,9 +165,7 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
                    {"status", std::to_string(last.status)},
                    {"transport", last.curl_code == CURLE_OK ? "ok" : last.error}});
         if (last.aborted) {
-            resp.outcome = Outcome::Internal;
-            resp.message = "the client hung up";
-            return finish();
+            return abandoned();
         }
         const bool transport_error = last.curl_code != CURLE_OK;
         const int status = transport_error ? 0 : int(last.status);
@@ -172,9 +175,7 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
                                       unix_now_ms());
         if (!delay || delay->count() >= ms_until(deadline)) break;
         if (!sleep_unless_gone(*delay, client_gone)) {
-            resp.outcome = Outcome::Internal;
-            resp.message = "the client hung up";
-            return finish();
+            return abandoned();
         }
     }
 
