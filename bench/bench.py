@@ -421,8 +421,8 @@ def store_one(db, user, key_id, account_name):
         return str(cred)
 
 
-def curl_latencies(key_id, calls):
-    """GET /v2/positions `calls` times on one keep-alive connection; per-request ms."""
+def curl_config(key_id, calls):
+    """A curl -K file for `calls` GETs of /v2/positions with key_id's headers; returns its path."""
     url = ENV["PGA_STANDIN_PAPER_URL"] + "/v2/positions"
     with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as f:
         f.write(f'header = "APCA-API-KEY-ID: {key_id}"\n')
@@ -430,7 +430,12 @@ def curl_latencies(key_id, calls):
         f.write(f'cacert = "{ENV["PGA_CA_FILE"]}"\n')
         for _ in range(calls):
             f.write(f'url = "{url}"\noutput = "/dev/null"\n')
-        cfg = f.name
+        return f.name
+
+
+def curl_latencies(key_id, calls):
+    """GET /v2/positions `calls` times on one keep-alive connection; per-request ms."""
+    cfg = curl_config(key_id, calls)
     try:
         p = subprocess.run(["curl", "-sS", "--http1.1", "--fail", "-K", cfg, "-w",
                             "%{time_total} %{num_connects}\\n"],
@@ -446,14 +451,7 @@ def curl_latencies(key_id, calls):
 def curl_parallel(key_id, clients, seconds):
     """Requests per second of `clients` curl processes, each on one keep-alive connection."""
     per = max(5, int(seconds * 1000 / 20))
-    url = ENV["PGA_STANDIN_PAPER_URL"] + "/v2/positions"
-    with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as f:
-        f.write(f'header = "APCA-API-KEY-ID: {key_id}"\n')
-        f.write(f'header = "APCA-API-SECRET-KEY: {fixture_secret(key_id)}"\n')
-        f.write(f'cacert = "{ENV["PGA_CA_FILE"]}"\n')
-        for _ in range(per):
-            f.write(f'url = "{url}"\noutput = "/dev/null"\n')
-        cfg = f.name
+    cfg = curl_config(key_id, per)
     try:
         t0 = time.perf_counter()
         procs = [subprocess.Popen(["curl", "-sS", "--http1.1", "--fail", "-K", cfg])

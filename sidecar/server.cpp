@@ -244,8 +244,8 @@ void Server::serve_connection(int fd, HttpClient &http) {
         send_response(fd, resp);
         return;
     }
+    // req.ticket is SecureBytes: wiped when req goes out of scope.
     SidecarResponse resp = handler_.handle(req, *cfg, http, [fd] { return client_hung_up(fd); });
-    secure_wipe(req.ticket.data(), req.ticket.size());
     send_response(fd, resp);
 }
 
