@@ -8,7 +8,9 @@ EXTENSION_SRCS = $(sort $(wildcard extension/*.cpp))
 COMMON_SRCS = $(sort $(wildcard common/*.cpp))
 OBJS = $(EXTENSION_SRCS:.cpp=.o) $(COMMON_SRCS:.cpp=.o)
 
-PG_CPPFLAGS = -I$(CURDIR)
+# The version's one source is pg_alpaca.control (default_version).
+PGA_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(CURDIR)/pg_alpaca.control)
+PG_CPPFLAGS = -I$(CURDIR) -DPGA_VERSION='"$(PGA_VERSION)"'
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-cast-function-type -Wno-register
 SHLIB_LINK = -lcrypto -lstdc++

@@ -104,6 +104,21 @@ for t in "$PGA_ROOT"/test/integration/test_*.sh; do
     else echo "$out" | tail -40; record "$name" 0 1; fi
 done
 
+# The attack suite: each test is an attack that must fail. Judged by the runner's exit status.
+log "security: attack suite (test/security)"
+sec_out=$(cd "$PGA_ROOT/test/security" && PYTHONPATH="$PGA_ROOT/test/integration" \
+    timeout 1500 /usr/bin/python3 -m unittest discover -v -p 'test_*.py' 2>&1) && sec_rc=0 || sec_rc=$?
+echo "$sec_out" | grep -E '^(test_|Ran |OK|FAILED)|^\[count\]' || true
+sec_ran=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' <<<"$sec_out")
+sec_bad=$(sed -n 's/^FAILED (\(.*\))/\1/p' <<<"$sec_out" | { grep -oE '[0-9]+' || true; } | awk '{s+=$1} END {print s+0}')
+[ -n "$sec_ran" ] || sec_ran=0
+if [ "$sec_rc" -ne 0 ]; then
+    echo "$sec_out" | grep -A25 -E '^(FAIL|ERROR):' | head -120
+    [ "$sec_bad" -gt 0 ] || sec_bad=1
+fi
+log "security: attacks tried: $sec_ran, attacks that worked: $sec_bad"
+record "security (attacks that failed)" $((sec_ran - sec_bad > 0 ? sec_ran - sec_bad : 0)) "$sec_bad"
+
 if grep -q "terminated by signal" "$PGA_POSTGRES_LOG"; then
     log "the server log says a backend was terminated by a signal:"
     grep -B2 -A2 "terminated by signal" "$PGA_POSTGRES_LOG" | head -20

@@ -2,12 +2,15 @@
 
 #include "common/error.hpp"
 #include "common/secure_memory.hpp"
+#include "common/version.hpp"
 
 #include <cctype>
 #include <cstring>
 
 namespace pga::sidecar {
 namespace {
+
+const std::string kUserAgent = std::string("pg_alpaca-sidecar/") + pga::kVersion;
 
 struct SlistDeleter {
     // Header lines hold the keys: wipe each before curl frees the list.
@@ -134,7 +137,7 @@ HttpClient::HttpClient(const CurlShare &share) : easy_(curl_easy_init()) {
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "pg_alpaca-sidecar/0.1.0");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, kUserAgent.c_str());
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &on_header);

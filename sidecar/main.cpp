@@ -1,6 +1,7 @@
 // alpaca-sidecar: redeems tickets for Alpaca keys and calls Alpaca on behalf of PostgreSQL
 // backends. See README.md ("The sidecar") and sidecar/alpaca-sidecar.conf.example.
 #include "common/error.hpp"
+#include "common/version.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/http_client.hpp"
 #include "sidecar/log.hpp"
@@ -17,7 +18,6 @@
 
 namespace {
 
-constexpr const char *kVersion = "0.1.0";
 constexpr const char *kDefaultConfig = "/etc/pg_alpaca/alpaca-sidecar.conf";
 
 void usage(std::FILE *out) {
@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else if (arg == "--version") {
-            std::printf("alpaca-sidecar %s\n", kVersion);
+            std::printf("alpaca-sidecar %s\n", pga::kVersion);
             return 0;
         } else if (arg == "--check-config") {
             check_only = true;

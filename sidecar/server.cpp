@@ -1,6 +1,7 @@
 #include "sidecar/server.hpp"
 
 #include "common/error.hpp"
+#include "common/version.hpp"
 #include "common/unique_fd.hpp"
 #include "common/wire.hpp"
 #include "sidecar/log.hpp"
@@ -278,7 +279,7 @@ void Server::run(int signal_fd) {
                {"pool_size", std::to_string(cfg->pool_size)},
                {"paper", cfg->paper_base_url},
                {"live", cfg->live_base_url},
-               {"version", "0.1.0"}});
+               {"version", pga::kVersion}});
 
     bool stop = false;
     while (!stop) {

@@ -1,6 +1,7 @@
 // alpaca-keygen: writes and extends pg_alpaca key files. Never prints key material.
 #include "common/crypto.hpp"
 #include "common/error.hpp"
+#include "common/version.hpp"
 #include "common/keyring.hpp"
 #include "common/secure_memory.hpp"
 #include "common/unique_fd.hpp"
@@ -20,7 +21,6 @@
 
 namespace {
 
-constexpr const char *kVersion = "0.1.0";
 constexpr const char *kFileHeader =
     "# pg_alpaca key ring: one key a line, \"<key id> <base64 of 32 random bytes>\".\n"
     "# The highest id is the primary key. Keep this file mode 0600 and out of backups of\n"
@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (args.size() == 1 && args[0] == "--version") {
-        std::cout << "alpaca-keygen " << kVersion << '\n';
+        std::cout << "alpaca-keygen " << pga::kVersion << '\n';
         return 0;
     }
     if (args.size() != 2 || args[1].empty()) {
