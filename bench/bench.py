@@ -26,7 +26,7 @@ import urllib.request
 
 import psycopg
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PGA_PG_BIN", "/usr/lib/postgresql/15/bin")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = os.environ
 AS_ROOT = os.geteuid() == 0

@@ -5,7 +5,7 @@ PGA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PGA_ROOT
 export DEBIAN_FRONTEND=noninteractive
 PGA_PG_MAJOR=15
-PGA_PG_BIN=/usr/lib/postgresql/$PGA_PG_MAJOR/bin
+PGA_PG_BIN=${PGA_PG_BIN:-/usr/lib/postgresql/$PGA_PG_MAJOR/bin}
 
 log() { printf '\033[1m[pg_alpaca]\033[0m %s\n' "$*" >&2; }
 die() { printf '[pg_alpaca] error: %s\n' "$*" >&2; exit 1; }

@@ -6,8 +6,14 @@ namespace pga::sidecar {
 namespace {
 
 constexpr const char *kStatement = "pga_redeem";
-constexpr const char *kRedeemSql =
-    "SELECT credential_id, environment, api_key, secret_key FROM alpaca_redeem_ticket($1, $2)";
+// Every name the sidecar sends is schema-qualified and its connections run with an empty
+// search_path, so nothing created in a schema its role can see can receive a ticket.
+constexpr const char *kPinSearchPath = "SELECT pg_catalog.set_config('search_path', '', false)";
+constexpr const char *kExtensionSchema =
+    "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_alpaca'";
+// A procedure that commits the single-use mark and the audit row before it returns the keys.
+constexpr const char *kRedeemCall = ".alpaca_redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
 
 struct ResultDeleter {
     void operator()(PGresult *r) const noexcept {
@@ -51,8 +57,22 @@ Redeemer::Conn Redeemer::connect(std::string &error) {
                 one_line(conn ? PQerrorMessage(conn.get()) : "out of memory");
         return nullptr;
     }
+    Result pin(PQexec(conn.get(), kPinSearchPath));
+    if (!pin || PQresultStatus(pin.get()) != PGRES_TUPLES_OK) {
+        error = "cannot pin search_path: " + one_line(PQerrorMessage(conn.get()));
+        return nullptr;
+    }
+    Result schema(PQexec(conn.get(), kExtensionSchema));
+    if (!schema || PQresultStatus(schema.get()) != PGRES_TUPLES_OK || PQntuples(schema.get()) != 1) {
+        error = schema && PQresultStatus(schema.get()) == PGRES_TUPLES_OK
+                    ? "the database named in conninfo has no pg_alpaca extension"
+                    : "cannot look up pg_alpaca's schema: " + one_line(PQerrorMessage(conn.get()));
+        return nullptr;
+    }
+    const std::string call =
+        std::string("CALL ") + PQgetvalue(schema.get(), 0, 0) + kRedeemCall;
     const Oid types[2] = {25, 25};  // text, text
-    Result prep(PQprepare(conn.get(), kStatement, kRedeemSql, 2, types));
+    Result prep(PQprepare(conn.get(), kStatement, call.c_str(), 2, types));
     if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
         error = "cannot prepare the redeem statement: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;

@@ -8,35 +8,42 @@
 --   alpaca_admin    key status, rotation, the whole audit log
 --   alpaca_owner    owns the tables and the application functions; NOT a superuser and without
 --                   BYPASSRLS, so the FORCEd row-level security applies inside those functions
+--   alpaca_maintainer owns the administrators' functions (key status, rotation); NOT a
+--                   superuser, sees every credential row through a policy of its own
+-- alpaca_owner and alpaca_maintainer are NOLOGIN roles without members: only the extension's
+-- SECURITY DEFINER functions ever run as them.
 --------------------------------------------------------------------------------------------
 DO $roles$
 DECLARE
     r text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['alpaca_app', 'alpaca_sidecar', 'alpaca_admin', 'alpaca_owner'] LOOP
+    FOREACH r IN ARRAY ARRAY['alpaca_app', 'alpaca_sidecar', 'alpaca_admin', 'alpaca_owner',
+                             'alpaca_maintainer'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
         END IF;
     END LOOP;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
-               WHERE rolname = 'alpaca_owner' AND (rolsuper OR rolbypassrls OR rolcanlogin)) THEN
-        RAISE EXCEPTION 'role alpaca_owner exists with SUPERUSER, BYPASSRLS or LOGIN'
-            USING ERRCODE = '42501',
-                  HINT = 'alpaca_owner must be a plain NOLOGIN role so that row-level security applies to it.';
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles o ON o.oid = m.roleid
-               WHERE o.rolname = 'alpaca_owner') THEN
-        RAISE EXCEPTION 'role alpaca_owner has members'
-            USING ERRCODE = '42501',
-                  HINT = 'Members of alpaca_owner could read encrypted columns; revoke the membership first.';
-    END IF;
+    FOREACH r IN ARRAY ARRAY['alpaca_owner', 'alpaca_maintainer'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                   WHERE rolname = r AND (rolsuper OR rolbypassrls OR rolcanlogin)) THEN
+            RAISE EXCEPTION 'role % exists with SUPERUSER, BYPASSRLS or LOGIN', r
+                USING ERRCODE = '42501',
+                      HINT = 'It must be a plain NOLOGIN role so that row-level security applies to it.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles o ON o.oid = m.roleid
+                   WHERE o.rolname = r) THEN
+            RAISE EXCEPTION 'role % has members', r
+                USING ERRCODE = '42501',
+                      HINT = 'Its members could read encrypted columns and mint tickets; revoke the membership first.';
+        END IF;
+    END LOOP;
 END
 $roles$;
 
 CREATE SCHEMA alpaca;
 COMMENT ON SCHEMA alpaca IS 'pg_alpaca: accounts, encrypted credentials and the audit log';
 REVOKE ALL ON SCHEMA alpaca FROM PUBLIC;
-GRANT USAGE ON SCHEMA alpaca TO alpaca_app, alpaca_admin, alpaca_owner;
+GRANT USAGE ON SCHEMA alpaca TO alpaca_app, alpaca_admin, alpaca_owner, alpaca_maintainer;
 
 --------------------------------------------------------------------------------------------
 -- The alpaca_secret type: an AES-256-GCM envelope, text form pgak1:<key id>:<base64>.
@@ -68,6 +75,14 @@ CREATE FUNCTION alpaca_set_user(user_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION alpaca_set_user(text) IS 'Sets the application user for the rest of the transaction';
 
+-- Twins of the public functions above for the extension's own calls. Nobody but the extension
+-- can create objects in schema alpaca, so an overload planted in a schema anyone can write
+-- (public on clusters upgraded from PostgreSQL <= 14) cannot make these calls ambiguous.
+CREATE FUNCTION alpaca._current_user() RETURNS text
+    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION alpaca._set_user(user_id text) RETURNS void
+    AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION alpaca._user_setting_name() RETURNS text
     AS 'MODULE_PATHNAME', 'pga_user_setting_name' LANGUAGE C STABLE;
 CREATE FUNCTION alpaca._secret_key_id(alpaca_secret) RETURNS bigint
@@ -90,8 +105,10 @@ CREATE FUNCTION alpaca._alpaca_get(cred uuid, op text, ticket text, query text[]
         accept_unauthorized boolean DEFAULT false) RETURNS text
     AS 'MODULE_PATHNAME', 'pga_alpaca_get' LANGUAGE C VOLATILE;
 
--- Pure parsers of Alpaca's JSON (no secrets): public, so anyone can replay recorded answers.
-CREATE FUNCTION alpaca_parse_account(body text) RETURNS TABLE(
+-- The row shapes of Alpaca's answers, declared once: the parsers and the fetching functions
+-- return them. Adding a column = ALTER TYPE ... ADD ATTRIBUTE (in an update script) plus one
+-- line in extension/alpaca_rows.cpp.
+CREATE TYPE alpaca.account_row AS (
         id uuid, account_number text, status text, crypto_status text, currency text,
         cash numeric, buying_power numeric, regt_buying_power numeric,
         daytrading_buying_power numeric, non_marginable_buying_power numeric,
@@ -101,19 +118,34 @@ CREATE FUNCTION alpaca_parse_account(body text) RETURNS TABLE(
         sma numeric, multiplier numeric, pattern_day_trader boolean, daytrade_count integer,
         options_approved_level integer, options_trading_level integer, shorting_enabled boolean,
         trading_blocked boolean, transfers_blocked boolean, account_blocked boolean,
-        trade_suspended_by_user boolean, created_at timestamptz)
-    AS 'MODULE_PATHNAME', 'pga_parse_account' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION alpaca_parse_positions(body text) RETURNS TABLE(
+        trade_suspended_by_user boolean, created_at timestamptz);
+CREATE TYPE alpaca.position_row AS (
         symbol text, asset_class text, side text, qty numeric, avg_entry_price numeric,
         market_value numeric, cost_basis numeric, unrealized_pl numeric, unrealized_plpc numeric,
         current_price numeric, change_today numeric, underlying text, expiration date,
-        option_type text, strike numeric)
-    AS 'MODULE_PATHNAME', 'pga_parse_positions' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION alpaca_parse_orders(body text) RETURNS TABLE(
+        option_type text, strike numeric);
+CREATE TYPE alpaca.order_row AS (
         id uuid, client_order_id text, symbol text, asset_class text, side text, type text,
         time_in_force text, qty numeric, filled_qty numeric, filled_avg_price numeric,
         limit_price numeric, stop_price numeric, status text, order_class text,
-        submitted_at timestamptz, filled_at timestamptz, canceled_at timestamptz, legs jsonb)
+        submitted_at timestamptz, filled_at timestamptz, canceled_at timestamptz, legs jsonb);
+COMMENT ON TYPE alpaca.account_row IS 'One Alpaca account, as alpaca_account() returns it';
+COMMENT ON TYPE alpaca.position_row IS 'One Alpaca position, as alpaca_positions() returns it';
+COMMENT ON TYPE alpaca.order_row IS 'One Alpaca order, as alpaca_orders() returns it';
+
+-- Pure parsers of Alpaca's JSON (no secrets): public, so anyone can replay recorded answers.
+CREATE FUNCTION alpaca_parse_account(body text) RETURNS SETOF alpaca.account_row
+    AS 'MODULE_PATHNAME', 'pga_parse_account' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION alpaca_parse_positions(body text) RETURNS SETOF alpaca.position_row
+    AS 'MODULE_PATHNAME', 'pga_parse_positions' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION alpaca_parse_orders(body text) RETURNS SETOF alpaca.order_row
+    AS 'MODULE_PATHNAME', 'pga_parse_orders' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+-- ...and their twins for the extension's own calls (see alpaca._current_user).
+CREATE FUNCTION alpaca._parse_account(body text) RETURNS SETOF alpaca.account_row
+    AS 'MODULE_PATHNAME', 'pga_parse_account' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION alpaca._parse_positions(body text) RETURNS SETOF alpaca.position_row
+    AS 'MODULE_PATHNAME', 'pga_parse_positions' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION alpaca._parse_orders(body text) RETURNS SETOF alpaca.order_row
     AS 'MODULE_PATHNAME', 'pga_parse_orders' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 --------------------------------------------------------------------------------------------
@@ -218,7 +250,7 @@ GRANT SELECT ON alpaca.audit_log TO alpaca_app, alpaca_admin;
 CREATE FUNCTION alpaca._require_user() RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    u text := @extschema@.alpaca_current_user();
+    u text := alpaca._current_user();
 BEGIN
     IF u IS NULL THEN
         RAISE EXCEPTION 'no application user is set for this transaction'
@@ -236,7 +268,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 -- their search_path; every name here is schema-qualified.
 BEGIN
     INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
-    VALUES (coalesce(app_user, @extschema@.alpaca_current_user()), cred, action, purpose, outcome);
+    VALUES (coalesce(app_user, alpaca._current_user()), cred, action, purpose, outcome);
 END $$;
 
 -- Checks an API key id or secret without ever echoing it.
@@ -299,8 +331,8 @@ BEGIN
     RETURN false;
 END $$;
 
-CREATE FUNCTION alpaca_store_credential(account_id uuid, api_key text, secret_key text,
-                                        environment text DEFAULT 'paper', label text DEFAULT NULL)
+CREATE FUNCTION alpaca._store_credential(account_id uuid, api_key text, secret_key text,
+                                         environment text, label text)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_variable
@@ -340,6 +372,13 @@ BEGIN
     PERFORM alpaca._audit('store', new_id);
     RETURN new_id;
 END $$;
+
+-- The public API is a wrapper (inlined by the planner) around the internal function, which the
+-- extension's own code calls by its schema-qualified name.
+CREATE FUNCTION alpaca_store_credential(account_id uuid, api_key text, secret_key text,
+                                        environment text DEFAULT 'paper', label text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE sql VOLATILE AS $$ SELECT alpaca._store_credential($1, $2, $3, $4, $5) $$;
 
 CREATE FUNCTION alpaca_list_credentials(account_id uuid DEFAULT NULL)
 RETURNS TABLE(id uuid, account_id uuid, label text, environment text, key_hint text,
@@ -410,7 +449,7 @@ BEGIN
     RETURN true;
 END $$;
 
-CREATE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAULT '30 seconds')
+CREATE FUNCTION alpaca._issue_ticket(cred uuid, purpose text, ttl interval)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -437,6 +476,10 @@ BEGIN
     PERFORM alpaca._audit('ticket', cred, purpose);
     RETURN t;
 END $$;
+
+CREATE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAULT '30 seconds')
+RETURNS text
+LANGUAGE sql VOLATILE AS $$ SELECT alpaca._issue_ticket($1, $2, $3) $$;
 
 -- Called (through alpaca_redeem_ticket) by the sidecar. Verifies the ticket, consumes it, and
 -- looks the credential up under RLS *as the ticket's user*: a ticket for a credential that user
@@ -475,11 +518,15 @@ BEGIN
     RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
 END $$;
 
-CREATE FUNCTION alpaca_redeem_ticket(ticket text, purpose text)
-RETURNS TABLE(credential_id uuid, environment text, api_key text, secret_key text)
-    AS 'MODULE_PATHNAME', 'pga_redeem_ticket'
-    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION alpaca_redeem_ticket(text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once';
+-- CALL alpaca_redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL), in autocommit mode only:
+-- the procedure commits the single-use mark and the decrypt audit row before the keys leave
+-- (extension/redeem.cpp). Not SECURITY DEFINER and without a SET clause (either would forbid
+-- the commit): it runs alpaca._redeem_prepare as alpaca_owner itself and names every object
+-- it uses with its schema.
+CREATE PROCEDURE alpaca_redeem_ticket(ticket text, purpose text, OUT credential_id uuid,
+        OUT environment text, OUT api_key text, OUT secret_key text)
+    AS 'MODULE_PATHNAME', 'pga_redeem_ticket' LANGUAGE C;
+COMMENT ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once, committed before they leave';
 
 --------------------------------------------------------------------------------------------
 -- Calls to Alpaca through the sidecar
@@ -492,7 +539,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     body text;
 BEGIN
-    body := alpaca._alpaca_get(cred, op, @extschema@.alpaca_issue_ticket(cred, op), query,
+    body := alpaca._alpaca_get(cred, op, alpaca._issue_ticket(cred, op, interval '30 seconds'), query,
                                accept_unauthorized);
     UPDATE alpaca.credentials c
        SET last_used_at = now(),
@@ -507,28 +554,14 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 
     SELECT alpaca._call($1, 'validate', '{}', true) IS NOT NULL;
 $$;
 
-CREATE FUNCTION alpaca_account(cred uuid) RETURNS TABLE(
-        id uuid, account_number text, status text, crypto_status text, currency text,
-        cash numeric, buying_power numeric, regt_buying_power numeric,
-        daytrading_buying_power numeric, non_marginable_buying_power numeric,
-        options_buying_power numeric, equity numeric, last_equity numeric,
-        long_market_value numeric, short_market_value numeric, portfolio_value numeric,
-        initial_margin numeric, maintenance_margin numeric, last_maintenance_margin numeric,
-        sma numeric, multiplier numeric, pattern_day_trader boolean, daytrade_count integer,
-        options_approved_level integer, options_trading_level integer, shorting_enabled boolean,
-        trading_blocked boolean, transfers_blocked boolean, account_blocked boolean,
-        trade_suspended_by_user boolean, created_at timestamptz)
+CREATE FUNCTION alpaca_account(cred uuid) RETURNS SETOF alpaca.account_row
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM @extschema@.alpaca_parse_account(alpaca._call($1, 'account'));
+    SELECT * FROM alpaca._parse_account(alpaca._call($1, 'account'));
 $$;
 
-CREATE FUNCTION alpaca_positions(cred uuid) RETURNS TABLE(
-        symbol text, asset_class text, side text, qty numeric, avg_entry_price numeric,
-        market_value numeric, cost_basis numeric, unrealized_pl numeric, unrealized_plpc numeric,
-        current_price numeric, change_today numeric, underlying text, expiration date,
-        option_type text, strike numeric)
+CREATE FUNCTION alpaca_positions(cred uuid) RETURNS SETOF alpaca.position_row
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM @extschema@.alpaca_parse_positions(alpaca._call($1, 'positions'));
+    SELECT * FROM alpaca._parse_positions(alpaca._call($1, 'positions'));
 $$;
 
 -- Checks alpaca_orders' arguments and builds the query (a plpgsql body cannot have a parameter
@@ -546,18 +579,14 @@ BEGIN
 END $$;
 
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
-RETURNS TABLE(
-        id uuid, client_order_id text, symbol text, asset_class text, side text, type text,
-        time_in_force text, qty numeric, filled_qty numeric, filled_avg_price numeric,
-        limit_price numeric, stop_price numeric, status text, order_class text,
-        submitted_at timestamptz, filled_at timestamptz, canceled_at timestamptz, legs jsonb)
+RETURNS SETOF alpaca.order_row
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM @extschema@.alpaca_parse_orders(
+    SELECT * FROM alpaca._parse_orders(
         alpaca._call($1, 'orders', alpaca._orders_query($2, $3)));
 $$;
 
 --------------------------------------------------------------------------------------------
--- Administration (owned by the installing superuser: sees every row)
+-- Administration (SECURITY DEFINER as alpaca_maintainer, whose own policy shows every credential)
 --------------------------------------------------------------------------------------------
 CREATE FUNCTION alpaca_key_status()
 RETURNS TABLE(key_id bigint, is_primary boolean, in_key_ring boolean, secrets bigint)
@@ -630,41 +659,73 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       AND c.id <> ALL (skip);
 $$;
 
--- CALL alpaca_rotate_keys(): batches commit as they go, so an interrupted rotation resumes
--- where it stopped. A procedure (not a function) because functions cannot commit.
-CREATE PROCEDURE alpaca_rotate_keys(batch_size int DEFAULT 1000)
-LANGUAGE plpgsql AS $$
-DECLARE
-    b record;
-    total bigint := 0;
-    skip uuid[] := '{}';
-    waits int := 0;
+-- The state of one CALL alpaca_rotate_keys(), carried from batch to batch.
+CREATE TYPE alpaca.rotation_state AS (batch_size int, total bigint, skip uuid[], waits int,
+                                      done boolean);
+
+CREATE FUNCTION alpaca._rotate_start(batch_size int) RETURNS alpaca.rotation_state
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 100000 THEN
         RAISE EXCEPTION 'batch_size must be between 1 and 100000' USING ERRCODE = '22023';
     END IF;
-    LOOP
-        SELECT * INTO b FROM alpaca._rotate_batch(batch_size, skip);
-        total := total + b.rotated;
-        skip := skip || b.failed;
-        COMMIT;
-        IF b.rotated = 0 AND cardinality(b.failed) = 0 THEN
-            EXIT WHEN alpaca._rotation_remaining(skip) = 0;
-            waits := waits + 1;  -- the rest is locked by applications right now
-            IF waits > 300 THEN
-                RAISE WARNING 'alpaca_rotate_keys: % credentials stayed locked; run it again later',
-                    alpaca._rotation_remaining(skip);
-                EXIT;
-            END IF;
-            PERFORM pg_catalog.pg_sleep(0.1);
+    RETURN ROW(batch_size, 0, '{}'::uuid[], 0, false)::alpaca.rotation_state;
+END $$;
+
+-- One batch: re-encrypts it, or, when what is left is locked by applications right now,
+-- waits a little (giving up after 30 s of that).
+CREATE FUNCTION alpaca._rotate_step(state alpaca.rotation_state) RETURNS alpaca.rotation_state
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b record;
+    s alpaca.rotation_state := state;
+BEGIN
+    SELECT * INTO b FROM alpaca._rotate_batch(s.batch_size, s.skip);
+    s.total := s.total + b.rotated;
+    s.skip := s.skip || b.failed;
+    IF b.rotated = 0 AND cardinality(b.failed) = 0 THEN
+        IF alpaca._rotation_remaining(s.skip) = 0 THEN
+            s.done := true;
+            RETURN s;
         END IF;
-    END LOOP;
-    IF cardinality(skip) > 0 THEN
-        RAISE WARNING 'alpaca_rotate_keys: % credentials do not decrypt and were left as they are', cardinality(skip)
-            USING DETAIL = 'credential ids: ' || array_to_string(skip, ', '),
+        s.waits := s.waits + 1;
+        IF s.waits > 300 THEN
+            RAISE WARNING 'alpaca_rotate_keys: % credentials stayed locked; run it again later',
+                alpaca._rotation_remaining(s.skip);
+            s.done := true;
+            RETURN s;
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END IF;
+    RETURN s;
+END $$;
+
+CREATE FUNCTION alpaca._rotate_finish(state alpaca.rotation_state) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF cardinality(state.skip) > 0 THEN
+        RAISE WARNING 'alpaca_rotate_keys: % credentials do not decrypt and were left as they are', cardinality(state.skip)
+            USING DETAIL = 'credential ids: ' || array_to_string(state.skip, ', '),
                   HINT = 'Store those credentials again; alpaca_key_status() still counts them.';
     END IF;
-    RAISE NOTICE 'alpaca_rotate_keys: re-encrypted % credentials', total;
+    RAISE NOTICE 'alpaca_rotate_keys: re-encrypted % credentials', state.total;
+END $$;
+
+-- CALL alpaca_rotate_keys(): batches commit as they go, so an interrupted rotation resumes
+-- where it stopped. A procedure (functions cannot commit) without a SET clause (that would
+-- forbid the COMMIT): so its body holds no operator and no unqualified name, and every step
+-- runs in functions that pin their search_path.
+CREATE PROCEDURE alpaca_rotate_keys(batch_size int DEFAULT 1000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    state alpaca.rotation_state := alpaca._rotate_start(batch_size);
+BEGIN
+    LOOP
+        state := alpaca._rotate_step(state);
+        COMMIT;
+        EXIT WHEN state.done;
+    END LOOP;
+    PERFORM alpaca._rotate_finish(state);
 END $$;
 
 -- Before a key id is removed from the key file: refuses while any secret still needs it.
@@ -693,9 +754,8 @@ END $$;
 CREATE FUNCTION alpaca._fernet_decrypt(token text, fernet_key text, what text) RETURNS text
     AS 'MODULE_PATHNAME', 'pga_fernet_decrypt' LANGUAGE C VOLATILE STRICT;
 
-CREATE FUNCTION alpaca_import_fernet_credential(account_id uuid, api_key_token text,
-        secret_key_token text, fernet_key text, environment text DEFAULT 'paper',
-        label text DEFAULT NULL) RETURNS uuid
+CREATE FUNCTION alpaca._import_fernet_credential(account_id uuid, api_key_token text,
+        secret_key_token text, fernet_key text, environment text, label text) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     new_id uuid;
@@ -703,7 +763,7 @@ BEGIN
     IF api_key_token IS NULL OR secret_key_token IS NULL OR fernet_key IS NULL THEN
         RAISE EXCEPTION 'tokens and Fernet key must not be null' USING ERRCODE = '22023';
     END IF;
-    new_id := @extschema@.alpaca_store_credential(account_id,
+    new_id := alpaca._store_credential(account_id,
         alpaca._fernet_decrypt(api_key_token, fernet_key, 'api_key_token'),
         alpaca._fernet_decrypt(secret_key_token, fernet_key, 'secret_key_token'),
         environment, label);
@@ -711,44 +771,73 @@ BEGIN
     RETURN new_id;
 END $$;
 
+CREATE FUNCTION alpaca_import_fernet_credential(account_id uuid, api_key_token text,
+        secret_key_token text, fernet_key text, environment text DEFAULT 'paper',
+        label text DEFAULT NULL) RETURNS uuid
+LANGUAGE sql VOLATILE AS $$ SELECT alpaca._import_fernet_credential($1, $2, $3, $4, $5, $6) $$;
+
+-- One row of a batch import, for its user: creates the account when it does not exist yet
+-- (keeping its id; an id owned by another user is refused), stores the credential, and leaves
+-- no application user set. Takes values only, so it runs no code of the caller's.
+CREATE FUNCTION alpaca._import_row(app_user text, account_id uuid, api_key_token text,
+        secret_key_token text, fernet_key text, environment text, label text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_variable
+DECLARE
+    new_id uuid;
+BEGIN
+    PERFORM alpaca._set_user(app_user);
+    IF NOT EXISTS (SELECT 1 FROM alpaca.accounts a WHERE a.id = account_id) THEN
+        INSERT INTO alpaca.accounts (id, owner_id, name) VALUES (account_id, app_user, 'imported');
+    END IF;
+    new_id := alpaca._import_fernet_credential(account_id, api_key_token, secret_key_token,
+        fernet_key, coalesce(environment, 'paper'), label);
+    PERFORM set_config(alpaca._user_setting_name(), '', true);
+    RETURN new_id;
+END $$;
+
 -- Batch import of a whole table of the earlier system, by an administrator. `source` must have
 -- the columns app_user text, account_id uuid, api_key_token text, secret_key_token text,
--- environment text, label text. Accounts that do not exist yet are created for their user
--- (keeping their ids); an account id owned by another user is refused.
+-- environment text, label text. SECURITY INVOKER: whatever `source` drags in (a view, its
+-- functions, operators) runs with the caller's own privileges, never the extension's; each
+-- row is handed by value to alpaca._import_row.
 CREATE FUNCTION alpaca_import_fernet_credentials(source regclass, fernet_key text)
 RETURNS TABLE(app_user text, account_id uuid, credential_id uuid)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
     FOR r IN EXECUTE format('SELECT s.app_user, s.account_id, s.api_key_token, s.secret_key_token,
-                                    coalesce(s.environment, ''paper'') AS environment, s.label
+                                    s.environment, s.label
                              FROM %s s ORDER BY s.app_user, s.account_id', source) LOOP
-        PERFORM @extschema@.alpaca_set_user(r.app_user);
-        IF NOT EXISTS (SELECT 1 FROM alpaca.accounts a WHERE a.id = r.account_id) THEN
-            INSERT INTO alpaca.accounts (id, owner_id, name) VALUES (r.account_id, r.app_user, 'imported');
-        END IF;
         app_user := r.app_user;
         account_id := r.account_id;
-        credential_id := @extschema@.alpaca_import_fernet_credential(r.account_id, r.api_key_token, r.secret_key_token,
-            fernet_key, r.environment, r.label);
+        credential_id := alpaca._import_row(r.app_user::text, r.account_id::uuid,
+            r.api_key_token::text, r.secret_key_token::text, fernet_key, r.environment::text,
+            r.label::text);
         RETURN NEXT;
     END LOOP;
-    PERFORM set_config(alpaca._user_setting_name(), '', true);
 END $$;
 
 --------------------------------------------------------------------------------------------
 -- Ownership and privileges
 --------------------------------------------------------------------------------------------
+-- Every SECURITY DEFINER function is owned by alpaca_owner (application API, under RLS) or
+-- alpaca_maintainer (administration); none by a superuser. Functions owned by the installing
+-- superuser are all SECURITY INVOKER: the C primitives, the type I/O, the pure parsers,
+-- alpaca_set_user/alpaca_current_user, alpaca_redeem_ticket, alpaca_rotate_keys and
+-- alpaca_import_fernet_credentials.
 ALTER FUNCTION alpaca._require_user() OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._audit(text, uuid, text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._check_key_text(text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._not_found(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_create_account(text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._store_credential(uuid, text, text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_store_credential(uuid, text, text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_list_credentials(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_update_credential(uuid, text, text, boolean, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_delete_credential(uuid) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._issue_ticket(uuid, text, interval) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_issue_ticket(uuid, text, interval) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._redeem_prepare(text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._call(uuid, text, text[], boolean) OWNER TO alpaca_owner;
@@ -756,20 +845,36 @@ ALTER FUNCTION alpaca_validate_credential(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_account(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_positions(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_orders(uuid, text, int) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._import_fernet_credential(uuid, text, text, text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_import_fernet_credential(uuid, text, text, text, text, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._import_row(text, uuid, text, text, text, text, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_key_status() OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._rotate_batch(int, uuid[]) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._rotation_remaining(uuid[]) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca_retire_key(bigint) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._rotate_step(alpaca.rotation_state) OWNER TO alpaca_maintainer;
+
+-- alpaca_maintainer sees and re-encrypts every credential (rotation), and records it.
+CREATE POLICY credentials_maintainer ON alpaca.credentials TO alpaca_maintainer
+    USING (true) WITH CHECK (true);
+CREATE POLICY audit_log_maintainer_append ON alpaca.audit_log FOR INSERT TO alpaca_maintainer
+    WITH CHECK (true);
+GRANT SELECT, UPDATE (api_key, secret_key, api_key_fingerprint) ON alpaca.credentials TO alpaca_maintainer;
+GRANT INSERT ON alpaca.audit_log TO alpaca_maintainer;
 
 -- Nothing is executable by PUBLIC except the user getter, the type I/O and the pure parsers.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA alpaca FROM PUBLIC;
 REVOKE ALL ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),
     alpaca_update_credential(uuid, text, text, boolean, text), alpaca_delete_credential(uuid),
-    alpaca_issue_ticket(uuid, text, interval), alpaca_redeem_ticket(text, text),
+    alpaca_issue_ticket(uuid, text, interval),
     alpaca_validate_credential(uuid), alpaca_account(uuid), alpaca_positions(uuid),
     alpaca_orders(uuid, text, int), alpaca_key_status(), alpaca_retire_key(bigint),
     alpaca_import_fernet_credential(uuid, text, text, text, text, text),
     alpaca_import_fernet_credentials(regclass, text)
     FROM PUBLIC;
-REVOKE ALL ON PROCEDURE alpaca_rotate_keys(int) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE alpaca_rotate_keys(int),
+    alpaca_redeem_ticket(text, text, uuid, text, text, text) FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION alpaca._secret_key_id(alpaca_secret) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, text),
@@ -778,18 +883,38 @@ GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, 
     alpaca._require_user(), alpaca._audit(text, uuid, text, text, text),
     alpaca._check_key_text(text, text), alpaca._not_found(uuid), alpaca._call(uuid, text, text[], boolean),
     alpaca._fernet_decrypt(text, text, text), alpaca._orders_query(text, int),
-    alpaca._key_in_account(uuid, text[], uuid)
+    alpaca._key_in_account(uuid, text[], uuid), alpaca._current_user(), alpaca._set_user(text),
+    alpaca._parse_account(text), alpaca._parse_positions(text), alpaca._parse_orders(text)
     TO alpaca_owner;
-GRANT EXECUTE ON FUNCTION alpaca_issue_ticket(uuid, text, interval) TO alpaca_owner;
+GRANT EXECUTE ON FUNCTION alpaca._key_ring(), alpaca._reseal_credential(alpaca_secret, alpaca_secret, uuid)
+    TO alpaca_maintainer;
 
 GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),
     alpaca_update_credential(uuid, text, text, boolean, text), alpaca_delete_credential(uuid),
     alpaca_issue_ticket(uuid, text, interval), alpaca_validate_credential(uuid),
     alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int),
-    alpaca_import_fernet_credential(uuid, text, text, text, text, text)
+    alpaca_import_fernet_credential(uuid, text, text, text, text, text),
+    alpaca._store_credential(uuid, text, text, text, text), alpaca._issue_ticket(uuid, text, interval),
+    alpaca._import_fernet_credential(uuid, text, text, text, text, text)
     TO alpaca_app;
-GRANT EXECUTE ON FUNCTION alpaca_redeem_ticket(text, text) TO alpaca_sidecar;
+GRANT EXECUTE ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) TO alpaca_sidecar;
 GRANT EXECUTE ON FUNCTION alpaca_key_status(), alpaca_retire_key(bigint), alpaca._rotate_batch(int, uuid[]),
-    alpaca._rotation_remaining(uuid[]), alpaca_import_fernet_credentials(regclass, text) TO alpaca_admin;
+    alpaca._rotation_remaining(uuid[]), alpaca_import_fernet_credentials(regclass, text),
+    alpaca._rotate_start(int), alpaca._rotate_step(alpaca.rotation_state),
+    alpaca._rotate_finish(alpaca.rotation_state),
+    alpaca._import_row(text, uuid, text, text, text, text, text) TO alpaca_admin;
 GRANT EXECUTE ON PROCEDURE alpaca_rotate_keys(int) TO alpaca_admin;
+
+-- A schema that everyone may create objects in lets anyone plant overloads of these
+-- functions' names, which makes an application's unqualified calls ambiguous or hijacks them
+-- (the extension's own calls are immune: they go to schema alpaca).
+DO $schema_check$
+BEGIN
+    IF pg_catalog.has_schema_privilege('public', '@extschema@', 'CREATE') THEN
+        RAISE WARNING 'pg_alpaca is installed in schema @extschema@, where every role may create objects'
+            USING DETAIL = 'A role could create overloads of pg_alpaca''s function names there and break or hijack applications'' calls.',
+                  HINT = 'REVOKE CREATE ON SCHEMA @extschema@ FROM PUBLIC (the default since PostgreSQL 15).';
+    END IF;
+END
+$schema_check$;

@@ -27,7 +27,7 @@ import pga_stack as S
 
 ENV = os.environ
 DIR = S.STACK_DIR
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PGA_PG_BIN", "/usr/lib/postgresql/15/bin")
 PGDATA = os.path.join(DIR, "pgdata")
 RUNNER = ENV.get("PGA_RUNNER") or ("postgres" if os.geteuid() == 0 else getpass.getuser())
 SIDECAR_BIN = os.path.join(DIR, "bin", "alpaca-sidecar")
