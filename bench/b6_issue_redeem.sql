@@ -6,4 +6,4 @@ BEGIN;
 SELECT alpaca_set_user(:owner);
 SELECT alpaca_issue_ticket(:cred, 'positions') AS ticket \gset
 COMMIT;
-SELECT credential_id FROM alpaca_redeem_ticket(:ticket, 'positions');
+CALL alpaca.redeem_ticket(:ticket, 'positions', NULL, NULL, NULL, NULL);

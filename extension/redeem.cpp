@@ -1,4 +1,4 @@
-// CALL alpaca_redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL): the only way a plaintext
+// CALL alpaca.redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL): the only way a plaintext
 // key leaves the vault. A C procedure (not SECURITY DEFINER, no SET clause, EXECUTE granted to
 // alpaca_sidecar alone), because only a procedure called outside a transaction block can
 // commit, and the promise is: plaintext never leaves PostgreSQL before the single-use mark and
@@ -103,10 +103,10 @@ PGA_FUNCTION(pga_redeem_ticket) {
     if (!nonatomic_call(fcinfo))
         throw pga::pg::PgError(
             ERRCODE_INVALID_TRANSACTION_TERMINATION,
-            "alpaca_redeem_ticket must be called with CALL outside a transaction block",
+            "alpaca.redeem_ticket must be called with CALL outside a transaction block",
             "The single-use mark and the decrypt audit row are committed before the keys are "
             "returned, so a redeem cannot be part of a larger transaction.",
-            "Run CALL alpaca_redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL) on its own, "
+            "Run CALL alpaca.redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL) on its own, "
             "in autocommit mode.");
     if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
         throw pga::Error(pga::ErrorCode::InvalidParameter, "ticket and purpose must not be null");

@@ -6,14 +6,14 @@ namespace pga::sidecar {
 namespace {
 
 constexpr const char *kStatement = "pga_redeem";
-// Every name the sidecar sends is schema-qualified and its connections run with an empty
-// search_path, so nothing created in a schema its role can see can receive a ticket.
+// Every name the sidecar sends is schema-qualified, in schema alpaca where nobody but the
+// extension creates objects, and its connections run with an empty search_path: nothing
+// created in a schema its role can see can receive a ticket or make the call ambiguous.
 constexpr const char *kPinSearchPath = "SELECT pg_catalog.set_config('search_path', '', false)";
-constexpr const char *kExtensionSchema =
-    "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_alpaca'";
+constexpr const char *kHasExtension =
+    "SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_alpaca'";
 // A procedure that commits the single-use mark and the audit row before it returns the keys.
-constexpr const char *kRedeemCall = ".alpaca_redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
+constexpr const char *kRedeemCall = "CALL alpaca.redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
 
 struct ResultDeleter {
     void operator()(PGresult *r) const noexcept {
@@ -62,17 +62,16 @@ Redeemer::Conn Redeemer::connect(std::string &error) {
         error = "cannot pin search_path: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;
     }
-    Result schema(PQexec(conn.get(), kExtensionSchema));
-    if (!schema || PQresultStatus(schema.get()) != PGRES_TUPLES_OK || PQntuples(schema.get()) != 1) {
-        error = schema && PQresultStatus(schema.get()) == PGRES_TUPLES_OK
-                    ? "the database named in conninfo has no pg_alpaca extension"
-                    : "cannot look up pg_alpaca's schema: " + one_line(PQerrorMessage(conn.get()));
+    Result ext(PQexec(conn.get(), kHasExtension));
+    if (!ext || PQresultStatus(ext.get()) != PGRES_TUPLES_OK || PQntuples(ext.get()) != 1) {
+        error = ext && PQresultStatus(ext.get()) == PGRES_TUPLES_OK
+                    ? std::string("database \"") + PQdb(conn.get()) +
+                          "\" has no pg_alpaca extension: check dbname in conninfo"
+                    : "cannot look up pg_alpaca: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;
     }
-    const std::string call =
-        std::string("CALL ") + PQgetvalue(schema.get(), 0, 0) + kRedeemCall;
     const Oid types[2] = {25, 25};  // text, text
-    Result prep(PQprepare(conn.get(), kStatement, call.c_str(), 2, types));
+    Result prep(PQprepare(conn.get(), kStatement, kRedeemCall, 2, types));
     if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
         error = "cannot prepare the redeem statement: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;
@@ -172,7 +171,7 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
         out.message = (sqlstate.empty() ? std::string() : sqlstate + ": ") +
                       one_line(primary ? primary
                                        : (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK
-                                              ? "alpaca_redeem_ticket returned no row"
+                                              ? "alpaca.redeem_ticket returned no row"
                                               : PQerrorMessage(conn.get())));
         if (sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0) {
             out.status = RedeemStatus::Rejected;

@@ -30,7 +30,7 @@ BEGIN
     END LOOP;
 END
 $roles$;
-GRANT USAGE ON SCHEMA alpaca TO alpaca_maintainer;
+GRANT USAGE ON SCHEMA alpaca TO alpaca_maintainer, alpaca_sidecar;
 
 -- Twins of public functions for the extension's own calls (immune to planted overloads).
 -- Twins of the public functions above for the extension's own calls. Nobody but the extension
@@ -206,15 +206,16 @@ END $$;
 
 -- The redeem commits its single-use mark and audit row before the keys leave.
 DROP FUNCTION alpaca_redeem_ticket(text, text);
--- CALL alpaca_redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL), in autocommit mode only:
+-- CALL alpaca.redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL), in autocommit mode only:
 -- the procedure commits the single-use mark and the decrypt audit row before the keys leave
 -- (extension/redeem.cpp). Not SECURITY DEFINER and without a SET clause (either would forbid
 -- the commit): it runs alpaca._redeem_prepare as alpaca_owner itself and names every object
--- it uses with its schema.
-CREATE PROCEDURE alpaca_redeem_ticket(ticket text, purpose text, OUT credential_id uuid,
+-- it uses with its schema. It lives in schema alpaca, where nobody but the extension creates
+-- objects, so an overload planted elsewhere cannot make the sidecar's call ambiguous.
+CREATE PROCEDURE alpaca.redeem_ticket(ticket text, purpose text, OUT credential_id uuid,
         OUT environment text, OUT api_key text, OUT secret_key text)
     AS 'MODULE_PATHNAME', 'pga_redeem_ticket' LANGUAGE C;
-COMMENT ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once, committed before they leave';
+COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once, committed before they leave';
 
 -- The fetching functions return the row types (a new return type: drop and create).
 DROP FUNCTION alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int);
@@ -331,9 +332,10 @@ DECLARE
     new_id uuid;
 BEGIN
     PERFORM alpaca._set_user(app_user);
-    IF NOT EXISTS (SELECT 1 FROM alpaca.accounts a WHERE a.id = account_id) THEN
-        INSERT INTO alpaca.accounts (id, owner_id, name) VALUES (account_id, app_user, 'imported');
-    END IF;
+    -- An id that exists for another user is invisible here (RLS) and skipped by ON CONFLICT;
+    -- the store below then refuses it like any account the user does not own.
+    INSERT INTO alpaca.accounts (id, owner_id, name) VALUES (account_id, app_user, 'imported')
+    ON CONFLICT (id) DO NOTHING;
     new_id := alpaca._import_fernet_credential(account_id, api_key_token, secret_key_token,
         fernet_key, coalesce(environment, 'paper'), label);
     PERFORM set_config(alpaca._user_setting_name(), '', true);
@@ -389,7 +391,7 @@ GRANT INSERT ON alpaca.audit_log TO alpaca_maintainer;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA alpaca FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._secret_key_id(alpaca_secret) TO PUBLIC;
 REVOKE ALL ON FUNCTION alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int) FROM PUBLIC;
-REVOKE ALL ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, text),
     alpaca._fingerprints(text), alpaca._mint_ticket(uuid, text, text, timestamptz),
     alpaca._verify_ticket(text), alpaca._alpaca_get(uuid, text, text, text[], boolean),
@@ -410,7 +412,7 @@ GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
     alpaca._store_credential(uuid, text, text, text, text), alpaca._issue_ticket(uuid, text, interval),
     alpaca._import_fernet_credential(uuid, text, text, text, text, text)
     TO alpaca_app;
-GRANT EXECUTE ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) TO alpaca_sidecar;
+GRANT EXECUTE ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) TO alpaca_sidecar;
 GRANT EXECUTE ON FUNCTION alpaca_key_status(), alpaca_retire_key(bigint), alpaca._rotate_batch(int, uuid[]),
     alpaca._rotation_remaining(uuid[]), alpaca_import_fernet_credentials(regclass, text),
     alpaca._rotate_start(int), alpaca._rotate_step(alpaca.rotation_state),

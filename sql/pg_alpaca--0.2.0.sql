@@ -43,7 +43,8 @@ $roles$;
 CREATE SCHEMA alpaca;
 COMMENT ON SCHEMA alpaca IS 'pg_alpaca: accounts, encrypted credentials and the audit log';
 REVOKE ALL ON SCHEMA alpaca FROM PUBLIC;
-GRANT USAGE ON SCHEMA alpaca TO alpaca_app, alpaca_admin, alpaca_owner, alpaca_maintainer;
+GRANT USAGE ON SCHEMA alpaca TO alpaca_app, alpaca_admin, alpaca_owner, alpaca_maintainer,
+    alpaca_sidecar;
 
 --------------------------------------------------------------------------------------------
 -- The alpaca_secret type: an AES-256-GCM envelope, text form pgak1:<key id>:<base64>.
@@ -481,7 +482,7 @@ CREATE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAUL
 RETURNS text
 LANGUAGE sql VOLATILE AS $$ SELECT alpaca._issue_ticket($1, $2, $3) $$;
 
--- Called (through alpaca_redeem_ticket) by the sidecar. Verifies the ticket, consumes it, and
+-- Called (through alpaca.redeem_ticket) by the sidecar. Verifies the ticket, consumes it, and
 -- looks the credential up under RLS *as the ticket's user*: a ticket for a credential that user
 -- does not own finds nothing.
 CREATE FUNCTION alpaca._redeem_prepare(ticket text, purpose text)
@@ -518,15 +519,16 @@ BEGIN
     RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
 END $$;
 
--- CALL alpaca_redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL), in autocommit mode only:
+-- CALL alpaca.redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL), in autocommit mode only:
 -- the procedure commits the single-use mark and the decrypt audit row before the keys leave
 -- (extension/redeem.cpp). Not SECURITY DEFINER and without a SET clause (either would forbid
 -- the commit): it runs alpaca._redeem_prepare as alpaca_owner itself and names every object
--- it uses with its schema.
-CREATE PROCEDURE alpaca_redeem_ticket(ticket text, purpose text, OUT credential_id uuid,
+-- it uses with its schema. It lives in schema alpaca, where nobody but the extension creates
+-- objects, so an overload planted elsewhere cannot make the sidecar's call ambiguous.
+CREATE PROCEDURE alpaca.redeem_ticket(ticket text, purpose text, OUT credential_id uuid,
         OUT environment text, OUT api_key text, OUT secret_key text)
     AS 'MODULE_PATHNAME', 'pga_redeem_ticket' LANGUAGE C;
-COMMENT ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once, committed before they leave';
+COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once, committed before they leave';
 
 --------------------------------------------------------------------------------------------
 -- Calls to Alpaca through the sidecar
@@ -787,9 +789,10 @@ DECLARE
     new_id uuid;
 BEGIN
     PERFORM alpaca._set_user(app_user);
-    IF NOT EXISTS (SELECT 1 FROM alpaca.accounts a WHERE a.id = account_id) THEN
-        INSERT INTO alpaca.accounts (id, owner_id, name) VALUES (account_id, app_user, 'imported');
-    END IF;
+    -- An id that exists for another user is invisible here (RLS) and skipped by ON CONFLICT;
+    -- the store below then refuses it like any account the user does not own.
+    INSERT INTO alpaca.accounts (id, owner_id, name) VALUES (account_id, app_user, 'imported')
+    ON CONFLICT (id) DO NOTHING;
     new_id := alpaca._import_fernet_credential(account_id, api_key_token, secret_key_token,
         fernet_key, coalesce(environment, 'paper'), label);
     PERFORM set_config(alpaca._user_setting_name(), '', true);
@@ -825,7 +828,7 @@ END $$;
 -- Every SECURITY DEFINER function is owned by alpaca_owner (application API, under RLS) or
 -- alpaca_maintainer (administration); none by a superuser. Functions owned by the installing
 -- superuser are all SECURITY INVOKER: the C primitives, the type I/O, the pure parsers,
--- alpaca_set_user/alpaca_current_user, alpaca_redeem_ticket, alpaca_rotate_keys and
+-- alpaca_set_user/alpaca_current_user, alpaca.redeem_ticket, alpaca_rotate_keys and
 -- alpaca_import_fernet_credentials.
 ALTER FUNCTION alpaca._require_user() OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._audit(text, uuid, text, text, text) OWNER TO alpaca_owner;
@@ -874,7 +877,7 @@ REVOKE ALL ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
     alpaca_import_fernet_credentials(regclass, text)
     FROM PUBLIC;
 REVOKE ALL ON PROCEDURE alpaca_rotate_keys(int),
-    alpaca_redeem_ticket(text, text, uuid, text, text, text) FROM PUBLIC;
+    alpaca.redeem_ticket(text, text, uuid, text, text, text) FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION alpaca._secret_key_id(alpaca_secret) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, text),
@@ -898,7 +901,7 @@ GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
     alpaca._store_credential(uuid, text, text, text, text), alpaca._issue_ticket(uuid, text, interval),
     alpaca._import_fernet_credential(uuid, text, text, text, text, text)
     TO alpaca_app;
-GRANT EXECUTE ON PROCEDURE alpaca_redeem_ticket(text, text, uuid, text, text, text) TO alpaca_sidecar;
+GRANT EXECUTE ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) TO alpaca_sidecar;
 GRANT EXECUTE ON FUNCTION alpaca_key_status(), alpaca_retire_key(bigint), alpaca._rotate_batch(int, uuid[]),
     alpaca._rotation_remaining(uuid[]), alpaca_import_fernet_credentials(regclass, text),
     alpaca._rotate_start(int), alpaca._rotate_step(alpaca.rotation_state),

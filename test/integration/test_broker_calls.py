@@ -853,14 +853,14 @@ class TicketTest(Base):
         for role in ("app", "admin"):
             with self.subTest(role=role), S.connect(role=role) as other:
                 with self.assertRaises(psycopg.Error) as cm:
-                    other.execute("SELECT * FROM alpaca_redeem_ticket(%s, 'positions')", (t2,))
+                    other.execute("CALL alpaca.redeem_ticket(%s, 'positions', NULL, NULL, NULL, NULL)", (t2,))
                 self.assertEqual(cm.exception.sqlstate, "42501")
         # Those attempts did not use it up; the sidecar role may, once.
         with S.connect(role="alpaca_sidecar_login") as sc:
-            rows = sc.execute("SELECT credential_id, environment FROM alpaca_redeem_ticket(%s, 'positions')", (t2,)).fetchall()
+            rows = [r[:2] for r in sc.execute("CALL alpaca.redeem_ticket(%s, 'positions', NULL, NULL, NULL, NULL)", (t2,)).fetchall()]
             self.assertEqual(rows, [(cred, "paper")])
             with self.assertRaises(psycopg.Error) as cm:
-                sc.execute("SELECT * FROM alpaca_redeem_ticket(%s, 'positions')", (t2,))
+                sc.execute("CALL alpaca.redeem_ticket(%s, 'positions', NULL, NULL, NULL, NULL)", (t2,))
             self.assertEqual(cm.exception.sqlstate, "42501")
             self.assertIn("already redeemed", cm.exception.diag.message_primary)
         hdr, _ = sidecar_request(sock, "positions", t2)

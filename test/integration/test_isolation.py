@@ -119,8 +119,8 @@ class Isolation(unittest.TestCase):
                             cid = rnd.choice(list(mine))
                             purpose = rnd.choice(PURPOSES)
                             t = tx("SELECT alpaca_issue_ticket(%s, %s)", (cid, purpose))[0][0]
-                            got = sc.execute("SELECT credential_id, api_key FROM alpaca_redeem_ticket(%s, %s)",
-                                             (t, purpose)).fetchall()
+                            got = [r[::2] for r in sc.execute("CALL alpaca.redeem_ticket(%s, %s, NULL, NULL, NULL, NULL)",
+                                                          (t, purpose)).fetchall()]
                             redeemed += 1
                             if got != [(cid, mine[cid])]:
                                 cross.append(f"redeem gave {got[0][0] if got else None} for {cid}")
@@ -287,7 +287,7 @@ class Isolation(unittest.TestCase):
 
         def redeem(conn, t, p):
             try:
-                return conn.execute("SELECT credential_id FROM alpaca_redeem_ticket(%s, %s)", (t, p)).fetchall()
+                return [r[:1] for r in conn.execute("CALL alpaca.redeem_ticket(%s, %s, NULL, NULL, NULL, NULL)", (t, p)).fetchall()]
             except psycopg.Error as e:
                 return e
 

@@ -52,8 +52,8 @@ def redeem_all(expected):
         for cred, (user, api_key, secret) in expected.items():
             try:
                 ticket = S.as_user(app, user, "SELECT alpaca_issue_ticket(%s, 'account')", (cred,))[0][0]
-                row = sidecar.execute("SELECT api_key, secret_key FROM alpaca_redeem_ticket(%s, 'account')",
-                                      (ticket,)).fetchone()
+                row = sidecar.execute("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)",
+                                      (ticket,)).fetchone()[2:]
                 if row != (api_key, secret):
                     bad.append(cred)
             except psycopg.Error:

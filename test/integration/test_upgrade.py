@@ -137,7 +137,7 @@ class UpgradeFrom010(unittest.TestCase):
                 S.connect(role="alpaca_sidecar_login", dbname=self.UPDATED) as sc:
             for cred, (user, key) in self.creds.items():
                 t = S.as_user(app, user, "SELECT alpaca_issue_ticket(%s, 'account')", (cred,))[0][0]
-                row = sc.execute("CALL alpaca_redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)",
+                row = sc.execute("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)",
                                  (t,)).fetchone()
                 self.assertEqual((str(row[0]), row[2], row[3]), (str(cred), key, S.fixture_secret(key)))
             # ...and the other user's credential stays invisible.

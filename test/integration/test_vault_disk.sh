@@ -65,7 +65,8 @@ SELECT alpaca_set_user('disk-canary') \g /dev/null
 SELECT alpaca_issue_ticket('$cred', 'account') AS t \gset
 COMMIT;
 SET ROLE sc;
-SELECT api_key || '|' || secret_key FROM alpaca_redeem_ticket(:'t', 'account');
+CALL alpaca.redeem_ticket(:'t', 'account', NULL, NULL, NULL, NULL) \\gset r_
+SELECT :'r_api_key' || '|' || :'r_secret_key';
 SQL
 }
 

@@ -1,5 +1,5 @@
 """Attacks on "each ticket works once" and "the decrypt audit row always remains", as a member
-of alpaca_sidecar: every way to get plaintext keys out of alpaca_redeem_ticket and then undo
+of alpaca_sidecar: every way to get plaintext keys out of alpaca.redeem_ticket and then undo
 the single-use mark and the audit row (explicit block and rollback, savepoint, function and
 DO wrappers, exception handlers, cursors, multi-statement queries, pipelines, statements that
 fail after the rows were sent, prepared transactions).
@@ -16,7 +16,7 @@ import attack_lib  # noqa: F401
 import pga_stack as S
 
 SIDECAR = "alpaca_sidecar_login"
-CALL = "CALL alpaca_redeem_ticket(%s, %s, NULL, NULL, NULL, NULL)"
+CALL = "CALL alpaca.redeem_ticket(%s, %s, NULL, NULL, NULL, NULL)"
 
 
 class RedeemCommitsFirst(unittest.TestCase):
@@ -99,7 +99,7 @@ class RedeemCommitsFirst(unittest.TestCase):
     def test_savepoint(self):
         """SAVEPOINT s; redeem; ROLLBACK TO s."""
         self.expect_refused(["BEGIN", "SAVEPOINT s",
-                             "CALL alpaca_redeem_ticket('{T}', 'account', NULL, NULL, NULL, NULL)",
+                             "CALL alpaca.redeem_ticket('{T}', 'account', NULL, NULL, NULL, NULL)",
                              "ROLLBACK TO s"])
 
     def test_function_wrapper(self):
@@ -107,14 +107,14 @@ class RedeemCommitsFirst(unittest.TestCase):
         self.expect_refused([
             "CREATE FUNCTION pg_temp.grab(t text) RETURNS text LANGUAGE plpgsql AS $$"
             " DECLARE c uuid; e text; a text; s text;"
-            " BEGIN CALL alpaca_redeem_ticket(t, 'account', c, e, a, s); RETURN a; END $$",
+            " BEGIN CALL alpaca.redeem_ticket(t, 'account', c, e, a, s); RETURN a; END $$",
             "SELECT pg_temp.grab('{T}')"])
 
     def test_do_with_exception_handler(self):
         """A DO block whose exception handler would roll the redeem back (a subtransaction)."""
         self.expect_refused([
             "DO $$ DECLARE c uuid; e text; a text; s text; BEGIN"
-            " CALL alpaca_redeem_ticket('{T}', 'account', c, e, a, s);"
+            " CALL alpaca.redeem_ticket('{T}', 'account', c, e, a, s);"
             " RAISE EXCEPTION 'undo';"
             " EXCEPTION WHEN raise_exception THEN RAISE NOTICE 'rolled back'; END $$"])
 
@@ -124,7 +124,7 @@ class RedeemCommitsFirst(unittest.TestCase):
         before = self.decrypt_rows()
         with S.connect(role=SIDECAR) as sc:
             raw = sc.pgconn
-            raw.send_query(f"CALL alpaca_redeem_ticket('{t}', 'account', NULL, NULL, NULL, NULL);"
+            raw.send_query(f"CALL alpaca.redeem_ticket('{t}', 'account', NULL, NULL, NULL, NULL);"
                            " SELECT 1/0".encode())
             got_keys = False
             states = []
@@ -144,7 +144,7 @@ class RedeemCommitsFirst(unittest.TestCase):
             with self.assertRaises(psycopg.Error) as cm:
                 sc.execute(
                     "DO $$ DECLARE c uuid; e text; a text; s text; BEGIN"
-                    f" CALL alpaca_redeem_ticket('{t}', 'account', c, e, a, s);"
+                    f" CALL alpaca.redeem_ticket('{t}', 'account', c, e, a, s);"
                     " RAISE EXCEPTION 'got %', left(a, 4); END $$")
             got_keys = "got PKTE" in str(cm.exception)
         self.assertTrue(got_keys)
@@ -170,19 +170,22 @@ class RedeemCommitsFirst(unittest.TestCase):
         self.assert_consumed_and_audited(t, before, got_keys)
 
     def test_select_form_is_gone(self):
-        """The 0.1.0 SELECT form (whose rows could be sent before the statement failed)."""
-        self.expect_refused(["SELECT * FROM alpaca_redeem_ticket('{T}', 'account')"], "42809")
+        """The 0.1.0 SELECT form (whose rows could be sent before the statement failed), and
+        the procedure used as a function."""
+        self.expect_refused(["SELECT * FROM alpaca_redeem_ticket('{T}', 'account')"], "42883")
+        self.expect_refused(["SELECT * FROM alpaca.redeem_ticket('{T}', 'account', NULL, NULL, NULL, NULL)"],
+                            "42883")
 
     def test_cursor(self):
         """DECLARE CURSOR over the redeem (would leave the consuming transaction open)."""
         self.expect_refused(["BEGIN",
-                             "DECLARE c CURSOR FOR CALL alpaca_redeem_ticket('{T}', 'account',"
+                             "DECLARE c CURSOR FOR CALL alpaca.redeem_ticket('{T}', 'account',"
                              " NULL, NULL, NULL, NULL)"], "42601")
 
     def test_prepared_transaction(self):
         """BEGIN; redeem; PREPARE TRANSACTION -- never reaches the prepare."""
         self.expect_refused(["BEGIN",
-                             "CALL alpaca_redeem_ticket('{T}', 'account', NULL, NULL, NULL, NULL)",
+                             "CALL alpaca.redeem_ticket('{T}', 'account', NULL, NULL, NULL, NULL)",
                              "PREPARE TRANSACTION 'keep'"])
 
     def test_plain_redeem_is_audited_and_single_use(self):

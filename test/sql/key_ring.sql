@@ -38,8 +38,10 @@ SELECT id = :'old_cred' AS is_old, api_key_key_id, secret_key_key_id
 FROM alpaca.credentials WHERE id IN (:'old_cred', :'new_cred') ORDER BY 1 DESC;
 SELECT * FROM alpaca_key_status();
 SET ROLE regress_kr_sidecar;
-SELECT api_key AS old_id_still_decrypts FROM alpaca_redeem_ticket(:'t_old', 'positions');
-SELECT api_key AS new_id_decrypts FROM alpaca_redeem_ticket(:'t_new', 'positions');
+CALL alpaca.redeem_ticket(:'t_old', 'positions', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_api_key' AS old_id_still_decrypts;
+CALL alpaca.redeem_ticket(:'t_new', 'positions', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_api_key' AS new_id_decrypts;
 RESET ROLE;
 
 -- A ring that lacks key 1: every use of a key-1 secret names the missing id.
@@ -51,7 +53,8 @@ SELECT alpaca_set_user('carol');
 SELECT alpaca_issue_ticket(:'old_cred', 'positions') AS t_old2 \gset
 COMMIT;
 SET ROLE regress_kr_sidecar;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_old2', 'positions')) AS missing_key;
+-- missing_key
+CALL alpaca.redeem_ticket(:'t_old2', 'positions', NULL, NULL, NULL, NULL);
 RESET ROLE;
 -- Tickets minted under key 1 are refused once key 1 is gone.
 RESET pg_alpaca.key_file;
@@ -63,7 +66,8 @@ COMMIT;
 RESET ROLE;
 SET pg_alpaca.key_file = :'keys_only2';
 SET ROLE regress_kr_sidecar;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_key1', 'positions')) AS ticket_key_missing;
+-- ticket_key_missing
+CALL alpaca.redeem_ticket(:'t_key1', 'positions', NULL, NULL, NULL, NULL);
 RESET ROLE;
 
 -- Bad key files: refused with F0000, naming the file (path masked here) and line, never a key.
@@ -106,7 +110,8 @@ SELECT replace(pga_try(format('SELECT alpaca_store_credential(%L, %L, %L)', :'ac
 SELECT alpaca_issue_ticket(:'old_cred', 'positions') AS t_rotated \gset
 COMMIT;
 SET ROLE regress_kr_sidecar;
-SELECT api_key AS decrypts_without_key_1 FROM alpaca_redeem_ticket(:'t_rotated', 'positions');
+CALL alpaca.redeem_ticket(:'t_rotated', 'positions', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_api_key' AS decrypts_without_key_1;
 RESET ROLE;
 RESET pg_alpaca.key_file;
 

@@ -27,7 +27,8 @@ SELECT replace(pga_try(format('SELECT alpaca_import_fernet_credential(%L, %L, %L
 SELECT alpaca_issue_ticket(:'cred', 'account') AS t \gset
 COMMIT;
 SET ROLE regress_mig_sidecar;
-SELECT api_key, secret_key FROM alpaca_redeem_ticket(:'t', 'account');
+CALL alpaca.redeem_ticket(:'t', 'account', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_api_key' AS api_key, :'r_secret_key' AS secret_key;
 RESET ROLE;
 
 -- Batch import of a table shaped like the earlier system's, by an administrator.

@@ -107,24 +107,38 @@ COMMIT;
 SELECT :'t1' ~ '^pgat1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' AS ticket_form,
        position('PKALICE' IN :'t1') = 0 AS no_key_inside;
 -- The application cannot redeem its own ticket.
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t1', 'positions')) AS app_redeems;
+-- app_redeems
+CALL alpaca.redeem_ticket(:'t1', 'positions', NULL, NULL, NULL, NULL);
 SET ROLE regress_sidecar;
-SELECT credential_id = :'alice_cred' AS right_credential, environment, api_key, secret_key
-FROM alpaca_redeem_ticket(:'t1', 'positions');
-SELECT environment, api_key FROM alpaca_redeem_ticket(:'t_live', 'orders');
+CALL alpaca.redeem_ticket(:'t1', 'positions', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_credential_id' = :'alice_cred' AS right_credential, :'r_environment' AS environment,
+       :'r_api_key' AS api_key, :'r_secret_key' AS secret_key;
+-- Only with CALL, and only outside a transaction block: the single-use mark and the decrypt
+-- audit row are committed before the keys leave.
+BEGIN;
+CALL alpaca.redeem_ticket(:'t_live', 'orders', NULL, NULL, NULL, NULL);
+ROLLBACK;
+SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_live', 'orders')) AS select_form;
+CALL alpaca.redeem_ticket(:'t_live', 'orders', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_environment' AS environment, :'r_api_key' AS api_key;
 -- Replay, wrong purpose, expiry, tampering, garbage: all refused with 42501.
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t1', 'positions')) AS replayed;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t2', 'orders')) AS wrong_purpose;
+-- replayed
+CALL alpaca.redeem_ticket(:'t1', 'positions', NULL, NULL, NULL, NULL);
+-- wrong_purpose
+CALL alpaca.redeem_ticket(:'t2', 'orders', NULL, NULL, NULL, NULL);
 SELECT pg_sleep(0.01);
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_expiring', 'account')) AS expired;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)',
-       overlay(:'t2' placing (CASE WHEN substr(:'t2', 12, 1) = 'A' THEN 'B' ELSE 'A' END) from 12 for 1), 'positions')) AS tampered_key_id,
-       pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)',
-       overlay(:'t2' placing (CASE WHEN substr(:'t2', 40, 1) = 'A' THEN 'B' ELSE 'A' END) from 40 for 1), 'positions')) AS tampered_payload;
-SELECT pga_try($$SELECT * FROM alpaca_redeem_ticket('pgat1.AAAA.BBBB', 'positions')$$) AS garbage;
-SELECT pga_try($$SELECT * FROM alpaca_redeem_ticket(NULL, 'positions')$$) AS null_ticket;
+-- expired
+CALL alpaca.redeem_ticket(:'t_expiring', 'account', NULL, NULL, NULL, NULL);
+-- tampered key id, tampered payload
+CALL alpaca.redeem_ticket(overlay(:'t2' placing (CASE WHEN substr(:'t2', 12, 1) = 'A' THEN 'B' ELSE 'A' END) from 12 for 1), 'positions', NULL, NULL, NULL, NULL);
+CALL alpaca.redeem_ticket(overlay(:'t2' placing (CASE WHEN substr(:'t2', 40, 1) = 'A' THEN 'B' ELSE 'A' END) from 40 for 1), 'positions', NULL, NULL, NULL, NULL);
+-- garbage
+CALL alpaca.redeem_ticket('pgat1.AAAA.BBBB', 'positions', NULL, NULL, NULL, NULL);
+-- null_ticket
+CALL alpaca.redeem_ticket(NULL, 'positions', NULL, NULL, NULL, NULL);
 -- A wrong-purpose attempt did not consume t2.
-SELECT api_key FROM alpaca_redeem_ticket(:'t2', 'positions');
+CALL alpaca.redeem_ticket(:'t2', 'positions', NULL, NULL, NULL, NULL) \gset r_
+SELECT :'r_api_key' AS api_key;
 -- The sidecar role can do nothing else.
 SELECT pga_try('SELECT count(*) FROM alpaca.credentials') AS sidecar_reads_table;
 SELECT pga_try(format('SELECT alpaca_issue_ticket(%L, %L)', :'alice_cred', 'positions')) AS sidecar_issues;
@@ -134,7 +148,8 @@ RESET ROLE;
 -- A ticket minted for Bob naming Alice's credential (as if the MAC key leaked to Bob) finds nothing.
 SELECT alpaca._mint_ticket(:'alice_cred', 'bob', 'positions', clock_timestamp() + interval '30 seconds') AS t_cross \gset
 SET ROLE regress_sidecar;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_cross', 'positions')) AS cross_user;
+-- cross_user
+CALL alpaca.redeem_ticket(:'t_cross', 'positions', NULL, NULL, NULL, NULL);
 RESET ROLE;
 
 -- Deactivated credentials: no new tickets, and outstanding tickets are refused.
@@ -146,7 +161,8 @@ SELECT alpaca_update_credential(:'bob_cred', is_active => false);
 SELECT replace(pga_try(format('SELECT alpaca_issue_ticket(%L, %L)', :'bob_cred', 'account')), :'bob_cred', '<id>') AS ticket_for_inactive;
 COMMIT;
 SET ROLE regress_sidecar;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_bob', 'account')) AS redeem_inactive;
+-- redeem_inactive
+CALL alpaca.redeem_ticket(:'t_bob', 'account', NULL, NULL, NULL, NULL);
 SET ROLE regress_app;
 
 -- Role privileges: the application role can never read a secret column.
@@ -199,7 +215,8 @@ SELECT alpaca_set_user('bob');
 SELECT alpaca_issue_ticket(:'bob_cred', 'account') AS t_moved \gset
 COMMIT;
 SET ROLE regress_sidecar;
-SELECT pga_try(format('SELECT * FROM alpaca_redeem_ticket(%L, %L)', :'t_moved', 'account')) AS moved_ciphertext;
+-- moved_ciphertext
+CALL alpaca.redeem_ticket(:'t_moved', 'account', NULL, NULL, NULL, NULL);
 RESET ROLE;
 -- (Bob's broken row stays: the key ring test shows rotation reporting it and going on.)
 
