@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Alpaca Trading API stand-in for pg_alpaca's tests, demo and benchmarks.
 
-Python 3 standard library only; run it with /usr/bin/python3.  It serves the read-only
-Trading API endpoints the sidecar uses with Alpaca's JSON shapes and error bodies, from a
-fixture folder (one subfolder per key id, see README.md), over HTTPS, with fault knobs that
-tests change at run time through a plain-HTTP control port on loopback.
+Python 3 standard library only; run it with /usr/bin/python3.  It serves the Trading API
+endpoints the sidecar uses (account, positions, orders: read, submit, replace, cancel, close
+positions) with Alpaca's JSON shapes and error bodies, from a fixture folder (one subfolder per
+key id, see README.md) that seeds an in-memory order book per key, over HTTPS, with fault knobs
+that tests change at run time through a plain-HTTP control port on loopback.
 
     alpaca_standin.py --fixtures DIR --listen paper=127.0.0.1:8443 [--listen live=127.0.0.1:8444]
                       --cert server.crt --key server.key [--control 127.0.0.1:8449]
@@ -24,6 +25,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -35,6 +37,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 try:
     import zoneinfo
@@ -61,10 +64,11 @@ ERR_INTERNAL = b'{"code":50010000,"message":"internal server error occurred"}'  
 # done_for_day, suspended, and any status Alpaca adds later) counts as open.
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "replaced", "rejected"})
 
-FAULT_MODES = ("delay", "status", "ratelimit", "truncated", "malformed", "oversized", "hang", "reset")
+FAULT_MODES = ("delay", "status", "ratelimit", "truncated", "malformed", "oversized", "hang", "reset",
+               "accept_drop", "accept_504")
 FAULT_KEYS = {
     "mode", "count", "key_id", "path", "listener", "method", "delay_ms", "status", "body",
-    "content_type", "reset_in", "retry_after", "size_bytes", "chunked",
+    "content_type", "reset_in", "retry_after", "size_bytes", "chunked", "rst",
 }
 MALFORMED_BODY = (
     b'[{"asset_id":"b0b6dd9d-8b9b-48a9-ba46-b9d54906e415","symbol":"AAPL","qty":"10",,'
@@ -252,7 +256,7 @@ class Fault:
         self.delay_ms = self._num(spec, "delay_ms", 0, 0, 3_600_000)
         if self.mode == "delay" and "delay_ms" not in spec:
             raise ValueError("mode delay needs delay_ms")
-        self.status = self._num(spec, "status", 500, 400, 599)
+        self.status = self._num(spec, "status", 504 if self.mode == "accept_504" else 500, 400, 599)
         self.body = spec.get("body")
         if self.body is not None and not isinstance(self.body, str):
             raise ValueError("body must be a string")
@@ -316,11 +320,58 @@ class App:
         self.log_file = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None
         self.log_lock = threading.Lock()
         self._dummy_secret = os.urandom(40).hex().encode()[:40]
+        self.books = {}  # key_id -> Book (trading state), made on first use from the fixture
+        self.prices = {}  # symbol -> Decimal, set through POST /prices
+        self.orders_created = collections.Counter()  # key_id -> orders created (stats)
+
+    # trading state ----------------------------------------------------------------------------
+    def book(self, acct):
+        with self.lock:
+            b = self.books.get(acct.key_id)
+            if b is None:
+                b = Book(acct, self.prices)
+                self.books[acct.key_id] = b
+            return b
+
+    def reset_books(self, key_id=None):
+        with self.lock:
+            if key_id is None:
+                n = len(self.books)
+                self.books = {}
+            else:
+                n = 1 if self.books.pop(key_id, None) is not None else 0
+            return n
+
+    def set_prices(self, prices):
+        parsed = {}
+        for sym, v in prices.items():
+            if not isinstance(sym, str) or not sym or isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                raise ValueError("prices: {\"SYMBOL\": \"price\"} with positive decimal prices")
+            try:
+                d = Decimal(str(v))
+            except InvalidOperation:
+                raise ValueError("prices: %s is not a decimal" % sym) from None
+            if not d.is_finite() or d <= 0:
+                raise ValueError("prices: %s must be positive" % sym)
+            parsed[sym.upper()] = d
+        with self.lock:
+            self.prices.update(parsed)  # Books hold this very dict
+            return {k: fmt(v) for k, v in self.prices.items()}
+
+    def clear_prices(self):
+        with self.lock:
+            self.prices.clear()
+
+    def count_created(self, key_id, n):
+        with self.lock:
+            self.orders_created[key_id] += n
 
     # fixtures ---------------------------------------------------------------------------------
     def reload(self):
         accounts = load_fixtures(self.fixtures_dir)
-        self.accounts = accounts  # atomic swap; in-flight requests keep the old object
+        with self.lock:
+            self.accounts = accounts  # atomic swap; in-flight requests keep the old object
+            self.books = {}  # trading state starts again from the new fixtures
         return len(accounts)
 
     def authenticate(self, key_id, secret, listener):
@@ -445,11 +496,21 @@ class App:
                 by["by_listener"][listener] += n
                 if fmode:
                     by["by_fault"][fmode] += n
+            books = dict(self.books)
             out = {"total": self.total, "in_flight": self.in_flight, "hanging": self.hanging,
                    "tls_handshake_failures": self.tls_failures, "counts": counts,
-                   "recent": list(self.recent)}
+                   "recent": list(self.recent),
+                   "orders_created": dict(self.orders_created),
+                   "orders_created_total": sum(self.orders_created.values())}
             out.update({k: dict(v) for k, v in by.items()})
-            return out
+        orders = {}
+        for key_id, b in sorted(books.items()):
+            with b.lock:
+                flat = list(b._all())
+                orders[key_id] = {"orders": len(flat), "open": sum(1 for o in flat if o.is_open),
+                                  "positions": len(b.positions)}
+        out["books"] = orders
+        return out
 
     def clear_stats(self):
         with self.lock:
@@ -457,6 +518,955 @@ class App:
             self.recent.clear()
             self.total = 0
             self.tls_failures = 0
+            self.orders_created.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Trading: orders, fills, positions and the account of each key id, in memory, seeded from the
+# fixtures.  Every mutation happens under the key's Book lock.
+
+
+class Refusal(Exception):
+    """An Alpaca error answer: status and body (bytes)."""
+
+    def __init__(self, status, body):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def _refuse(code, message, status=422, **extra):
+    if extra:  # Alpaca (a Go map) sends such bodies with their keys sorted
+        obj = dict(extra)
+        obj["code"] = code
+        obj["message"] = message
+        obj = {k: obj[k] for k in sorted(obj)}
+        raise Refusal(status, _compact(obj))
+    raise Refusal(status, _error_json(code, message))
+
+
+ERR_BODY_FORMAT = (400, 40010000, "request body format is invalid")
+OCC_RE = re.compile(r"^[A-Z]{1,6}[0-9]{6}[CP][0-9]{8}$")
+SAFE_SYMBOL_RE = re.compile(r"^[A-Za-z0-9./-]{1,40}$")
+ORDER_CLASSES = ("", "simple", "bracket", "oco", "oto", "mleg")
+ORDER_TYPES = ("market", "limit", "stop", "stop_limit", "trailing_stop")
+TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
+POSITION_INTENTS = ("buy_to_open", "buy_to_close", "sell_to_open", "sell_to_close")
+BP_FIELDS = ("buying_power", "regt_buying_power", "daytrading_buying_power", "effective_buying_power",
+             "non_marginable_buying_power", "options_buying_power")
+CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+# Prices for symbols no fixture position prices (a position's current_price wins; POST /prices on
+# the control port overrides both).  symbol -> (price, exchange)
+PRICE_TABLE = {
+    "AAPL": ("189.84", "NASDAQ"), "MSFT": ("412.77", "NASDAQ"), "NVDA": ("121.4", "NASDAQ"),
+    "TSLA": ("248.5", "NASDAQ"), "AMZN": ("186.51", "NASDAQ"), "GOOGL": ("176.3", "NASDAQ"),
+    "META": ("505.2", "NASDAQ"), "AMD": ("158.7", "NASDAQ"), "QQQ": ("471.3", "NASDAQ"),
+    "SPY": ("548.1", "ARCA"), "VTI": ("236.12", "ARCA"), "IWM": ("203.9", "ARCA"),
+    "GLD": ("215.35", "ARCA"), "JPM": ("201.4", "NYSE"), "KO": ("62.9", "NYSE"),
+    "XOM": ("113.2", "NYSE"), "BRK.B": ("412.3", "NYSE"),
+    "BTC/USD": ("67012.35", "CRYPTO"), "ETH/USD": ("3512.4", "CRYPTO"), "SOL/USD": ("151.23", "CRYPTO"),
+    "LTC/USD": ("72.15", "CRYPTO"), "DOGE/USD": ("0.1234", "CRYPTO"),
+    "AAPL241213C00250000": ("0.43", ""), "AAPL241213C00260000": ("0.01", ""),
+    "AAPL250620C00100000": ("90.1", ""), "AAPL240119C00200000": ("0.95", ""),
+    "SPY261218C00600000": ("12.5", ""), "SPY261218P00500000": ("8.25", ""),
+}
+
+
+def D(text):
+    return Decimal(text)
+
+
+def fmt(x, places=None):
+    """Decimal -> Alpaca-style decimal string: no exponent, no trailing zeros."""
+    if places is not None:
+        x = x.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    s = format(x.normalize(), "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def _cents(x):
+    return x.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+
+
+def now_stamp():
+    ns = time.time_ns()
+    t = datetime.datetime.fromtimestamp(ns // 1_000_000_000, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % (ns % 1_000_000_000)
+
+
+def _close_stamp(days=0):
+    day = datetime.datetime.now(_NEW_YORK).date() + datetime.timedelta(days=days)
+    close = datetime.datetime(day.year, day.month, day.day, 16, 0, tzinfo=_NEW_YORK)
+    return close.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+
+
+def _decimal_field(req, name, label=None):
+    """A decimal the client sent as a string or a JSON number; None when absent or null."""
+    v = req.get(name)
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        _refuse(40010001, "invalid %s" % (label or name))
+    try:
+        d = Decimal(str(v).strip())
+    except InvalidOperation:
+        _refuse(40010001, "invalid %s" % (label or name))
+    if not d.is_finite():
+        _refuse(40010001, "invalid %s" % (label or name))
+    return d
+
+
+def _symbol_text(s):
+    return s if SAFE_SYMBOL_RE.match(s) else "?"
+
+
+class Asset:
+    __slots__ = ("asset_class", "order_symbol", "position_symbol", "asset_id", "exchange", "price",
+                 "multiplier", "marginable")
+
+
+class BookOrder:
+    """One order (or leg) of a key's book.  d is the order object as Alpaca sends it (legs kept
+    apart in self.legs); raw/flat_raw hold the fixture's own bytes while the order is untouched."""
+
+    __slots__ = ("d", "raw", "flat_raw", "legs", "parent", "submitted", "seq", "reserve", "held",
+                 "held_symbol", "mult")
+
+    def __init__(self, d, seq, raw=None, flat_raw=None, submitted=None):
+        self.d = d
+        self.raw = raw
+        self.flat_raw = flat_raw
+        self.legs = []
+        self.parent = None
+        self.seq = seq
+        self.reserve = Decimal(0)  # buying power this open order holds back
+        self.held = Decimal(0)  # position quantity this open order holds back (qty_available)
+        self.held_symbol = None
+        self.mult = 1
+        if submitted is None:
+            try:
+                submitted = parse_time(d.get("submitted_at") or d.get("created_at"))
+            except (ValueError, TypeError):
+                submitted = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+        self.submitted = submitted
+
+    id = property(lambda self: str(self.d.get("id", "")))
+    status = property(lambda self: self.d.get("status") or "")
+    symbol = property(lambda self: self.d.get("symbol") or "")
+    side = property(lambda self: self.d.get("side") or "")
+    is_open = property(lambda self: self.status not in CLOSED_STATUSES)
+
+    def touch(self, stamp):
+        self.d["updated_at"] = stamp
+        self.raw = self.flat_raw = None
+        if self.parent is not None:
+            self.parent.raw = self.parent.flat_raw = None
+
+    def obj(self, nested=True, status=None):
+        o = dict(self.d)
+        if self.legs:
+            o["legs"] = [leg.obj() for leg in self.legs] if nested else None
+        if status is not None:
+            o["status"] = status
+        return o
+
+    def body(self, nested=True):
+        if self.raw is not None:
+            return self.raw if nested else self.flat_raw
+        return _compact(self.obj(nested))
+
+
+def _new_order(asset, coid, stamp, order_class, otype, side, tif, qty, notional, limit, stop,
+               ext, trail_price=None, trail_percent=None, hwm=None, intent=None, ratio=None):
+    d = {
+        "id": str(uuid.uuid4()), "client_order_id": coid, "created_at": stamp, "updated_at": stamp,
+        "submitted_at": stamp, "filled_at": None, "expired_at": None, "canceled_at": None,
+        "failed_at": None, "replaced_at": None, "replaced_by": None, "replaces": None,
+        "asset_id": asset.asset_id if asset else "", "symbol": asset.order_symbol if asset else "",
+        "asset_class": asset.asset_class if asset else "",
+        "notional": fmt(notional) if notional is not None else None,
+        "qty": fmt(qty) if qty is not None else None, "filled_qty": "0", "filled_avg_price": None,
+        "order_class": order_class, "order_type": otype, "type": otype, "side": side,
+    }
+    if intent:
+        d["position_intent"] = intent
+    d.update({
+        "time_in_force": tif, "limit_price": fmt(limit) if limit is not None else None,
+        "stop_price": fmt(stop) if stop is not None else None, "status": "new",
+        "extended_hours": bool(ext), "legs": None,
+        "trail_percent": fmt(trail_percent) if trail_percent is not None else None,
+        "trail_price": fmt(trail_price) if trail_price is not None else None,
+        "hwm": fmt(hwm) if hwm is not None else None, "subtag": None, "source": None,
+        "expires_at": _close_stamp(0 if tif in ("day", "opg", "cls", "ioc", "fok") else 90),
+    })
+    if ratio is not None:
+        d["ratio_qty"] = fmt(ratio)
+    return d
+
+
+class Book:
+    """The trading state of one key id."""
+
+    def __init__(self, acct, prices):
+        self.lock = threading.Lock()
+        self.key_id = acct.key_id
+        self.prices = prices  # App.prices (symbol -> Decimal), shared, read-only here
+        self.account = json.loads(acct.account_body)
+        self.account_raw = acct.account_body
+        self.positions = [[json.loads(raw), raw] for _, _, raw in acct.positions]
+        self.positions_raw = acct.positions_body
+        self.orders = []
+        self.by_id = {}
+        self.by_coid = {}
+        self.seq = 0
+        self.created = 0
+        for e in acct.orders:
+            top = self._seed(e)
+            for leg in e.legs:
+                lo = self._seed(leg)
+                lo.parent = top
+                top.legs.append(lo)
+            self.orders.append(top)
+
+    def _seed(self, entry):
+        self.seq += 1
+        bo = BookOrder(json.loads(entry.body), self.seq, entry.body, entry.flat_body, entry.submitted)
+        self.by_id.setdefault(bo.id, bo)
+        coid = bo.d.get("client_order_id")
+        if coid:
+            self.by_coid.setdefault(coid, bo)
+        return bo
+
+    # bodies ------------------------------------------------------------------------------------
+    def account_body(self):
+        if self.account_raw is None:
+            self.account_raw = _compact(self.account)
+        return self.account_raw
+
+    def positions_body(self):
+        if self.positions_raw is None:
+            self.positions_raw = b"[" + b",".join(self._pos_body(p) for p in self.positions) + b"]"
+        return self.positions_raw
+
+    @staticmethod
+    def _pos_body(p):
+        if p[1] is None:
+            p[1] = _compact(p[0])
+        return p[1]
+
+    def find_position(self, ident):
+        want = ident.upper().replace("/", "")
+        for p in self.positions:
+            if (p[0].get("symbol") or "").upper().replace("/", "") == want or p[0].get("asset_id") == ident:
+                return p
+        return None
+
+    def position_body(self, ident):
+        p = self.find_position(ident)
+        if p is None:
+            return 404, ERR_POSITION
+        return 200, self._pos_body(p)
+
+    # assets and prices -------------------------------------------------------------------------
+    def _known_crypto(self, s):
+        if "/" in s:
+            return True
+        for p, _ in self.positions:
+            if p.get("asset_class") == "crypto" and (p.get("symbol") or "").upper() == s:
+                return True
+        return any(k.replace("/", "") == s for k in PRICE_TABLE if "/" in k)
+
+    def asset(self, symbol):
+        if not isinstance(symbol, str) or not symbol.strip():
+            _refuse(40010001, "symbol is required")
+        s = symbol.strip()
+        try:  # an asset id of a position
+            uuid.UUID(s)
+            for p, _ in self.positions:
+                if p.get("asset_id") == s:
+                    s = p.get("symbol") or s
+                    break
+        except ValueError:
+            pass
+        s = s.upper()
+        a = Asset()
+        if OCC_RE.match(s):
+            a.asset_class, a.order_symbol, a.position_symbol, a.multiplier = "us_option", s, s, 100
+        elif self._known_crypto(s):
+            if "/" not in s:
+                for q in CRYPTO_QUOTES:
+                    if s.endswith(q) and len(s) > len(q):
+                        s = s[:-len(q)] + "/" + q
+                        break
+            a.asset_class, a.order_symbol, a.position_symbol, a.multiplier = "crypto", s, s.replace("/", ""), 1
+        else:
+            a.asset_class, a.order_symbol, a.position_symbol, a.multiplier = "us_equity", s, s, 1
+        pos = self.find_position(a.position_symbol)
+        table = PRICE_TABLE.get(a.order_symbol)
+        price = self.prices.get(a.order_symbol) or self.prices.get(a.position_symbol)
+        if price is None and pos is not None:
+            price = D(pos[0]["current_price"])
+        if price is None and table is not None:
+            price = D(table[0])
+        if price is None:
+            _refuse(40010001, 'asset "%s" not found' % _symbol_text(s))
+        a.price = price
+        if pos is not None:
+            a.asset_id = pos[0].get("asset_id")
+            a.exchange = pos[0].get("exchange", "")
+            a.marginable = pos[0].get("asset_marginable", a.asset_class == "us_equity")
+        else:
+            a.asset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "alpaca-standin:" + a.order_symbol))
+            a.exchange = table[1] if table else ("" if a.asset_class == "us_option" else "NASDAQ")
+            a.marginable = a.asset_class == "us_equity"
+        return a
+
+    def pos_qty(self, asset):
+        p = self.find_position(asset.position_symbol)
+        return D(p[0]["qty"]) if p else Decimal(0)
+
+    def held_qty(self, position_symbol):
+        return sum((o.held for o in self._all() if o.is_open and o.held_symbol == position_symbol),
+                   Decimal(0))
+
+    def _all(self):
+        for o in self.orders:
+            yield o
+            yield from o.legs
+
+    def _bp_field(self, asset):
+        f = {"crypto": "non_marginable_buying_power", "us_option": "options_buying_power"}.get(asset.asset_class)
+        return f if f and f in self.account else "buying_power"
+
+    def _bp(self, field):
+        try:
+            return D(str(self.account.get(field, "0")))
+        except InvalidOperation:
+            return Decimal(0)
+
+    # account arithmetic ------------------------------------------------------------------------
+    def _adjust(self, fields, delta):
+        if not delta:
+            return
+        for f in fields:
+            if f in self.account:
+                try:
+                    self.account[f] = fmt(D(str(self.account[f])) + delta)
+                except InvalidOperation:
+                    pass
+        self.account_raw = None
+
+    def _apply_fill(self, asset, side, qty, price, stamp):
+        """Book a fill of qty at price: the position and the account, consistently."""
+        sign = Decimal(1) if side == "buy" else Decimal(-1)
+        mult = Decimal(asset.multiplier)
+        crypto = asset.asset_class == "crypto"
+        places = 9 if crypto else 2
+        cost = (qty * price * mult).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+        p = self.find_position(asset.position_symbol)
+        old_qty = D(p[0]["qty"]) if p else Decimal(0)
+        old_mv = D(p[0]["market_value"]) if p else Decimal(0)
+        new_qty = old_qty + sign * qty
+        opening = old_qty == 0 or (old_qty > 0) == (sign > 0)
+        if p is None:
+            p = [{
+                "asset_id": asset.asset_id, "symbol": asset.position_symbol, "exchange": asset.exchange,
+                "asset_class": asset.asset_class, "asset_marginable": bool(asset.marginable),
+                "qty": "0", "avg_entry_price": fmt(price), "side": "long", "market_value": "0",
+                "cost_basis": "0", "unrealized_pl": "0", "unrealized_plpc": "0",
+                "unrealized_intraday_pl": "0", "unrealized_intraday_plpc": "0",
+                "current_price": fmt(price), "lastday_price": fmt(price), "change_today": "0",
+                "qty_available": "0",
+            }, None]
+            self.positions.append(p)
+        pd = p[0]
+        if opening and old_qty != 0:
+            avg = (D(pd["avg_entry_price"]) * abs(old_qty) + price * qty) / abs(new_qty)
+        elif opening or (new_qty != 0 and (new_qty > 0) != (old_qty > 0)):
+            avg = price
+        else:
+            avg = D(pd["avg_entry_price"])
+        if new_qty == 0:
+            self.positions.remove(p)
+            new_mv = Decimal(0)
+        else:
+            cur = D(pd["current_price"])
+            last = D(pd["lastday_price"])
+            new_mv = (new_qty * cur * mult).quantize(Decimal(1).scaleb(-places))
+            cb = new_qty * avg * mult
+            pl = new_mv - cb
+            intraday = (cur - last) * new_qty * mult
+            pd.update({
+                "qty": fmt(new_qty), "avg_entry_price": fmt(avg, 9 if crypto else 4),
+                "side": "short" if new_qty < 0 else "long", "market_value": fmt(new_mv, places),
+                "cost_basis": fmt(cb, places), "unrealized_pl": fmt(pl, places),
+                "unrealized_plpc": fmt(pl / abs(cb), 16) if cb else "0",
+                "unrealized_intraday_pl": fmt(intraday, places),
+                "unrealized_intraday_plpc": fmt(intraday / abs(last * new_qty * mult), 16) if last else "0",
+            })
+            p[1] = None
+        self._refresh_available(asset.position_symbol)
+        self.positions_raw = None
+        # account: cash moves by the cost, market values by the position's change; equity
+        # moves only by the difference between fill price and current price
+        d_long = (max(new_mv, Decimal(0)) - max(old_mv, Decimal(0)))
+        d_short = (min(new_mv, Decimal(0)) - min(old_mv, Decimal(0)))
+        d_cash = -sign * cost
+        self._adjust(("cash",), d_cash)
+        self._adjust(("long_market_value",), d_long)
+        self._adjust(("short_market_value",), d_short)
+        self._adjust(("position_market_value",), d_long - d_short)
+        self._adjust(("equity", "portfolio_value"), d_cash + d_long + d_short)
+        # buying power: an opening fill uses it, a closing fill gives it back
+        self._adjust(BP_FIELDS, -cost if opening else cost)
+        return cost
+
+    def _refresh_available(self, position_symbol):
+        p = self.find_position(position_symbol)
+        if p is None:
+            return
+        q = D(p[0]["qty"])
+        held = self.held_qty(position_symbol)
+        avail = q - held if q > 0 else q + held
+        if p[0].get("qty_available") != fmt(avail):
+            p[0]["qty_available"] = fmt(avail)
+            p[1] = None
+            self.positions_raw = None
+
+    def _reserve(self, order, amount):
+        order.reserve = amount
+        self._adjust(BP_FIELDS, -amount)
+
+    def _release(self, order):
+        if order.reserve:
+            self._adjust(BP_FIELDS, order.reserve)
+            order.reserve = Decimal(0)
+        if order.held:
+            sym = order.held_symbol
+            order.held = Decimal(0)
+            self._refresh_available(sym)
+
+    def _register(self, order, parent=None):
+        self.seq += 1
+        order.seq = self.seq
+        self.by_id[order.id] = order
+        self.by_coid[order.d["client_order_id"]] = order
+        if parent is None:
+            self.orders.append(order)
+        else:
+            order.parent = parent
+            parent.legs.append(order)
+
+    def _check_coid(self, req):
+        coid = req.get("client_order_id")
+        if coid is None or coid == "":
+            return str(uuid.uuid4())
+        if not isinstance(coid, str):
+            _refuse(40010001, "invalid client_order_id")
+        if len(coid) > 128:
+            _refuse(40010001, "client_order_id must be no more than 128 characters")
+        if coid in self.by_coid:
+            _refuse(40010001, "client_order_id must be unique")
+        return coid
+
+    # POST /v2/orders ---------------------------------------------------------------------------
+    def submit(self, req):
+        """-> (status, body).  The caller holds self.lock."""
+        if not isinstance(req, dict):
+            _refuse(ERR_BODY_FORMAT[1], ERR_BODY_FORMAT[2], ERR_BODY_FORMAT[0])
+        order_class = req.get("order_class") or ""
+        if order_class not in ORDER_CLASSES:
+            _refuse(40010001, "invalid order_class")
+        otype = req.get("type")
+        if otype not in ORDER_TYPES:
+            _refuse(40010001, "invalid order type")
+        tif = req.get("time_in_force") or "day"  # Alpaca's default (alpaca-py#98)
+        if tif not in TIME_IN_FORCE:
+            _refuse(40010001, "invalid time_in_force")
+        ext = req.get("extended_hours")
+        if ext is None:
+            ext = False
+        if not isinstance(ext, bool):
+            _refuse(40010001, "invalid extended_hours")
+        intent = req.get("position_intent")
+        if intent is not None and intent not in POSITION_INTENTS:
+            _refuse(40010001, "invalid position_intent")
+        qty = _decimal_field(req, "qty")
+        notional = _decimal_field(req, "notional")
+        limit = _decimal_field(req, "limit_price")
+        stop = _decimal_field(req, "stop_price")
+        trail_price = _decimal_field(req, "trail_price")
+        trail_percent = _decimal_field(req, "trail_percent")
+        if qty is not None and notional is not None:
+            _refuse(40010001, "qty and notional cannot both be specified")
+        if qty is None and notional is None:
+            _refuse(40010001, "qty is required")
+        if qty is not None and qty <= 0:
+            _refuse(40010001, "qty must be > 0")
+        if notional is not None and notional <= 0:
+            _refuse(40010001, "notional must be > 0")
+        if order_class == "mleg":
+            return self._submit_mleg(req, otype, tif, qty, notional, limit, ext)
+        if req.get("legs"):
+            _refuse(40010001, "legs are only allowed for mleg orders")
+        side = req.get("side")
+        if side not in ("buy", "sell"):
+            _refuse(40010001, "invalid side")
+        asset = self.asset(req.get("symbol"))
+
+        # asset class rules
+        if asset.asset_class == "crypto":
+            if tif not in ("gtc", "ioc"):
+                _refuse(42210000, "invalid crypto time_in_force")
+            if otype not in ("market", "limit", "stop_limit"):
+                _refuse(42210000, "invalid crypto order_type")
+            if order_class not in ("", "simple"):
+                _refuse(42210000, "invalid crypto order_class")
+        elif asset.asset_class == "us_option":
+            if tif not in ("day", "gtc"):
+                _refuse(42210000, "order_time_in_force provided not supported for options trading")
+            if otype == "trailing_stop":
+                _refuse(42210000, "invalid options order_type")
+            if order_class not in ("", "simple"):
+                _refuse(42210000, "invalid options order_class")
+            if notional is not None:
+                _refuse(40010001, "qty is required")
+            if qty != qty.to_integral_value():
+                _refuse(40010001, "qty must be integer")
+        else:
+            fractional = notional is not None or qty != qty.to_integral_value()
+            if fractional:
+                if tif != "day":
+                    _refuse(42210000, "fractional orders must be DAY orders")
+                if order_class not in ("", "simple"):
+                    _refuse(42210000, "fractional orders must be simple orders")
+                if otype != "market":
+                    _refuse(42210000, "fractional orders must be market orders")
+        if notional is not None and otype != "market":
+            _refuse(42210000, "notional orders must be market orders")
+
+        # order type rules
+        if otype == "market":
+            if limit is not None or stop is not None:
+                _refuse(40010001, "market orders require no stop or limit price")
+        elif otype == "limit":
+            if limit is None and order_class != "oco":
+                _refuse(40010001, "limit orders require a limit price")
+            if stop is not None:
+                _refuse(40010001, "limit orders require no stop price")
+        elif otype == "stop":
+            if stop is None:
+                _refuse(40010001, "stop orders require a stop price")
+            if limit is not None:
+                _refuse(40010001, "stop orders require no limit price")
+        elif otype == "stop_limit":
+            if limit is None:
+                _refuse(40010001, "stop limit orders require a limit price")
+            if stop is None:
+                _refuse(40010001, "stop limit orders require a stop price")
+        else:  # trailing_stop
+            if (trail_price is None) == (trail_percent is None):
+                _refuse(40010001, "trailing stop orders require exactly one of trail_price or trail_percent")
+        if otype != "trailing_stop" and (trail_price is not None or trail_percent is not None):
+            _refuse(40010001, "trail_price and trail_percent are only for trailing_stop orders")
+        for value, name in ((limit, "limit price"), (stop, "stop price"), (trail_price, "trail price"),
+                            (trail_percent, "trail percent")):
+            if value is not None and value <= 0:
+                _refuse(40010001, "%s must be > 0" % name)
+        if ext:
+            if otype != "limit":
+                _refuse(40010001, 'only type="limit" is allowed for extended hours orders')
+            if tif not in ("day", "gtc"):
+                _refuse(40010001, 'only time_in_force="day" or "gtc" is allowed for extended hours orders')
+
+        # order class rules
+        tp = req.get("take_profit")
+        sl = req.get("stop_loss")
+        tp_limit = sl_stop = sl_limit = None
+        for obj, name in ((tp, "take_profit"), (sl, "stop_loss")):
+            if obj is not None and not isinstance(obj, dict):
+                _refuse(40010001, "invalid %s" % name)
+        if tp:
+            tp_limit = _decimal_field(tp, "limit_price", "take_profit.limit_price")
+        if sl:
+            sl_stop = _decimal_field(sl, "stop_price", "stop_loss.stop_price")
+            sl_limit = _decimal_field(sl, "limit_price", "stop_loss.limit_price")
+        for value, name in ((tp_limit, "take_profit.limit_price"), (sl_stop, "stop_loss.stop_price"),
+                            (sl_limit, "stop_loss.limit_price")):
+            if value is not None and value <= 0:
+                _refuse(40010001, "%s must be > 0" % name)
+        if order_class in ("", "simple"):
+            if tp or sl:
+                _refuse(40010001, "take_profit and stop_loss are only for bracket, oco and oto orders")
+        else:
+            if tif not in ("day", "gtc"):
+                _refuse(40010001, "%s orders must be day or gtc orders" % order_class)
+            if order_class in ("bracket", "oco"):
+                if tp_limit is None:
+                    _refuse(40010001, "take_profit.limit_price is required")
+                if sl_stop is None:
+                    _refuse(40010001, "stop_loss.stop_price is required")
+            else:  # oto
+                if (tp_limit is None) == (sl_stop is None):
+                    _refuse(40010001, "oto orders require either take_profit or stop_loss")
+            if order_class == "bracket" and otype not in ("market", "limit", "stop", "stop_limit"):
+                _refuse(40010001, "bracket orders must be market, limit, stop or stop_limit orders")
+            if order_class == "oco":
+                if otype != "limit":
+                    _refuse(40010001, "oco orders must be limit orders")
+                limit = tp_limit
+            base = limit if limit is not None else (stop if stop is not None else asset.price)
+            if order_class == "bracket" or order_class == "oto":
+                up, down = (1, -1) if side == "buy" else (-1, 1)
+                if tp_limit is not None and (tp_limit - base) * up < Decimal("0.01"):
+                    _refuse(42210000, "take_profit.limit_price must be %s base_price %s 0.01"
+                            % ((">=", "+") if side == "buy" else ("<=", "-")))
+                if sl_stop is not None and (sl_stop - base) * down < Decimal("0.01"):
+                    _refuse(42210000, "stop_loss.stop_price must be %s base_price %s 0.01"
+                            % (("<=", "-") if side == "buy" else (">=", "+")))
+
+        coid = self._check_coid(req)
+
+        # quantity and buying power
+        held_qty = self.pos_qty(asset)
+        exec_qty = qty if qty is not None else (notional / asset.price).quantize(Decimal("0.000000001"), ROUND_DOWN)
+        opening = held_qty == 0 or (held_qty > 0) == (side == "buy")
+        if asset.asset_class == "us_option" and intent is None:
+            intent = ("buy_to_close" if held_qty < 0 else "buy_to_open") if side == "buy" else \
+                     ("sell_to_close" if held_qty > 0 else "sell_to_open")
+        if not opening or (asset.asset_class == "crypto" and side == "sell"):
+            available = abs(held_qty) - self.held_qty(asset.position_symbol)
+            if exec_qty > available:
+                if asset.asset_class == "crypto":
+                    _refuse(40310000, "insufficient balance for %s (requested: %s, available: %s)"
+                            % (asset.order_symbol.split("/")[0], fmt(exec_qty), fmt(max(available, Decimal(0)))), 403)
+                _refuse(40310000, "insufficient qty available for order (requested: %s, available: %s)"
+                        % (fmt(exec_qty), fmt(max(available, Decimal(0)))), 403)
+        ref = limit if limit is not None and otype in ("limit", "stop_limit") else (
+            stop if stop is not None else asset.price)
+        cost = notional if notional is not None else _cents(exec_qty * ref * asset.multiplier)
+        if opening:
+            bp = self._bp(self._bp_field(asset))
+            if cost > bp:
+                _refuse(40310000, "insufficient buying power", 403,
+                        buying_power=fmt(bp), cost_basis=fmt(cost))
+
+        # create
+        stamp = now_stamp()
+        hwm = asset.price if otype == "trailing_stop" else None
+        oc = order_class if order_class or asset.asset_class != "us_option" else "simple"
+        d = _new_order(asset, coid, stamp, oc, otype, side, tif, qty, notional, limit, stop, ext,
+                       trail_price, trail_percent, hwm, intent)
+        order = BookOrder(d, 0, submitted=parse_time(stamp))
+        order.mult = asset.multiplier
+        self._register(order)
+        self.created += 1
+        exit_side = "sell" if side == "buy" else "buy"
+        if order_class in ("bracket", "oto") and tp_limit is not None:
+            leg = BookOrder(_new_order(asset, str(uuid.uuid4()), stamp, order_class, "limit", exit_side,
+                                       tif, qty, None, tp_limit, None, False), 0, submitted=order.submitted)
+            self._register(leg, order)
+        if order_class in ("bracket", "oto", "oco") and sl_stop is not None:
+            sl_type = "stop_limit" if sl_limit is not None else "stop"
+            leg = BookOrder(_new_order(asset, str(uuid.uuid4()), stamp, order_class, sl_type,
+                                       side if order_class == "oco" else exit_side, tif, qty, None,
+                                       sl_limit, sl_stop, False), 0, submitted=order.submitted)
+            self._register(leg, order)
+        for leg in order.legs:
+            leg.d["status"] = "held"
+        if otype == "market":
+            self._fill(order, asset, exec_qty, asset.price, stamp)
+            return 200, order.body()
+        if opening:
+            self._reserve(order, cost)
+        else:
+            order.held = exec_qty
+            order.held_symbol = asset.position_symbol
+            self._refresh_available(asset.position_symbol)
+        # Alpaca answers before the order reaches the venue: accepted (equities) or pending_new
+        # (options, crypto), as in the spec's examples; it is new right after.
+        shown = "accepted" if asset.asset_class == "us_equity" else "pending_new"
+        return 200, _compact(order.obj(True, shown))
+
+    def _fill(self, order, asset, qty, price, stamp):
+        self._apply_fill(asset, order.side, qty, price, stamp)
+        order.d.update({"filled_at": stamp, "filled_qty": fmt(qty), "filled_avg_price": fmt(price),
+                        "status": "filled"})
+        order.touch(stamp)
+        for i, leg in enumerate(order.legs):  # the exit legs go live: the first new, others held
+            leg.d["status"] = "new" if i == 0 else "held"
+            leg.touch(stamp)
+
+    def _submit_mleg(self, req, otype, tif, qty, notional, limit, ext):
+        legs = req.get("legs")
+        if not isinstance(legs, list) or not legs:
+            _refuse(40010001, "legs are required for mleg orders")
+        if len(legs) > 4:
+            _refuse(40010001, "mleg orders support at most 4 legs")
+        if notional is not None:
+            _refuse(40010001, "qty is required")
+        if qty != qty.to_integral_value():
+            _refuse(40010001, "qty must be integer")
+        if otype not in ("market", "limit"):
+            _refuse(42210000, "invalid options order_type")
+        if tif not in ("day", "gtc"):
+            _refuse(42210000, "order_time_in_force provided not supported for options trading")
+        if otype == "limit" and limit is None:
+            _refuse(40010001, "limit orders require a limit price")
+        if otype == "market" and limit is not None:
+            _refuse(40010001, "market orders require no stop or limit price")
+        if req.get("symbol") or req.get("side"):
+            _refuse(40010001, "symbol and side are set per leg for mleg orders")
+        if ext:
+            _refuse(40010001, 'only type="limit" is allowed for extended hours orders')
+        parsed = []
+        seen = set()
+        for leg in legs:
+            if not isinstance(leg, dict):
+                _refuse(40010001, "invalid legs")
+            asset = self.asset(leg.get("symbol"))
+            if asset.asset_class != "us_option":
+                _refuse(42210000, "mleg legs must be options contracts")
+            if asset.order_symbol in seen:
+                _refuse(40010001, "duplicate leg symbol")
+            seen.add(asset.order_symbol)
+            ratio = _decimal_field(leg, "ratio_qty")
+            if ratio is None or ratio <= 0 or ratio != ratio.to_integral_value():
+                _refuse(40010001, "invalid ratio_qty")
+            side = leg.get("side")
+            if side not in ("buy", "sell"):
+                _refuse(40010001, "invalid side")
+            intent = leg.get("position_intent")
+            if intent is not None and intent not in POSITION_INTENTS:
+                _refuse(40010001, "invalid position_intent")
+            held = self.pos_qty(asset)
+            if intent is None:
+                intent = ("buy_to_close" if held < 0 else "buy_to_open") if side == "buy" else \
+                         ("sell_to_close" if held > 0 else "sell_to_open")
+            parsed.append((asset, ratio, side, intent))
+        net = sum(((1 if s == "buy" else -1) * r * a.price for a, r, s, _ in parsed), Decimal(0))
+        coid = self._check_coid(req)
+        ref = limit if limit is not None else net
+        cost = _cents(qty * ref * 100)
+        if cost > 0:
+            bp = self._bp("options_buying_power" if "options_buying_power" in self.account else "buying_power")
+            if cost > bp:
+                _refuse(40310000, "insufficient buying power", 403, buying_power=fmt(bp), cost_basis=fmt(cost))
+        stamp = now_stamp()
+        d = _new_order(None, coid, stamp, "mleg", otype, "", tif, qty, None, limit, None, False)
+        order = BookOrder(d, 0, submitted=parse_time(stamp))
+        self._register(order)
+        self.created += 1
+        for asset, ratio, side, intent in parsed:
+            ld = _new_order(asset, str(uuid.uuid4()), stamp, "mleg", "", side, tif, qty * ratio, None,
+                            None, None, False, intent=intent, ratio=ratio)
+            self._register(BookOrder(ld, 0, submitted=order.submitted), order)
+        if otype == "market":
+            for (asset, ratio, side, _), leg in zip(parsed, order.legs):
+                self._apply_fill(asset, side, qty * ratio, asset.price, stamp)
+                leg.d.update({"filled_at": stamp, "filled_qty": fmt(qty * ratio),
+                              "filled_avg_price": fmt(asset.price), "status": "filled"})
+            order.d.update({"filled_at": stamp, "filled_qty": fmt(qty), "filled_avg_price": fmt(net),
+                            "status": "filled"})
+            return 200, order.body()
+        if cost > 0:
+            self._reserve(order, cost)
+        return 200, _compact(order.obj(True, "pending_new"))
+
+    # cancel, replace ---------------------------------------------------------------------------
+    def lookup(self, order_id):
+        try:
+            uuid.UUID(order_id)
+        except ValueError:
+            _refuse(40010001, "order_id is missing")
+        o = self.by_id.get(order_id)
+        if o is None:
+            raise Refusal(404, ERR_ORDER)
+        return o
+
+    def _cancel(self, order, stamp):
+        order.d.update({"status": "canceled", "canceled_at": stamp})
+        order.touch(stamp)
+        self._release(order)
+        for leg in order.legs:
+            if leg.is_open:
+                self._cancel(leg, stamp)
+        parent = order.parent
+        if parent is not None and parent.d.get("order_class") in ("bracket", "oco", "oto"):
+            for sib in parent.legs:  # exit legs are one-cancels-other
+                if sib is not order and sib.is_open:
+                    sib.d.update({"status": "canceled", "canceled_at": stamp})
+                    sib.touch(stamp)
+                    self._release(sib)
+
+    def cancel(self, order_id):
+        o = self.lookup(order_id)
+        if not o.is_open:
+            _refuse(42210000, 'order is already in "%s" state' % o.status)
+        self._cancel(o, now_stamp())
+        return 204, b""
+
+    def cancel_all(self):
+        stamp = now_stamp()
+        out = []
+        for o in list(self._all()):
+            if o.is_open:
+                self._cancel(o, stamp)
+                out.append({"id": o.id, "status": 200, "body": o.obj(False)})
+        return 207, _compact(out)
+
+    def replace(self, order_id, req):
+        old = self.lookup(order_id)
+        if not isinstance(req, dict):
+            _refuse(ERR_BODY_FORMAT[1], ERR_BODY_FORMAT[2], ERR_BODY_FORMAT[0])
+        st = old.status
+        if st in ("accepted", "pending_new", "pending_cancel", "pending_replace"):
+            _refuse(42210000, "unable to replace order, order isn't sent to exchange yet")
+        if st not in ("new", "partially_filled", "held", "done_for_day"):
+            _refuse(42210000, 'order is already in "%s" state' % st)
+        if old.d.get("notional") is not None:
+            _refuse(42210000, "notional orders cannot be replaced")
+        unknown = set(req) - {"qty", "limit_price", "stop_price", "trail", "time_in_force",
+                              "client_order_id", "advanced_instructions"}
+        if unknown:
+            _refuse(40010001, "invalid field(s): %s" % ", ".join(sorted(_symbol_text(str(k)) for k in unknown)))
+        qty = _decimal_field(req, "qty")
+        limit = _decimal_field(req, "limit_price")
+        stop = _decimal_field(req, "stop_price")
+        trail = _decimal_field(req, "trail")
+        tif = req.get("time_in_force")
+        if tif is not None and tif not in TIME_IN_FORCE:
+            _refuse(40010001, "invalid time_in_force")
+        if all(v is None for v in (qty, limit, stop, trail, tif)) and not req.get("client_order_id"):
+            _refuse(40010001, "no fields to replace")
+        otype = old.d.get("type")
+        if qty is not None and qty <= 0:
+            _refuse(40010001, "qty must be > 0")
+        for value, name, types in ((limit, "limit price", ("limit", "stop_limit")),
+                                   (stop, "stop price", ("stop", "stop_limit")),
+                                   (trail, "trail", ("trailing_stop",))):
+            if value is None:
+                continue
+            if otype not in types:
+                _refuse(40010001, "%s is not applicable to %s orders" % (name, otype or "these"))
+            if value <= 0 and not (name == "limit price" and old.d.get("order_class") == "mleg"):
+                _refuse(40010001, "%s must be > 0" % name)
+        coid = self._check_coid(req)
+        d = dict(old.d)
+        stamp = now_stamp()
+        d.update({"id": str(uuid.uuid4()), "client_order_id": coid, "created_at": stamp,
+                  "updated_at": stamp, "submitted_at": stamp, "replaces": old.id, "status": "new",
+                  "replaced_by": None, "replaced_at": None, "canceled_at": None, "filled_at": None})
+        if qty is not None:
+            d["qty"] = fmt(qty)
+        if limit is not None:
+            d["limit_price"] = fmt(limit)
+        if stop is not None:
+            d["stop_price"] = fmt(stop)
+        if trail is not None:
+            d["trail_percent" if d.get("trail_percent") is not None else "trail_price"] = fmt(trail)
+        if tif is not None:
+            d["time_in_force"] = tif
+        new = BookOrder(d, 0, submitted=parse_time(stamp))
+        new.mult = old.mult
+        # buying power: the replacement holds what the new order needs, instead of the old
+        new_qty = D(d["qty"]) if d.get("qty") else Decimal(0)
+        if old.reserve:
+            ref = D(d["limit_price"]) if d.get("limit_price") else (
+                D(d["stop_price"]) if d.get("stop_price") else old.reserve / (D(old.d["qty"]) * old.mult))
+            need = _cents(new_qty * ref * old.mult)
+            field = "buying_power"
+            if old.d.get("asset_class") == "crypto" and "non_marginable_buying_power" in self.account:
+                field = "non_marginable_buying_power"
+            elif old.d.get("asset_class") in ("us_option", "") and "options_buying_power" in self.account:
+                field = "options_buying_power"
+            if need > self._bp(field) + old.reserve:
+                _refuse(40310000, "insufficient buying power", 403,
+                        buying_power=fmt(self._bp(field) + old.reserve), cost_basis=fmt(need))
+        if old.held:
+            pos = self.find_position(old.held_symbol)
+            have = abs(D(pos[0]["qty"])) if pos else Decimal(0)
+            available = have - self.held_qty(old.held_symbol) + old.held
+            if new_qty > available:
+                _refuse(40310000, "insufficient qty available for order (requested: %s, available: %s)"
+                        % (fmt(new_qty), fmt(max(available, Decimal(0)))), 403)
+        reserve, held, held_symbol = old.reserve, old.held, old.held_symbol
+        self._release(old)
+        old.d.update({"status": "replaced", "replaced_by": new.id, "replaced_at": stamp})
+        old.touch(stamp)
+        if old.parent is not None:
+            self._register(new, old.parent)
+        else:
+            self._register(new)
+            new.legs, old.legs = old.legs, old.legs  # the exit legs follow the replacement
+            for leg in new.legs:
+                leg.parent = new
+            old.legs = []
+        self.created += 1
+        if reserve:
+            self._reserve(new, need)
+        if held:
+            new.held, new.held_symbol = new_qty, held_symbol
+            self._refresh_available(held_symbol)
+        return 200, new.body()
+
+    # positions ---------------------------------------------------------------------------------
+    def _close_request(self, p, qty):
+        pd = p[0]
+        pos_qty = D(pd["qty"])
+        ac = pd.get("asset_class")
+        req = {"symbol": pd["symbol"], "qty": fmt(qty), "side": "sell" if pos_qty > 0 else "buy",
+               "type": "market", "time_in_force": "gtc" if ac == "crypto" else "day"}
+        if ac == "us_option":
+            req["position_intent"] = "sell_to_close" if pos_qty > 0 else "buy_to_close"
+        return req
+
+    def close_position(self, ident, q):
+        p = self.find_position(ident)
+        if p is None:
+            return 404, ERR_POSITION
+        qty_text = (q.get("qty") or [None])[-1]
+        pct_text = (q.get("percentage") or [None])[-1]
+        if qty_text and pct_text:
+            _refuse(40010001, "only one of qty or percentage may be specified")
+        pos_qty = abs(D(p[0]["qty"]))
+        if qty_text:
+            qty = _decimal_field({"qty": qty_text}, "qty")
+            if qty <= 0:
+                _refuse(40010001, "qty must be > 0")
+        elif pct_text:
+            pct = _decimal_field({"percentage": pct_text}, "percentage")
+            if not 0 < pct <= 100:
+                _refuse(40010001, "percentage must be between 0 and 100")
+            qty = pos_qty * pct / 100
+            if pos_qty == pos_qty.to_integral_value():  # fractional only if the position is
+                qty = qty.to_integral_value(ROUND_DOWN)
+            else:
+                qty = qty.quantize(Decimal("0.000000001"), ROUND_DOWN)
+            if qty <= 0:
+                _refuse(40010001, "qty must be > 0")
+        else:
+            qty = pos_qty
+        return self.submit(self._close_request(p, qty))
+
+    def close_all(self, q):
+        text = ((q.get("cancel_orders") or ["false"])[-1]).lower()
+        if text not in _TRUE + _FALSE:
+            _refuse(40010001, "invalid cancel_orders: must be true or false")
+        if text in _TRUE:
+            self.cancel_all()
+        out = []
+        for p in list(self.positions):
+            symbol = p[0]["symbol"]
+            try:
+                st, body = self.submit(self._close_request(p, abs(D(p[0]["qty"]))))
+            except Refusal as r:
+                st, body = r.status, r.body
+            out.append({"symbol": symbol, "status": st, "body": json.loads(body)})
+        return 207, _compact(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,7 +1508,7 @@ _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 
 
-def _orders_query(acct, q):
+def _orders_query(book, q):
     def one(name):
         v = q.get(name)
         return v[-1] if v else None
@@ -536,12 +1546,9 @@ def _orders_query(acct, q):
     side = one("side")
 
     if nested:
-        entries = acct.orders
+        entries = book.orders
     else:  # legs become orders of their own, the parent's legs field null
-        entries = []
-        for e in acct.orders:
-            entries.append(e)
-            entries.extend(e.legs)
+        entries = list(book._all())
 
     out = []
     for e in entries:
@@ -558,34 +1565,43 @@ def _orders_query(acct, q):
         if side and e.side != side:
             continue
         out.append(e)
-    out.sort(key=lambda e: e.submitted, reverse=(direction == "desc"))
+    out.sort(key=lambda e: (e.submitted, e.seq), reverse=(direction == "desc"))
     out = out[:limit]
-    pieces = [e.body if nested else e.flat_body for e in out]
-    return 200, b"[" + b",".join(pieces) + b"]"
+    return 200, b"[" + b",".join(e.body(nested) for e in out) + b"]"
 
 
-def _one_order(acct, order_id, q):
-    try:
-        uuid.UUID(order_id)
-    except ValueError:
-        return _err422("order_id is missing")  # what Alpaca answers for a malformed id
-    e = acct.orders_by_id.get(order_id)
-    if e is None:
+def _nested(q):
+    return (q.get("nested") or ["false"])[-1].lower() in _TRUE
+
+
+def _one_order(book, order_id, q):
+    return 200, book.lookup(order_id).body(_nested(q))
+
+
+def _order_by_client_id(book, q):
+    coid = (q.get("client_order_id") or [""])[-1]
+    if not coid:
+        return _err422("client_order_id is missing")
+    o = book.by_coid.get(coid)
+    if o is None:
         return 404, ERR_ORDER
-    nested = (q.get("nested") or ["false"])[-1].lower() in _TRUE
-    return 200, (e.body if nested else e.flat_body)
+    return 200, o.body(_nested(q))
 
 
-def _one_position(acct, ident):
-    want = ident.upper().replace("/", "")
-    for symbol, asset_id, body in acct.positions:
-        if symbol.upper().replace("/", "") == want or asset_id == ident:
-            return 200, body
-    return 404, ERR_POSITION
+# known paths and the methods Alpaca takes on them
+ROUTES = {
+    "/v2/account": ("GET",),
+    "/v2/clock": ("GET",),
+    "/v2/positions": ("GET", "DELETE"),
+    "/v2/positions/{symbol}": ("GET", "DELETE"),
+    "/v2/orders": ("GET", "POST", "DELETE"),
+    "/v2/orders/{id}": ("GET", "PATCH", "DELETE"),
+    "/v2/orders:by_client_order_id": ("GET",),
+}
 
 
 def _route_kind(path):
-    if path in ("/v2/account", "/v2/positions", "/v2/orders", "/v2/clock"):
+    if path in ROUTES:
         return path
     if path.startswith("/v2/orders/") and len(path) > len("/v2/orders/") and "/" not in path[11:]:
         return "/v2/orders/{id}"
@@ -595,20 +1611,54 @@ def _route_kind(path):
     return None
 
 
-def alpaca_answer(acct, kind, path, q):
+def _json_body(body):
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        _refuse(ERR_BODY_FORMAT[1], ERR_BODY_FORMAT[2], ERR_BODY_FORMAT[0])
+
+
+def _trade(book, method, kind, path, q, body):
     if kind == "/v2/account":
-        return 200, acct.account_body
+        return 200, book.account_body()
     if kind == "/v2/positions":
-        return 200, acct.positions_body
+        return (200, book.positions_body()) if method == "GET" else book.close_all(q)
+    if kind == "/v2/positions/{symbol}":
+        ident = urllib.parse.unquote(path[14:])
+        return book.position_body(ident) if method == "GET" else book.close_position(ident, q)
     if kind == "/v2/orders":
-        return _orders_query(acct, q)
+        if method == "GET":
+            return _orders_query(book, q)
+        if method == "POST":
+            return book.submit(_json_body(body))
+        return book.cancel_all()
+    if kind == "/v2/orders/{id}":
+        order_id = urllib.parse.unquote(path[11:])
+        if method == "GET":
+            return _one_order(book, order_id, q)
+        if method == "PATCH":
+            return book.replace(order_id, _json_body(body))
+        return book.cancel(order_id)
+    if kind == "/v2/orders:by_client_order_id":
+        return _order_by_client_id(book, q)
+    return 404, ERR_ENDPOINT
+
+
+def alpaca_answer(app, acct, method, kind, path, q, body=b""):
+    """-> (status, body) of an authenticated request to a known path and method."""
     if kind == "/v2/clock":
         return 200, _clock_body()
-    if kind == "/v2/orders/{id}":
-        return _one_order(acct, urllib.parse.unquote(path[11:]), q)
-    if kind == "/v2/positions/{symbol}":
-        return _one_position(acct, urllib.parse.unquote(path[14:]))
-    return 404, ERR_ENDPOINT
+    book = app.book(acct)
+    with book.lock:
+        before = book.created
+        try:
+            st, out = _trade(book, method, kind, path, q, body)
+        except Refusal as r:
+            st, out = r.status, r.body
+        created = book.created - before
+    if created:
+        app.count_created(acct.key_id, created)
+    return st, out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +1698,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         lines = ["HTTP/1.1 %d %s" % (status, http.HTTPStatus(status).phrase),
                  "Date: " + email.utils.formatdate(usegmt=True),
                  "Content-Type: " + ctype]
-        lines.append("Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % length)
+        if status != 204:  # a 204 carries neither a body nor a Content-Length
+            lines.append("Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % length)
         if rate is not None:
             lines.append("X-RateLimit-Limit: %d" % rate[0])
             lines.append("X-RateLimit-Remaining: %d" % rate[1])
@@ -706,9 +1757,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with app.lock:
             app.in_flight += 1
         try:
-            self._read_body()
+            body = self._read_body()
             fault = app.take_fault(listener, method, path, key_id)
-            status, nbytes = self._serve(app, listener, method, path, query, key_id, secret, fault)
+            status, nbytes = self._serve(app, listener, method, path, query, key_id, secret, fault,
+                                         body)
         except _Gone as gone:
             status, nbytes = gone.args
         except (OSError, ssl.SSLError):
@@ -719,7 +1771,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             app.record(listener, method, path, query, status, key_id, fault,
                        time.perf_counter() - t0, nbytes)
 
-    def _serve(self, app, listener, method, path, query, key_id, secret, fault):
+    def _fault_status(self, app, fault, key_id):
+        st = fault.status
+        if fault.body is not None:
+            body, ctype = fault.body.encode(), fault.content_type or JSON_CT
+        elif st == 500:
+            body, ctype = ERR_INTERNAL, JSON_CT
+        elif st in (502, 503, 504):
+            body, ctype = _gateway_page(st), "text/html"
+        else:
+            body, ctype = _error_json(st * 100000 + 10000, http.HTTPStatus(st).phrase.lower()), JSON_CT
+        return st, self._send(st, body, app.rate_peek(key_id), ctype)
+
+    def _serve(self, app, listener, method, path, query, key_id, secret, fault, req_body=b""):
         if fault is not None:
             if fault.delay_ms:
                 fault.cleared.wait(fault.delay_ms / 1000.0)  # clearing the fault ends the wait
@@ -729,16 +1793,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif mode == "reset":
                 self._abort(rst=True)
             elif mode == "status":
-                st = fault.status
-                if fault.body is not None:
-                    body, ctype = fault.body.encode(), fault.content_type or JSON_CT
-                elif st == 500:
-                    body, ctype = ERR_INTERNAL, JSON_CT
-                elif st in (502, 503, 504):
-                    body, ctype = _gateway_page(st), "text/html"
-                else:
-                    body, ctype = _error_json(st * 100000 + 10000, http.HTTPStatus(st).phrase.lower()), JSON_CT
-                return st, self._send(st, body, app.rate_peek(key_id), ctype)
+                return self._fault_status(app, fault, key_id)
             elif mode == "ratelimit":
                 limit = app.rate_peek(key_id)[0]
                 rate = (limit, 0, int(time.time() + fault.reset_in + 0.999))
@@ -750,7 +1805,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif mode == "oversized":
                 return 200, self._oversized(app, fault, key_id)
 
-        status, body, rate = self._alpaca(app, listener, method, path, query, key_id, secret)
+        status, body, rate = self._alpaca(app, listener, method, path, query, key_id, secret, req_body)
+        if fault is not None and fault.mode == "accept_drop":  # done, but the answer is lost
+            self._abort(rst=bool(fault.spec.get("rst")))
+        if fault is not None and fault.mode == "accept_504":
+            return self._fault_status(app, fault, key_id)
         if fault is not None and fault.mode == "truncated":
             half = body[: len(body) // 2]
             self.close_connection = True
@@ -758,11 +1817,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._abort(rst=False, status=status, nbytes=len(half))
         return status, self._send(status, body, rate)
 
-    def _alpaca(self, app, listener, method, path, query, key_id, secret):
+    def _alpaca(self, app, listener, method, path, query, key_id, secret, req_body=b""):
         kind = _route_kind(path)
         if kind is None:
             return 404, ERR_ENDPOINT, app.rate_peek(None)
-        if method != "GET":
+        if method not in ROUTES[kind]:
             return 405, ERR_METHOD, app.rate_peek(None)
         if not key_id or not secret:
             return 403, ERR_FORBIDDEN, app.rate_peek(None)
@@ -773,7 +1832,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not allowed:
             return 429, ERR_RATELIMIT, (limit, 0, reset)
         q = urllib.parse.parse_qs(query, keep_blank_values=True) if query else {}
-        st, body = alpaca_answer(acct, kind, path, q)
+        st, body = alpaca_answer(app, acct, method, kind, path, q, req_body)
         return st, body, (limit, remaining, reset)
 
     def _hang(self, app, fault):
@@ -879,6 +1938,9 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             return self._reply(200, {"ok": True, "accounts": len(app.accounts)})
         if path == "/ratelimit":
             return self._reply(200, {"limit": app.rate_limit})
+        if path == "/prices":
+            with app.lock:
+                return self._reply(200, {k: fmt(v) for k, v in app.prices.items()})
         return self._reply(404, {"message": "unknown control path"})
 
     def do_POST(self):
@@ -901,6 +1963,13 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                 return self._reply(200, {"limit": limit})
             if path == "/reload":
                 return self._reply(200, {"accounts": app.reload()})
+            if path == "/reset":
+                key_id = body.get("key_id") if isinstance(body, dict) else None
+                return self._reply(200, {"reset": app.reset_books(key_id)})
+            if path == "/prices":
+                if not isinstance(body, dict):
+                    return self._reply(400, {"message": "prices: a JSON object"})
+                return self._reply(200, app.set_prices(body))
         except (ValueError, OSError) as e:
             return self._reply(400, {"message": str(e)})
         return self._reply(404, {"message": "unknown control path"})
@@ -918,6 +1987,9 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             return self._reply(200, {"cleared": app.clear_faults(fid)})
         if path == "/stats":
             app.clear_stats()
+            return self._reply(200, {"cleared": True})
+        if path == "/prices":
+            app.clear_prices()
             return self._reply(200, {"cleared": True})
         return self._reply(404, {"message": "unknown control path"})
 

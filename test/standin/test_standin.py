@@ -19,7 +19,15 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 import urllib.request
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import validate_fixtures
+except SystemExit:  # python3-jsonschema missing: answers are not checked against the spec
+    validate_fixtures = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -94,6 +102,9 @@ class StandinTest(unittest.TestCase):
     def setUp(self):
         self.control("DELETE", "/faults")
         self.control("POST", "/ratelimit", {"limit": 200})  # also resets every key's window
+        self.control("POST", "/reset", {})  # every key's orders, positions, account: the fixtures'
+        self.control("DELETE", "/prices")
+        self.control("DELETE", "/stats")  # the orders-created counters with them
 
     # helpers ---------------------------------------------------------------------------------
     def control(self, method, path, body=None):
@@ -262,9 +273,10 @@ class StandinTest(unittest.TestCase):
         for path in ("/v2/nope", "/v1/account", "/v2/positions/AAPL/extra", "/"):
             st, _, body = self.get(path)
             self.assertEqual((st, body), (404, b'{"code":40410000,"message":"endpoint not found"}'), path)
-        st, _, body = self.get("/v2/orders", method="POST")
-        self.assertEqual(st, 405)
-        self.assertEqual(json.loads(body)["code"], 40510000)
+        for method, path in (("POST", "/v2/account"), ("PUT", "/v2/orders"), ("POST", "/v2/clock"),
+                             ("PATCH", "/v2/positions/AAPL"), ("DELETE", "/v2/orders:by_client_order_id")):
+            st, _, body = self.get(path, method=method)
+            self.assertEqual((st, json.loads(body)["code"]), (405, 40510000), (method, path))
 
     def test_invalid_queries_422(self):
         for q in ("status=bogus", "limit=0", "limit=501", "limit=abc", "limit=-1", "direction=up",
@@ -585,6 +597,512 @@ class StandinTest(unittest.TestCase):
         st, body = self.control("POST", "/reload", {})
         self.assertEqual((st, body), (200, {"accounts": 3}))
         self.assertEqual(self.get("/v2/account")[0], 200)
+
+    # trading -----------------------------------------------------------------------------------
+    SPEC = None
+
+    def valid(self, instance, schema, array=False):
+        """Assert instance validates against the spec's schema (validate_fixtures' reading)."""
+        if validate_fixtures is None:
+            return
+        if StandinTest.SPEC is None:
+            StandinTest.SPEC = validate_fixtures.Checker(validate_fixtures.DEFAULT_SPEC, quiet=True)
+        errors = StandinTest.SPEC.problems(instance, schema, array)
+        self.assertEqual(errors, [], "%s: %s" % (schema, instance))
+
+    def call(self, method, path, body=None, key=ALICE, listener="paper", raw=None):
+        h = {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret_of(key)}
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            h["Content-Type"] = "application/json"
+        c = self.conn(listener)
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            out = r.read()
+            return r.status, r.headers, (json.loads(out) if out and out[:1] in b"[{" else out)
+        finally:
+            c.close()
+
+    def order(self, key=ALICE, listener="paper", **body):
+        st, _, out = self.call("POST", "/v2/orders", body, key=key, listener=listener)
+        if st == 200:
+            self.valid(out, "Order")
+        return st, out
+
+    def ok_order(self, key=ALICE, listener="paper", **body):
+        st, out = self.order(key=key, listener=listener, **body)
+        self.assertEqual(st, 200, out)
+        return out
+
+    def account(self, key=ALICE):
+        a = self.get_json("/v2/account", key=key)
+        self.valid(a, "Account")
+        return a
+
+    def positions(self, key=ALICE):
+        p = self.get_json("/v2/positions", key=key)
+        self.valid(p, "Position", array=True)
+        return {x["symbol"]: x for x in p}
+
+    def assert_balanced(self, a):
+        self.assertEqual(Decimal(a["equity"]),
+                         Decimal(a["cash"]) + Decimal(a["long_market_value"]) + Decimal(a["short_market_value"]))
+
+    def created(self, key=ALICE):
+        return self.control("GET", "/stats")[1]["orders_created"].get(key, 0)
+
+    def test_trade_market_buy_fills_and_moves_cash_positions(self):
+        a0, p0 = self.account(), self.positions()
+        o = self.ok_order(symbol="AAPL", qty="2", side="buy", type="market", time_in_force="day",
+                          client_order_id="mkt-1")
+        self.assertEqual((o["status"], o["filled_qty"], o["filled_avg_price"], o["qty"]), ("filled", "2", "189.84", "2"))
+        self.assertEqual((o["symbol"], o["asset_class"], o["asset_id"]), ("AAPL", "us_equity", p0["AAPL"]["asset_id"]))
+        self.assertEqual(o["client_order_id"], "mkt-1")
+        a1, p1 = self.account(), self.positions()
+        self.assertEqual(p1["AAPL"]["qty"], "12")
+        self.assertEqual(p1["AAPL"]["market_value"], "2278.08")
+        self.assertEqual(Decimal(a0["cash"]) - Decimal(a1["cash"]), Decimal("379.68"))
+        self.assertEqual(Decimal(a0["buying_power"]) - Decimal(a1["buying_power"]), Decimal("379.68"))
+        self.assertEqual(a1["equity"], a0["equity"])  # filled at the current price
+        self.assert_balanced(a0)
+        self.assert_balanced(a1)
+        self.assertEqual(self.get_json("/v2/orders/" + o["id"]), o)
+        self.assertEqual(self.get_json("/v2/orders:by_client_order_id?client_order_id=mkt-1"), o)
+        self.assertIn(o["id"], [x["id"] for x in self.get_json("/v2/orders?status=closed")])
+        self.assertNotIn(o["id"], [x["id"] for x in self.get_json("/v2/orders")])
+        # a new symbol opens a position; selling it closes it and gives the cash back
+        self.ok_order(symbol="NVDA", qty="3", side="buy", type="market", time_in_force="day")
+        nv = self.positions()["NVDA"]
+        self.assertEqual((nv["qty"], nv["side"], nv["market_value"], nv["exchange"]), ("3", "long", "364.2", "NASDAQ"))
+        s = self.ok_order(symbol="NVDA", qty="3", side="sell", type="market", time_in_force="day")
+        self.assertEqual(s["status"], "filled")
+        self.assertNotIn("NVDA", self.positions())
+        self.assertEqual(self.account()["cash"], a1["cash"])
+        self.assertEqual(self.created(), 3)
+
+    def test_trade_notional_and_fractional_rules(self):
+        o = self.ok_order(symbol="AAPL", notional="100", side="buy", type="market", time_in_force="day")
+        self.assertEqual((o["qty"], o["notional"]), (None, "100"))
+        self.assertEqual(Decimal(o["filled_qty"]), (Decimal(100) / Decimal("189.84")).quantize(Decimal("1e-9"), "ROUND_DOWN"))
+        f = self.ok_order(symbol="VTI", qty="0.5", side="buy", type="market", time_in_force="day")
+        self.assertEqual(self.positions()["VTI"]["qty"], "0.623456789")
+        self.assertEqual(f["filled_qty"], "0.5")
+        cases = [
+            (dict(symbol="AAPL", notional="100", side="buy", type="market", time_in_force="gtc"),
+             42210000, "fractional orders must be DAY orders"),
+            (dict(symbol="AAPL", qty="0.5", side="buy", type="limit", limit_price="150", time_in_force="day"),
+             42210000, "fractional orders must be market orders"),
+            (dict(symbol="AAPL", qty="1.5", side="buy", type="market", time_in_force="day", order_class="bracket",
+                  take_profit={"limit_price": "250"}, stop_loss={"stop_price": "150"}),
+             42210000, "fractional orders must be simple orders"),
+            (dict(symbol="AAPL", qty="1", notional="100", side="buy", type="market", time_in_force="day"),
+             40010001, "qty and notional cannot both be specified"),
+        ]
+        for body, code, msg in cases:
+            st, out = self.order(**body)
+            self.assertEqual((st, out), (422, {"code": code, "message": msg}), body)
+
+    def test_trade_validation_errors_are_alpacas(self):
+        base = dict(symbol="AAPL", qty="1", side="buy", type="limit", limit_price="150", time_in_force="gtc")
+        cases = [
+            (dict(qty=None), 40010001, "qty is required"),
+            (dict(qty="-1"), 40010001, "qty must be > 0"),
+            (dict(qty="0"), 40010001, "qty must be > 0"),
+            (dict(qty="abc"), 40010001, "invalid qty"),
+            (dict(limit_price=None), 40010001, "limit orders require a limit price"),
+            (dict(limit_price="0"), 40010001, "limit price must be > 0"),
+            (dict(type="market"), 40010001, "market orders require no stop or limit price"),
+            (dict(type="stop", limit_price=None), 40010001, "stop orders require a stop price"),
+            (dict(type="stop_limit"), 40010001, "stop limit orders require a stop price"),
+            (dict(type="trailing_stop", limit_price=None), 40010001,
+             "trailing stop orders require exactly one of trail_price or trail_percent"),
+            (dict(type="market", limit_price=None, extended_hours=True), 40010001,
+             'only type="limit" is allowed for extended hours orders'),
+            (dict(type="bogus"), 40010001, "invalid order type"),
+            (dict(time_in_force="forever"), 40010001, "invalid time_in_force"),
+            (dict(side="up"), 40010001, "invalid side"),
+            (dict(order_class="weird"), 40010001, "invalid order_class"),
+            (dict(symbol="NOPE"), 40010001, 'asset "NOPE" not found'),
+            (dict(symbol="\x01" * 500), 40010001, 'asset "?" not found'),
+            (dict(client_order_id="x" * 129), 40010001, "client_order_id must be no more than 128 characters"),
+            (dict(position_intent="sideways"), 40010001, "invalid position_intent"),
+            (dict(symbol="BTC/USD", time_in_force="day"), 42210000, "invalid crypto time_in_force"),
+            (dict(symbol="BTCUSD", time_in_force="fok"), 42210000, "invalid crypto time_in_force"),
+            (dict(symbol="AAPL240119C00190000", time_in_force="ioc"), 42210000,
+             "order_time_in_force provided not supported for options trading"),
+            (dict(symbol="AAPL240119C00190000", qty="1.5"), 40010001, "qty must be integer"),
+            (dict(symbol="AAPL240119C00190000", type="trailing_stop", limit_price=None, trail_percent="5"),
+             42210000, "invalid options order_type"),
+            (dict(order_class="bracket", take_profit={"limit_price": "140"}, stop_loss={"stop_price": "130"}),
+             42210000, "take_profit.limit_price must be >= base_price + 0.01"),
+            (dict(order_class="bracket", take_profit={"limit_price": "160"}, stop_loss={"stop_price": "151"}),
+             42210000, "stop_loss.stop_price must be <= base_price - 0.01"),
+            (dict(order_class="bracket", stop_loss={"stop_price": "130"}), 40010001, "take_profit.limit_price is required"),
+        ]
+        before = self.created()
+        for change, code, msg in cases:
+            body = {k: v for k, v in dict(base, **change).items() if v is not None}
+            st, out = self.order(**body)
+            self.assertEqual((st, out), (422, {"code": code, "message": msg}), change)
+            self.valid(out, "Error")
+        st, _, out = self.call("POST", "/v2/orders", raw=b"{not json")
+        self.assertEqual((st, out), (400, {"code": 40010000, "message": "request body format is invalid"}))
+        st, _, out = self.call("POST", "/v2/orders", raw=b"")
+        self.assertEqual(st, 400)
+        self.assertEqual(self.created(), before)  # nothing refused was created
+
+    def test_trade_insufficient_buying_power_and_qty(self):
+        bp = self.account()["buying_power"]
+        c = self.conn()
+        try:
+            c.request("POST", "/v2/orders", body=json.dumps(dict(symbol="AAPL", qty="1000", side="buy",
+                      type="market", time_in_force="day")),
+                      headers={"APCA-API-KEY-ID": ALICE, "APCA-API-SECRET-KEY": secret_of(ALICE)})
+            r = c.getresponse()
+            body = r.read()
+        finally:
+            c.close()
+        self.assertEqual(r.status, 403)
+        self.assertEqual(body, ('{"buying_power":"%s","code":40310000,"cost_basis":"189840","message":'
+                                '"insufficient buying power"}' % bp).encode())
+        st, out = self.order(symbol="AAPL", qty="11", side="sell", type="market", time_in_force="day")
+        self.assertEqual((st, out), (403, {"code": 40310000,
+                         "message": "insufficient qty available for order (requested: 11, available: 10)"}))
+        st, out = self.order(symbol="BTC/USD", qty="1", side="sell", type="market", time_in_force="gtc")
+        self.assertEqual((st, out), (403, {"code": 40310000,
+                         "message": "insufficient balance for BTC (requested: 1, available: 0.0012345678)"}))
+        # an open sell holds its quantity
+        self.ok_order(symbol="AAPL", qty="8", side="sell", type="limit", limit_price="250", time_in_force="gtc")
+        self.assertEqual(self.positions()["AAPL"]["qty_available"], "2")
+        st, out = self.order(symbol="AAPL", qty="3", side="sell", type="market", time_in_force="day")
+        self.assertEqual(out["message"], "insufficient qty available for order (requested: 3, available: 2)")
+        self.assertEqual(self.account()["buying_power"], bp)  # selling long reserves no buying power
+
+    def test_trade_limit_open_cancel_and_reserve(self):
+        a0 = self.account()
+        o = self.ok_order(symbol="MSFT", qty="2", side="buy", type="limit", limit_price="400",
+                          time_in_force="gtc", client_order_id="lim-1")
+        self.assertEqual((o["status"], o["filled_qty"], o["filled_avg_price"], o["limit_price"]), ("accepted", "0", None, "400"))
+        got = self.get_json("/v2/orders/" + o["id"])
+        self.assertEqual(got["status"], "new")
+        self.assertIn(o["id"], [x["id"] for x in self.get_json("/v2/orders?status=open")])
+        self.assertEqual(Decimal(a0["buying_power"]) - Decimal(self.account()["buying_power"]), Decimal(800))
+        self.assertEqual(self.account()["cash"], a0["cash"])  # nothing filled
+        st, h, body = self.call("DELETE", "/v2/orders/" + o["id"])
+        self.assertEqual((st, body), (204, b""))
+        self.assertNotIn("Content-Length", h)
+        got = self.get_json("/v2/orders/" + o["id"])
+        self.assertEqual(got["status"], "canceled")
+        self.assertIsNotNone(got["canceled_at"])
+        self.valid(got, "Order")
+        self.assertEqual(self.account()["buying_power"], a0["buying_power"])
+        st, _, out = self.call("DELETE", "/v2/orders/" + o["id"])
+        self.assertEqual((st, out), (422, {"code": 42210000, "message": 'order is already in "canceled" state'}))
+        filled = [x for x in fixture(ALICE, "orders.json") if x["status"] == "filled"][0]
+        st, _, out = self.call("DELETE", "/v2/orders/" + filled["id"])
+        self.assertEqual((st, out), (422, {"code": 42210000, "message": 'order is already in "filled" state'}))
+        st, _, out = self.call("DELETE", "/v2/orders/5d5c4bde-0000-4000-8000-000000000000")
+        self.assertEqual((st, out), (404, {"code": 40410000, "message": "order not found"}))
+        st, _, out = self.call("DELETE", "/v2/orders/nope")
+        self.assertEqual((st, out), (422, {"code": 40010001, "message": "order_id is missing"}))
+
+    def test_trade_replace(self):
+        a0 = self.account()
+        o = self.ok_order(symbol="MSFT", qty="1", side="buy", type="limit", limit_price="400", time_in_force="day")
+        st, _, n = self.call("PATCH", "/v2/orders/" + o["id"], {"qty": "2", "limit_price": "401.5",
+                                                                "time_in_force": "gtc", "client_order_id": "rep-2"})
+        self.assertEqual(st, 200, n)
+        self.valid(n, "Order")
+        self.assertNotEqual(n["id"], o["id"])
+        self.assertEqual((n["replaces"], n["qty"], n["limit_price"], n["time_in_force"], n["client_order_id"], n["status"]),
+                         (o["id"], "2", "401.5", "gtc", "rep-2", "new"))
+        old = self.get_json("/v2/orders/" + o["id"])
+        self.assertEqual((old["status"], old["replaced_by"]), ("replaced", n["id"]))
+        self.assertIsNotNone(old["replaced_at"])
+        self.assertEqual(Decimal(a0["buying_power"]) - Decimal(self.account()["buying_power"]), Decimal("803"))
+        st, _, out = self.call("PATCH", "/v2/orders/" + o["id"], {"qty": "3"})
+        self.assertEqual((st, out), (422, {"code": 42210000, "message": 'order is already in "replaced" state'}))
+        st, _, out = self.call("PATCH", "/v2/orders/" + n["id"], {"stop_price": "3"})
+        self.assertEqual(st, 422)
+        st, _, out = self.call("PATCH", "/v2/orders/" + n["id"], {"qty": "1", "client_order_id": "rep-2"})
+        self.assertEqual((st, out), (422, {"code": 40010001, "message": "client_order_id must be unique"}))
+        st, _, out = self.call("PATCH", "/v2/orders/" + n["id"], {"qty": "1000"})
+        self.assertEqual((st, out["message"]), (403, "insufficient buying power"))
+        st, _, out = self.call("PATCH", "/v2/orders/5d5c4bde-0000-4000-8000-000000000000", {"qty": "1"})
+        self.assertEqual(st, 404)
+        self.assertEqual(self.created(), 2)  # the replacement is an order of its own
+
+    def test_trade_crypto(self):
+        p0 = self.positions()["BTCUSD"]
+        o = self.ok_order(symbol="BTCUSD", qty="0.001", side="buy", type="market", time_in_force="gtc")
+        self.assertEqual((o["symbol"], o["asset_class"], o["status"], o["asset_id"]),
+                         ("BTC/USD", "crypto", "filled", p0["asset_id"]))
+        self.assertEqual(self.positions()["BTCUSD"]["qty"], "0.0022345678")
+        self.assert_balanced(self.account())
+        lim = self.ok_order(symbol="ETH/USD", qty="0.02", side="buy", type="limit", limit_price="2100", time_in_force="gtc")
+        self.assertEqual(lim["status"], "pending_new")  # as the spec's crypto example
+
+    def test_trade_options_single_and_mleg(self):
+        o = self.ok_order(symbol="AAPL240119C00190000", qty="1", side="buy", type="market", time_in_force="day")
+        self.assertEqual((o["order_class"], o["position_intent"], o["filled_avg_price"]), ("simple", "buy_to_open", "3.2"))
+        self.assertEqual(self.positions()["AAPL240119C00190000"]["qty"], "3")
+        s = self.ok_order(symbol="SPY250321P00450000", qty="1", side="buy", type="market", time_in_force="day")
+        self.assertEqual(s["position_intent"], "buy_to_close")  # Alice is short one
+        self.assertNotIn("SPY250321P00450000", self.positions())
+        a0 = self.account()
+        legs = [{"symbol": "AAPL241213C00250000", "ratio_qty": "3", "side": "buy", "position_intent": "buy_to_open"},
+                {"symbol": "AAPL241213C00260000", "ratio_qty": "1", "side": "sell", "position_intent": "sell_to_open"}]
+        m = self.ok_order(order_class="mleg", qty="1", type="market", time_in_force="day", legs=legs)
+        self.assertEqual((m["symbol"], m["side"], m["asset_class"], m["status"], m["filled_avg_price"]),
+                         ("", "", "", "filled", "1.28"))  # 3 x 0.43 - 1 x 0.01, as the spec's example
+        self.assertEqual([(x["symbol"], x["qty"], x["ratio_qty"], x["type"], x["status"]) for x in m["legs"]],
+                         [("AAPL241213C00250000", "3", "3", "", "filled"), ("AAPL241213C00260000", "1", "1", "", "filled")])
+        self.assertEqual(Decimal(a0["cash"]) - Decimal(self.account()["cash"]), Decimal(128))
+        p = self.positions()
+        self.assertEqual((p["AAPL241213C00250000"]["qty"], p["AAPL241213C00260000"]["qty"]), ("3", "-1"))
+        lm = self.ok_order(order_class="mleg", qty="2", type="limit", limit_price="-0.5", time_in_force="day", legs=legs)
+        self.assertEqual((lm["status"], [x["status"] for x in lm["legs"]]), ("pending_new", ["new", "new"]))
+        flat = self.get_json("/v2/orders?status=open&limit=500")
+        self.assertIn(lm["legs"][0]["id"], [x["id"] for x in flat])
+        st, out = self.order(order_class="mleg", qty="1", type="market", time_in_force="day", legs=legs * 3)
+        self.assertEqual((st, out), (422, {"code": 40010001, "message": "mleg orders support at most 4 legs"}))
+        st, out = self.order(order_class="mleg", qty="1", type="market", time_in_force="day")
+        self.assertEqual(out["message"], "legs are required for mleg orders")
+
+    def test_trade_bracket_oco_oto_and_types(self):
+        b = self.ok_order(symbol="NVDA", qty="2", side="buy", type="market", time_in_force="gtc", order_class="bracket",
+                          take_profit={"limit_price": "130"}, stop_loss={"stop_price": "110", "limit_price": "109"})
+        self.assertEqual(b["status"], "filled")
+        self.assertEqual([(x["type"], x["side"], x["status"], x["limit_price"], x["stop_price"]) for x in b["legs"]],
+                         [("limit", "sell", "new", "130", None), ("stop_limit", "sell", "held", "109", "110")])
+        flat = self.get_json("/v2/orders/" + b["id"])
+        self.assertIsNone(flat["legs"])
+        self.assertEqual(self.get_json("/v2/orders/%s?nested=true" % b["id"])["legs"], b["legs"])
+        self.assertEqual(self.call("DELETE", "/v2/orders/" + b["legs"][0]["id"])[0], 204)
+        self.assertEqual(self.get_json("/v2/orders/" + b["legs"][1]["id"])["status"], "canceled")  # one cancels other
+        lb = self.ok_order(symbol="NVDA", qty="1", side="buy", type="limit", limit_price="120", time_in_force="day",
+                           order_class="bracket", take_profit={"limit_price": "130"}, stop_loss={"stop_price": "110"})
+        self.assertEqual((lb["status"], [x["status"] for x in lb["legs"]]), ("accepted", ["held", "held"]))
+        self.assertEqual(self.call("DELETE", "/v2/orders/" + lb["id"])[0], 204)
+        self.assertEqual([x["status"] for x in self.get_json("/v2/orders/%s?nested=true" % lb["id"])["legs"]],
+                         ["canceled", "canceled"])
+        oco = self.ok_order(symbol="AAPL", qty="5", side="sell", type="limit", time_in_force="gtc", order_class="oco",
+                            take_profit={"limit_price": "220"}, stop_loss={"stop_price": "170"})
+        self.assertEqual((oco["limit_price"], oco["legs"][0]["type"], oco["legs"][0]["stop_price"]), ("220", "stop", "170"))
+        self.assertEqual(self.positions()["AAPL"]["qty_available"], "5")
+        oto = self.ok_order(symbol="AAPL", qty="1", side="buy", type="limit", limit_price="180", time_in_force="day",
+                            order_class="oto", stop_loss={"stop_price": "170"})
+        self.assertEqual(len(oto["legs"]), 1)
+        ts = self.ok_order(symbol="AAPL", qty="1", side="sell", type="trailing_stop", trail_percent="5", time_in_force="gtc")
+        self.assertEqual((ts["trail_percent"], ts["hwm"], ts["trail_price"]), ("5", "189.84", None))
+        sp = self.ok_order(symbol="TSLA", qty="1", side="buy", type="stop", stop_price="260", time_in_force="day")
+        self.assertEqual(sp["stop_price"], "260")
+        sl = self.ok_order(symbol="AMD", qty="1", side="buy", type="stop_limit", stop_price="160", limit_price="161",
+                           time_in_force="day", extended_hours=False)
+        self.assertEqual((sl["asset_id"], sl["limit_price"]), (sl["asset_id"], "161"))
+        ext = self.ok_order(symbol="AAPL", qty="1", side="buy", type="limit", limit_price="150", time_in_force="day",
+                            extended_hours=True)
+        self.assertTrue(ext["extended_hours"])
+        everything = self.get_json("/v2/orders?status=all&nested=true&limit=500")
+        self.valid(everything, "Order", array=True)
+
+    def test_trade_orders_list_filters_and_by_client_id(self):
+        ids = [self.ok_order(symbol=s, qty="1", side="buy", type="limit", limit_price="100", time_in_force="gtc",
+                             client_order_id="f-%d" % i)["id"] for i, s in enumerate(("MSFT", "KO", "MSFT"))]
+        got = self.get_json("/v2/orders?status=open&symbols=MSFT,KO&direction=asc&limit=500")
+        mine = [x["id"] for x in got if x["id"] in ids]
+        self.assertEqual(mine, ids)
+        self.assertEqual([x["id"] for x in self.get_json("/v2/orders?status=open&limit=2")], ids[::-1][:2])
+        first = self.get_json("/v2/orders/" + ids[0])
+        after = self.get_json("/v2/orders?status=all&after=" + urllib.parse.quote(first["submitted_at"]))
+        self.assertEqual({x["id"] for x in after}, set(ids[1:]))
+        self.assertEqual(self.get_json("/v2/orders?status=open&symbols=KO")[0]["id"], ids[1])
+        self.assertEqual(self.get_json("/v2/orders:by_client_order_id?client_order_id=f-2")["id"], ids[2])
+        leg = [x for x in fixture(ALICE, "orders.json") if x["legs"]][0]["legs"][0]
+        self.assertEqual(self.get_json("/v2/orders:by_client_order_id?client_order_id=" + leg["client_order_id"]), leg)
+        st, _, out = self.get("/v2/orders:by_client_order_id?client_order_id=nope")
+        self.assertEqual((st, json.loads(out)), (404, {"code": 40410000, "message": "order not found"}))
+        st, _, out = self.get("/v2/orders:by_client_order_id")
+        self.assertEqual(st, 422)
+        st, _, _ = self.get("/v2/orders:by_client_order_id?client_order_id=f-2", key=BOB)
+        self.assertEqual(st, 404)  # Bob's book is his own
+        self.assertEqual(self.get("/v2/orders/" + ids[0], key=BOB)[0], 404)
+
+    def test_trade_close_position_qty_percentage(self):
+        a0 = self.account()
+        st, _, o = self.call("DELETE", "/v2/positions/AAPL?qty=3")
+        self.assertEqual(st, 200, o)
+        self.valid(o, "Order")
+        self.assertEqual((o["side"], o["qty"], o["type"], o["status"], o["time_in_force"]), ("sell", "3", "market", "filled", "day"))
+        self.assertEqual(self.positions()["AAPL"]["qty"], "7")
+        st, _, o = self.call("DELETE", "/v2/positions/AAPL?percentage=50")
+        self.assertEqual(o["qty"], "3")  # whole shares: the position is not fractional
+        st, _, o = self.call("DELETE", "/v2/positions/VTI?percentage=50")
+        self.assertEqual(o["qty"], "0.061728394")
+        st, _, o = self.call("DELETE", "/v2/positions/TSLA")
+        self.assertEqual((o["side"], o["qty"]), ("buy", "5"))
+        self.assertNotIn("TSLA", self.positions())
+        st, _, o = self.call("DELETE", "/v2/positions/BTC%2FUSD")
+        self.assertEqual((o["symbol"], o["time_in_force"]), ("BTC/USD", "gtc"))
+        st, _, o = self.call("DELETE", "/v2/positions/SPY250321P00450000")
+        self.assertEqual(o["position_intent"], "buy_to_close")
+        self.assert_balanced(self.account())
+        self.assertNotEqual(self.account()["cash"], a0["cash"])
+        st, _, out = self.call("DELETE", "/v2/positions/MSFT")
+        self.assertEqual((st, out), (404, {"code": 40410000, "message": "position does not exist"}))
+        st, _, out = self.call("DELETE", "/v2/positions/AAPL?qty=1&percentage=5")
+        self.assertEqual(st, 422)
+        st, _, out = self.call("DELETE", "/v2/positions/AAPL?qty=100")
+        self.assertEqual((st, out["message"]), (403, "insufficient qty available for order (requested: 100, available: 4)"))
+
+    def test_trade_cancel_all_and_close_all(self):
+        open0 = {x["id"] for x in self.get_json("/v2/orders?limit=500")}
+        self.assertTrue(open0)
+        st, _, out = self.call("DELETE", "/v2/orders")
+        self.assertEqual(st, 207)
+        self.valid(out, "CanceledOrderResponse", array=True)
+        self.assertTrue(open0 <= {x["id"] for x in out} | {leg["id"] for x in out for leg in (x["body"]["legs"] or [])}
+                        or open0 >= {x["id"] for x in out})
+        self.assertEqual({x["status"] for x in out}, {200})
+        self.assertEqual(self.get_json("/v2/orders"), [])
+        self.assertEqual(self.call("DELETE", "/v2/orders")[2], [])
+        self.ok_order(symbol="MSFT", qty="1", side="buy", type="limit", limit_price="400", time_in_force="gtc")
+        st, _, out = self.call("DELETE", "/v2/positions?cancel_orders=true")
+        self.assertEqual(st, 207)
+        self.assertEqual({x["symbol"] for x in out}, set(self.positions_fixture()))
+        self.assertEqual({x["status"] for x in out}, {200})
+        self.valid(out, "PositionClosedReponse", array=True)
+        self.assertEqual(self.positions(), {})
+        self.assertEqual(self.get_json("/v2/orders"), [])
+        a = self.account()
+        self.assert_balanced(a)
+        # zero but for the fixture's own rounding of long_market_value (sub-cent crypto value)
+        self.assertLess(abs(Decimal(a["long_market_value"])), Decimal("0.01"))
+        self.assertEqual(Decimal(a["short_market_value"]), 0)
+        self.assertEqual(self.call("DELETE", "/v2/positions")[:3:2], (207, []))
+
+    def positions_fixture(self, key=ALICE):
+        return {p["symbol"] for p in fixture(key, "positions.json")}
+
+    def test_trade_state_per_key_and_reset(self):
+        o = self.ok_order(symbol="MSFT", qty="1", side="sell", type="market", time_in_force="day", key=BOB)
+        self.assertEqual(o["status"], "filled")
+        self.assertEqual(self.positions(BOB)["MSFT"]["qty"], "2")
+        self.assertEqual(self.positions()["AAPL"]["qty"], "10")  # Alice untouched
+        st, h, body = self.get("/v2/account")
+        self.assertEqual(body.decode(), fixture_text(ALICE, "account.json").strip())
+        self.assertEqual(self.get_json("/v2/orders/" + o["id"], key=BOB)["id"], o["id"])  # persists
+        self.assertEqual(self.control("POST", "/reset", {"key_id": BOB})[1], {"reset": 1})
+        self.assertEqual(self.get("/v2/orders/" + o["id"], key=BOB)[0], 404)
+        self.assertEqual(self.get("/v2/positions", key=BOB)[2].decode(), fixture_text(BOB, "positions.json").strip())
+        lv = self.ok_order(symbol="SPY", qty="1", side="buy", type="market", time_in_force="day", key=LIVE,
+                           listener="live")
+        self.assertEqual(lv["status"], "filled")
+        st, _, _ = self.call("POST", "/v2/orders", dict(symbol="SPY", qty="1", side="buy", type="market"),
+                             key=LIVE, listener="paper")
+        self.assertEqual(st, 401)
+
+    def test_trade_control_prices(self):
+        self.assertEqual(self.control("POST", "/prices", {"AAPL": "200", "ZZZZ": 5, "YYYY": "1"})[0], 200)
+        self.assertEqual(self.control("GET", "/prices")[1], {"AAPL": "200", "ZZZZ": "5", "YYYY": "1"})
+        o = self.ok_order(symbol="AAPL", qty="1", side="buy", type="market", time_in_force="day")
+        self.assertEqual(o["filled_avg_price"], "200")
+        z = self.ok_order(symbol="ZZZZ", qty="2", side="buy", type="market", time_in_force="day")
+        self.assertEqual(z["filled_avg_price"], "5")
+        self.assertEqual(self.control("POST", "/prices", {"AAPL": "-1"})[0], 400)
+        self.control("DELETE", "/prices")
+        st, out = self.order(symbol="YYYY", qty="1", side="buy", type="market", time_in_force="day")
+        self.assertEqual((st, out["message"]), (422, 'asset "YYYY" not found'))
+        z = self.ok_order(symbol="ZZZZ", qty="1", side="buy", type="market", time_in_force="day")
+        self.assertEqual(z["filled_avg_price"], "5")  # a held position keeps its current price
+
+    def test_trade_20_concurrent_submits_distinct_ids(self):
+        self.control("DELETE", "/stats")
+        results = []
+        barrier = threading.Barrier(20)
+
+        def one(i):
+            barrier.wait(5)
+            results.append(self.order(symbol="KO", qty="1", side="buy", type="limit", limit_price="50",
+                                      time_in_force="gtc", client_order_id="conc-%02d" % i))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        self.assertEqual(sorted(st for st, _ in results), [200] * 20)
+        self.assertEqual(len({o["id"] for _, o in results}), 20)
+        self.assertEqual(self.created(), 20)
+        stats = self.control("GET", "/stats")[1]
+        self.assertEqual(stats["orders_created_total"], 20)
+        ko = [x for x in self.get_json("/v2/orders?symbols=KO&limit=500") if x["client_order_id"].startswith("conc-")]
+        self.assertEqual(len(ko), 20)
+
+    def test_trade_concurrent_same_client_order_id(self):
+        unique = {"code": 40010001, "message": "client_order_id must be unique"}
+        for round_ in range(8):
+            self.control("DELETE", "/stats")
+            results = []
+            barrier = threading.Barrier(2)
+
+            def one():
+                barrier.wait(5)
+                results.append(self.order(symbol="KO", qty="1", side="buy", type="market", time_in_force="day",
+                                          client_order_id="same-%d" % round_))
+
+            threads = [threading.Thread(target=one) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            self.assertEqual(sorted(st for st, _ in results), [200, 422])
+            self.assertIn((422, unique), results)
+            self.assertEqual(self.created(), 1)
+        self.assertEqual(self.positions()["KO"]["qty"], "8")
+
+    def test_fault_accept_then_drop(self):
+        self.control("DELETE", "/stats")
+        self.fault(mode="accept_drop", count=1, path="/v2/orders", method="POST")
+        body = dict(symbol="MSFT", qty="1", side="buy", type="limit", limit_price="400", time_in_force="gtc",
+                    client_order_id="drop-1")
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+            self.call("POST", "/v2/orders", body)
+        self.assertEqual(self.created(), 1)  # it was accepted
+        got = self.get_json("/v2/orders:by_client_order_id?client_order_id=drop-1")
+        self.assertEqual(got["status"], "new")
+        st, out = self.order(**body)  # a blind retry is refused
+        self.assertEqual((st, out), (422, {"code": 40010001, "message": "client_order_id must be unique"}))
+        self.assertEqual(self.created(), 1)
+        stats = self.control("GET", "/stats")[1]
+        posts = [x for x in stats["counts"] if x["method"] == "POST" and x["path"] == "/v2/orders"]
+        self.assertEqual({(x["status"], x["fault"]): x["count"] for x in posts}, {(0, "accept_drop"): 1, (422, None): 1})
+        # with rst: a TCP reset instead of a clean close; on DELETE
+        self.fault(mode="accept_drop", rst=True, count=1, path="/v2/orders/*", method="DELETE")
+        with self.assertRaises(ConnectionResetError):
+            self.call("DELETE", "/v2/orders/" + got["id"])
+        self.assertEqual(self.get_json("/v2/orders/" + got["id"])["status"], "canceled")
+
+    def test_fault_accept_then_504_n_times(self):
+        self.control("DELETE", "/stats")
+        self.fault(mode="accept_504", count=2, path="/v2/orders", method="POST")
+        for i in range(2):
+            st, h, body = self.call("POST", "/v2/orders", dict(symbol="KO", qty="1", side="buy", type="market",
+                                                               time_in_force="day", client_order_id="g-%d" % i))
+            self.assertEqual(st, 504)
+            self.assertTrue(h["Content-Type"].startswith("text/html"))
+            self.assertIn(b"504 Gateway Time-out" if b"Time-out" in body else b"504 Gateway Timeout", body)
+        self.assertEqual(self.created(), 2)
+        self.assertEqual(self.positions()["KO"]["qty"], "2")
+        self.ok_order(symbol="KO", qty="1", side="buy", type="market", time_in_force="day")  # the fault is used up
+        self.assertEqual(self.created(), 3)
+        o = self.ok_order(symbol="MSFT", qty="1", side="buy", type="limit", limit_price="400", time_in_force="gtc")
+        self.fault(mode="accept_504", count=1, path="/v2/orders/*", method="PATCH")
+        st, _, _ = self.call("PATCH", "/v2/orders/" + o["id"], {"limit_price": "399"})
+        self.assertEqual(st, 504)
+        self.assertEqual(self.get_json("/v2/orders/" + o["id"])["status"], "replaced")
+        self.assertEqual(self.control("GET", "/faults")[1], [])
 
 
 if __name__ == "__main__":

@@ -183,6 +183,18 @@ class Checker:
                                  for p in err.absolute_path)
             self.fail(where, path, err.message)
 
+    def problems(self, instance, schema_name, array=False):
+        """-> list of "PATH: message" strings (empty when instance is valid); counts nothing."""
+        schema = self.spec.schema(schema_name)
+        if array:
+            schema = {"type": "array", "items": schema}
+        v = jsonschema.Draft4Validator(schema, format_checker=self.fc)
+        out = []
+        for err in sorted(v.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+            path = "$" + "".join("[%d]" % p if isinstance(p, int) else ".%s" % p for p in err.absolute_path)
+            out.append("%s: %s" % (path, err.message))
+        return out
+
     def load(self, path):
         try:
             with open(path, "r", encoding="utf-8") as f:
@@ -252,7 +264,79 @@ class Checker:
             self.check("alpaca_standin.%s" % name, json.loads(getattr(s, name)), "Error")
         self.check("alpaca_standin.ERR_FORBIDDEN", json.loads(s.ERR_FORBIDDEN), "ErrorResponse")
         self.check("alpaca_standin 422 body", json.loads(s._err422("invalid status")[1]), "Error")
+        for args, extra in (((40310000, "insufficient buying power", 403), {"buying_power": "1", "cost_basis": "2"}),
+                            ((42210000, 'order is already in "filled" state'), {})):
+            try:
+                s._refuse(*args, **extra)
+            except s.Refusal as r:
+                self.check("alpaca_standin refusal %s" % args[1], json.loads(r.body), "Error")
         self.check("alpaca_standin clock body", json.loads(s._clock_body()), "legacy_clock")
+
+    def standin_trading(self, fixtures_dir):
+        """Run a scripted trading session against the stand-in's engine in process (no sockets)
+        and check every answer: orders, order lists, cancel-all and close-all lists, the account
+        and positions after the trades, and each refusal's error body."""
+        sys.path.insert(0, HERE)
+        import alpaca_standin as s
+        app = s.App(fixtures_dir, 200, None)
+        acct = next((a for a in app.accounts.values() if a.positions), None)
+        if acct is None:
+            return
+        sym = next(p for p in (json.loads(r) for _, _, r in acct.positions)
+                   if p.get("asset_class") == "us_equity" and not p["qty"].startswith("-"))["symbol"]
+        legs = [{"symbol": "AAPL241213C00250000", "ratio_qty": "3", "side": "buy"},
+                {"symbol": "AAPL241213C00260000", "ratio_qty": "1", "side": "sell"}]
+        script = [
+            ("POST", "/v2/orders", {}, dict(symbol=sym, qty="1", side="buy", type="market", time_in_force="day"), "Order"),
+            ("POST", "/v2/orders", {}, dict(symbol=sym, notional="50", side="buy", type="market", time_in_force="day"), "Order"),
+            ("POST", "/v2/orders", {}, dict(symbol=sym, qty="1", side="buy", type="limit", limit_price="1",
+                                             time_in_force="gtc", client_order_id="v-1"), "Order"),
+            ("POST", "/v2/orders", {}, dict(symbol="NVDA", qty="1", side="buy", type="market", time_in_force="gtc",
+                                             order_class="bracket", take_profit={"limit_price": "200"},
+                                             stop_loss={"stop_price": "50"}), "Order"),
+            ("POST", "/v2/orders", {}, dict(symbol="ETH/USD", qty="0.01", side="buy", type="limit",
+                                             limit_price="2000", time_in_force="gtc"), "Order"),
+            ("POST", "/v2/orders", {}, dict(order_class="mleg", qty="1", type="market", time_in_force="day",
+                                             legs=legs), "Order"),
+            ("POST", "/v2/orders", {}, dict(order_class="mleg", qty="1", type="limit", limit_price="1",
+                                             time_in_force="day", legs=legs), "Order"),
+            ("POST", "/v2/orders", {}, dict(symbol=sym, qty="1", side="buy", type="trailing_stop",
+                                             trail_price="2", time_in_force="gtc"), "Order"),
+            ("POST", "/v2/orders", {}, dict(symbol=sym, qty="1", side="buy", type="limit", time_in_force="gtc"), "Error"),
+            ("POST", "/v2/orders", {}, dict(symbol=sym, qty="100000", side="buy", type="market",
+                                             time_in_force="day"), "Error"),
+            ("GET", "/v2/orders:by_client_order_id", {"client_order_id": ["v-1"]}, None, "Order"),
+            ("GET", "/v2/orders", {"status": ["all"], "nested": ["true"], "limit": ["500"]}, None, "[Order]"),
+            ("GET", "/v2/orders", {"status": ["all"], "limit": ["500"]}, None, "[Order]"),
+            ("GET", "/v2/account", {}, None, "Account"),
+            ("GET", "/v2/positions", {}, None, "[Position]"),
+            ("DELETE", "/v2/positions/{symbol}", {"percentage": ["50"]}, sym, "Order"),
+            ("DELETE", "/v2/orders", {}, None, "[CanceledOrderResponse]"),
+            ("DELETE", "/v2/positions", {}, None, "[PositionClosedReponse]"),
+            ("GET", "/v2/account", {}, None, "Account"),
+        ]
+        last_id = None
+        for method, kind, q, body, schema in script:
+            path = kind
+            if kind == "/v2/positions/{symbol}":
+                path, body = "/v2/positions/" + body, None
+            raw = json.dumps(body).encode() if body is not None and method == "POST" else b""
+            st, out = s.alpaca_answer(app, acct, method, kind, path, q, raw)
+            where = "stand-in %s %s %s" % (method, path, json.dumps(body)[:60] if body else "")
+            want_ok = schema != "Error"
+            if (200 <= st < 300) != want_ok:
+                self.fail(where, None, "status %d: %s" % (st, out[:200]))
+                continue
+            doc = json.loads(out)
+            if schema.startswith("["):
+                self.check(where, doc, schema[1:-1], array=True)
+            else:
+                self.check(where, doc, schema)
+            if kind == "/v2/orders" and method == "POST" and want_ok:
+                last_id = doc["id"]
+        if last_id:  # replace and cancel
+            st, out = s.alpaca_answer(app, acct, "GET", "/v2/orders/{id}", "/v2/orders/" + last_id, {}, b"")
+            self.check("stand-in GET /v2/orders/{id}", json.loads(out), "Order")
 
     def spec_examples(self):
         doc = self.spec.doc
@@ -285,6 +369,7 @@ def main(argv=None):
         folders += c.fixtures(d)
     if not a.no_standin:
         c.standin_bodies()
+        c.standin_trading(a.dirs[0])
     c.spec_examples()
     if c.errors:
         print("FAILED: %d violation(s) in %d document(s) checked" % (c.errors, c.checked))
