@@ -105,13 +105,13 @@ def primary_group(user):
 def sidecar_user():
     """The sidecar's OS user, created when missing (None: cannot, run unconfined)."""
     name = os.environ.get("PGA_SIDECAR_USER_NAME", _SIDECAR_USER_DEFAULT)
+    if not can_be_anyone():
+        return None  # we could not start it as another user anyway
     try:
         pwd.getpwnam(name)
         return name
     except KeyError:
         pass
-    if not can_be_anyone():
-        return None
     log(f"creating the system user {name} (the sidecar's OS user)")
     subprocess.run(as_root(["useradd", "--system", "--user-group", "--no-create-home",
                             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]),
