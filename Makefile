@@ -18,6 +18,19 @@ SHLIB_LINK = -lcrypto -lstdc++
 REGRESS = $(shell sed -n 's/^test: *//p' test/schedule)
 REGRESS_OPTS = --inputdir=test
 
+# The key ring test (test/sql/key_ring.sql) needs key files the server's OS user owns, made
+# from the server's own pg_alpaca.key_file: scripts/regress_keys.sh makes them before
+# installcheck, in PGA_TEST_KEYS_DIR (a folder the server's OS user can reach).
+PGA_TEST_KEYS_DIR ?= $(CURDIR)/tmp_check/keys
+REGRESS_PREP = regress-keys
+export PGA_TEST_KEYS_TWO = $(PGA_TEST_KEYS_DIR)/two.keys
+export PGA_TEST_KEYS_ONLY2 = $(PGA_TEST_KEYS_DIR)/only2.keys
+export PGA_TEST_KEYS_PUBLIC = $(PGA_TEST_KEYS_DIR)/public.keys
+export PGA_TEST_KEYS_BAD_LINE = $(PGA_TEST_KEYS_DIR)/bad_line.keys
+export PGA_TEST_KEYS_SHORT = $(PGA_TEST_KEYS_DIR)/short.keys
+export PGA_TEST_KEYS_DUP = $(PGA_TEST_KEYS_DIR)/dup.keys
+export PGA_TEST_KEYS_EMPTY = $(PGA_TEST_KEYS_DIR)/empty.keys
+
 # Debian's PostgreSQL is built with LLVM; we do not ship JIT bitcode for C++ sources.
 override with_llvm = no
 
@@ -25,3 +38,6 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+.PHONY: regress-keys
+regress-keys:
+	$(CURDIR)/scripts/regress_keys.sh $(PGA_TEST_KEYS_DIR)

@@ -29,8 +29,10 @@ import psycopg
 PG_BIN = os.environ.get("PGA_PG_BIN", "/usr/lib/postgresql/15/bin")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = os.environ
-AS_ROOT = os.geteuid() == 0
-RUNNER = ENV.get("PGA_RUNNER", "postgres")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scripts"))
+import stackctl  # noqa: E402  (the one stack controller)
+
+STACK = stackctl.Stack(ENV["PGA_STACK_DIR"])
 
 SECRET40 = "Zq8vT3mB1nX6cR0pL5kW9hJ2gF7dS4aE1y"  # + 5 digits: 40 bytes, like an Alpaca secret
 PASSPHRASE = "bench-passphrase-0123456789"
@@ -195,10 +197,6 @@ def pct(xs, p):
         return float("nan")
     k = min(len(s) - 1, max(0, int(round(p / 100.0 * len(s) + 0.5)) - 1))
     return s[k]
-
-
-def as_runner(cmd):
-    return (["runuser", "-u", RUNNER, "--"] + cmd) if AS_ROOT else cmd
 
 
 def control(method, path, body=None):
@@ -618,13 +616,11 @@ def b6_b7(args):
 
     # B7 on the large database: a new primary key, then re-encrypt everything under it.
     db = dbs[large]
-    keyfile = ENV["PGA_KEY_FILE"]
     secrets = 2 * large
     batch = size("B7_BATCH", args.smoke)
     rot = []
     for r in range(size("B7_RUNS", args.smoke)):
-        subprocess.run(as_runner([os.path.join(ENV["PGA_STACK_DIR"], "bin", "alpaca-keygen"),
-                                  "add", keyfile]), check=True, capture_output=True)
+        STACK.add_key()
         sql(db, "SELECT pg_reload_conf()")
         time.sleep(0.5)
         primary = sql(db, "SELECT key_id FROM alpaca_key_status() WHERE is_primary")[0][0]

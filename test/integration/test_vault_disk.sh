@@ -7,12 +7,12 @@
 #    with a different key under the same id, use fails as "does not decrypt", never garbage.
 source "$(dirname "$0")/../../scripts/lib.sh"
 : "${PGA_STACK_DIR:?source the stack.env of a running stack first}"
-WORK=$(mktemp -d /tmp/pga_disk.XXXXXX); chmod 755 "$WORK"
-[ "$(id -u)" -ne 0 ] || chown "$PGA_RUNNER" "$WORK"
+STACKSH=$PGA_ROOT/scripts/stack.sh  # the restores are bare clusters of the one stack controller
+WORK=$(mktemp -d -t pga_disk.XXXXXX); chmod 755 "$WORK"
 PSQL=("$PGA_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -tA)
 cleanup() {
     for d in "$WORK"/restore*; do
-        [ -f "$d/data/postmaster.pid" ] && as_runner "$PGA_PG_BIN/pg_ctl" -D "$d/data" -m immediate stop >/dev/null 2>&1
+        [ -d "$d" ] && "$STACKSH" bare-down "$d" >/dev/null 2>&1
     done
     rm -rf "$WORK"
 }
@@ -45,13 +45,8 @@ grep -q "pgak1:" "$WORK/dump.sql" || { echo "dump holds no envelope"; exit 1; }
 
 # restore_into NAME KEYFILE -> starts a fresh cluster, restores the dump, prints its port
 restore_into() {
-    local d=$WORK/$1 port; port=$(free_port)
-    as_runner mkdir -p "$d/run" && as_runner chmod 700 "$d/run"
-    as_runner install -m 600 "$2" "$d/keys"
-    as_runner "$PGA_PG_BIN/initdb" -D "$d/data" -U postgres --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-    printf "port = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\nshared_preload_libraries = 'pg_alpaca'\npg_alpaca.key_file = '%s'\nfsync = off\n" \
-        "$port" "$d/run" "$d/keys" | as_runner tee -a "$d/data/postgresql.conf" >/dev/null
-    as_runner "$PGA_PG_BIN/pg_ctl" -D "$d/data" -l "$d/log" -w start >/dev/null
+    local d=$WORK/$1 port
+    port=$("$STACKSH" bare-up "$d" "$2")
     "${PSQL[@]}" -h "$d/run" -p "$port" -U postgres -d postgres -c "CREATE DATABASE alpaca" >/dev/null
     "$PGA_PG_BIN/psql" -X -q -h "$d/run" -p "$port" -U postgres -d alpaca -f "$WORK/dump.sql" >"$d/restore.out" 2>&1
     "${PSQL[@]}" -h "$d/run" -p "$port" -U postgres -d alpaca -c "CREATE ROLE sc IN ROLE alpaca_sidecar" >/dev/null
@@ -80,7 +75,6 @@ kid=$("${PSQL[@]}" -c "SELECT alpaca._secret_key_id(api_key) FROM alpaca.credent
 [ -n "$kid" ] || { echo "cannot find the canary's key id"; exit 1; }
 keyfile_with() {  # keyfile_with OUT AWK-PROGRAM: the stack's key file rewritten, mode 0600
     (umask 077; awk "$2" "$PGA_KEY_FILE" >"$1")
-    [ "$(id -u)" -ne 0 ] || chown "$PGA_RUNNER" "$1"
 }
 # Every other key, plus an unrelated one so the ring is never empty.
 keyfile_with "$WORK/without.keys" "\$1 != \"$kid\" { print } END { print $((kid + 1000)), \"$(openssl rand -base64 32)\" }"
