@@ -128,8 +128,8 @@ else
 fi
 
 if [ $QUICK -eq 0 ] && [ -x "$PGA_ROOT/scripts/fuzz.sh" ]; then
-    log "fuzz smoke run"
-    if out=$(PGA_FUZZ_SECONDS=${PGA_FUZZ_SECONDS:-15} bash "$PGA_ROOT/scripts/fuzz.sh" 2>&1); then
+    log "fuzz run (a ${PGA_FUZZ_BUDGET:-120} s budget weighted toward hostile-input parsers; see scripts/fuzz.sh)"
+    if out=$(PGA_FUZZ_BUDGET=${PGA_FUZZ_BUDGET:-120} bash "$PGA_ROOT/scripts/fuzz.sh" 2>&1); then
         echo "$out" | grep -E '^\[count\]' || true; record "fuzz" 1 0
     else echo "$out" | tail -40; record "fuzz" 0 1; fi
 fi
