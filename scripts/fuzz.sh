@@ -12,8 +12,9 @@
 #                spends in CI), split by the weights below over PGA_FUZZ_JOBS lanes;
 #   --long       60 s per target (PGA_FUZZ_LONG_SECONDS), for a deeper local run;
 #   PGA_FUZZ_SECONDS=N  N seconds per target (overrides both).
-# --merge: afterwards, minimise what the run found into fuzz/corpus/<target> (-merge=1), so the
-#   repository's corpus keeps the new coverage (commit the few small files it adds).
+# --merge: afterwards, minimise what the run found into fuzz/corpus/<target> (-merge=1, edge
+#   coverage only: -use_counters=0 keeps the set small), so the repository's corpus keeps the
+#   new coverage (commit the small files it adds).
 #
 # The split (weights are shares of the budget; with 120 s on 2 lanes, 240 target-seconds):
 #   hostile input, from the network or from other users:
@@ -117,7 +118,8 @@ if [ $MERGE -eq 1 ]; then
     for t in "${targets[@]}"; do
         mkdir -p "$PGA_ROOT/fuzz/corpus/$t"
         before=$(find "$PGA_ROOT/fuzz/corpus/$t" -type f | wc -l)
-        UBSAN_OPTIONS=suppressions=$PGA_ROOT/fuzz/ubsan.supp "$BUILD/$t" -merge=1 -timeout=10 \
+        UBSAN_OPTIONS=suppressions=$PGA_ROOT/fuzz/ubsan.supp "$BUILD/$t" -merge=1 -use_counters=0 \
+            -timeout=10 \
             "$PGA_ROOT/fuzz/corpus/$t" "$BUILD/corpus/$t" >"$LOGS/$t.merge.log" 2>&1 ||
             die "merge failed for $t (see $LOGS/$t.merge.log)"
         after=$(find "$PGA_ROOT/fuzz/corpus/$t" -type f | wc -l)
