@@ -29,7 +29,6 @@ constexpr unsigned kParseFlags =
     rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
 constexpr int kMaxDepth = 64;              // Alpaca nests 4 levels; deeper is hostile or broken
 constexpr int kMaxDecimalExponent = 1000;  // PostgreSQL numeric refuses larger exponents
-constexpr std::size_t kMaxErrorMessage = 1000;
 
 [[noreturn]] void fail(const std::string &where, const std::string &what) {
     throw Error(ErrorCode::Protocol, "alpaca " + where + ": " + what);
@@ -450,14 +449,9 @@ AlpacaError parse_error_body(std::string_view json) noexcept {
         }
         auto msg = p.doc.FindMember("message");
         if (msg != p.doc.MemberEnd() && msg->value.IsString() && !p.is_number(msg->value)) {
-            std::string_view m(msg->value.GetString(), msg->value.GetStringLength());
-            if (m.size() > kMaxErrorMessage) {
-                // Cut on a UTF-8 character boundary (the text was validated as UTF-8).
-                std::size_t cut = kMaxErrorMessage;
-                while (cut > 0 && (static_cast<unsigned char>(m[cut]) & 0xc0) == 0x80) --cut;
-                m = m.substr(0, cut);
-            }
-            out.message = std::string(m);
+            out.message = escape_for_error(
+                std::string_view(msg->value.GetString(), msg->value.GetStringLength()),
+                kMaxAlpacaErrorMessage);
         }
     } catch (...) {
         out = AlpacaError{};

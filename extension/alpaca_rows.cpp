@@ -153,7 +153,8 @@ class RowBuilder {
             if (e.sqlstate() == ERRCODE_QUERY_CANCELED || e.sqlstate() == ERRCODE_OUT_OF_MEMORY)
                 throw;
             throw PgError(ERRCODE_INTERNAL_ERROR,
-                          kMalformed + where_ + "." + field + ": not a valid value", e.what());
+                          kMalformed + where_ + "." + field + ": not a valid value",
+                          pga::escape_for_error(e.what(), 200));
         }
     }
 

@@ -81,7 +81,8 @@ struct SidecarCall {
 
 [[noreturn]] void throw_connect_failure(const SidecarCall &ctx, int err) {
     throw pga::pg::PgError(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-                           "could not connect to alpaca-sidecar at \"" + ctx.socket_path + "\"",
+                           "could not connect to alpaca-sidecar at " +
+                               pga::quote_for_error(ctx.socket_path, 128, '"'),
                            std::string(strerror(err)) + ".",
                            "Start alpaca-sidecar, or make pg_alpaca.sidecar_socket name its "
                            "socket_path.");
@@ -357,8 +358,9 @@ PGA_FUNCTION(pga_alpaca_get) {
     pga::SidecarRequest req;
     req.operation = std::string(pga::pg::text_view(PG_GETARG_DATUM(1)));
     if (!pga::is_known_operation(req.operation))
-        throw pga::pg::PgError(ERRCODE_INVALID_PARAMETER_VALUE,
-                               "unknown alpaca-sidecar operation \"" + req.operation + "\"");
+        throw pga::pg::PgError(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "unknown alpaca-sidecar operation " + pga::quote_for_error(req.operation, 64, '"'));
     req.ticket = pga::secure_copy(pga::pg::text_view(PG_GETARG_DATUM(2)));
     if (!PG_ARGISNULL(3)) req.query = query_pairs(PG_GETARG_DATUM(3));
     req.request_id = random_request_id();

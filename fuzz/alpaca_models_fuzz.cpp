@@ -1,7 +1,9 @@
 // libFuzzer: Alpaca JSON models. Any input parses or throws pga::Error(Protocol); every decimal
 // that comes out passes is_decimal_text; legs re-serialise to JSON that parses as orders.
+// Messages and Alpaca's own error text are printable ASCII and bounded.
 #include "common/alpaca_models.hpp"
 #include "common/error.hpp"
+#include "fuzz/fuzz_invariants.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -23,6 +25,7 @@ void expect_protocol_or_ok(F f) {
         f();
     } catch (const pga::Error &e) {
         check(e.code() == pga::ErrorCode::Protocol);
+        pga_fuzz::check_error(e, 200);
     }
 }
 
@@ -74,7 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         }
     });
     const auto err = pga::parse_error_body(json);  // noexcept
-    check(err.message.size() <= 1000);
+    check(err.message.size() <= pga::kMaxAlpacaErrorMessage &&
+          pga::is_printable_ascii(err.message));
     (void)pga::is_decimal_text(json);
     return 0;
 }

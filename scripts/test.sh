@@ -138,8 +138,8 @@ else
 fi
 
 if [ $QUICK -eq 0 ] && [ -x "$PGA_ROOT/scripts/fuzz.sh" ]; then
-    log "fuzz smoke run"
-    export PGA_FUZZ_SECONDS=${PGA_FUZZ_SECONDS:-15}
+    log "fuzz run (a ${PGA_FUZZ_BUDGET:-120} s budget weighted toward hostile-input parsers; see scripts/fuzz.sh)"
+    export PGA_FUZZ_BUDGET=${PGA_FUZZ_BUDGET:-120}
     run_command "fuzz" bash "$PGA_ROOT/scripts/fuzz.sh"
 fi
 
