@@ -43,7 +43,7 @@ extern "C" {
 
 namespace {
 
-constexpr const char *kDefaultSocket = "/var/run/postgresql/alpaca-sidecar.sock";
+constexpr const char *kDefaultSocket = "/run/alpaca-sidecar/alpaca-sidecar.sock";
 
 char *g_sidecar_socket = nullptr;  // owned by the GUC machinery
 int g_request_timeout_ms = 15000;

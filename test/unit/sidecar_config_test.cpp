@@ -98,7 +98,7 @@ TEST(SidecarConfig, TheShippedExampleParses) {
     ss << in.rdbuf();
     const Config c = parse_config(ss.str(), "alpaca-sidecar.conf.example");
     // The README's default for pg_alpaca.sidecar_socket.
-    EXPECT_EQ(c.socket_path, "/var/run/postgresql/alpaca-sidecar.sock");
+    EXPECT_EQ(c.socket_path, "/run/alpaca-sidecar/alpaca-sidecar.sock");
     EXPECT_EQ(c.conninfo.find("password"), std::string::npos);
 }
 
