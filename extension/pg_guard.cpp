@@ -124,8 +124,8 @@ char *copy_own_text(MemoryContext cxt, std::string_view s) noexcept {
     if (s.empty()) return nullptr;
     int len = (int)std::min(s.size(), kMaxOwnText + 1);
     if ((std::size_t)len > kMaxOwnText) len = pg_mbcliplen(s.data(), len, (int)kMaxOwnText);
-    auto *p = static_cast<char *>(
-        MemoryContextAllocExtended(cxt, (Size)len + 1, MCXT_ALLOC_NO_OOM));
+    auto *p =
+        static_cast<char *>(MemoryContextAllocExtended(cxt, (Size)len + 1, MCXT_ALLOC_NO_OOM));
     if (p == nullptr) return nullptr;
     std::memcpy(p, s.data(), (std::size_t)len);
     p[len] = '\0';
@@ -135,8 +135,8 @@ char *copy_own_text(MemoryContext cxt, std::string_view s) noexcept {
 // An ErrorData for an error of pg_alpaca's own, in cxt; null when memory ran out.
 ErrorData *own_error(MemoryContext cxt, int sqlstate, std::string_view message,
                      std::string_view detail = {}, std::string_view hint = {}) noexcept {
-    auto *e = static_cast<ErrorData *>(MemoryContextAllocExtended(
-        cxt, sizeof(ErrorData), MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO));
+    auto *e = static_cast<ErrorData *>(
+        MemoryContextAllocExtended(cxt, sizeof(ErrorData), MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO));
     if (e == nullptr) return nullptr;
     e->elevel = ERROR;
     e->sqlerrcode = sqlstate;

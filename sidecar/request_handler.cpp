@@ -73,8 +73,7 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
         log_request(req, "-", "-", resp, started);
         return resp;
     }
-    const std::string &base =
-        cred->environment == "live" ? cfg.live_base_url : cfg.paper_base_url;
+    const std::string &base = cred->environment == "live" ? cfg.live_base_url : cfg.paper_base_url;
 
     HttpRequest http_req;
     http_req.url = alpaca_url(base, req.operation, req.query);
