@@ -1,10 +1,11 @@
 // Module entry: PG_MODULE_MAGIC and _PG_init (GUCs, the log redaction hook).
 #include "extension/log_redaction.hpp"
-#include "extension/pg_guard.hpp"
-#include "extension/sidecar_client.hpp"
+#include "extension/sidecar_transport.hpp"
 #include "extension/vault_state.hpp"
 
 extern "C" {
+#include "postgres.h"
+#include "fmgr.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;

@@ -38,7 +38,9 @@ run_ctest() {
 UT_RAN=0 UT_BAD=0 UT_SKIPPED=0
 run_unittest() {
     local stage=$1 dir=$2 out rc; shift 2
-    out=$(cd "$dir" && PYTHONPATH=$PGA_ROOT/test/integration timeout 1500 /usr/bin/python3 -m unittest -v "$@" 2>&1) && rc=0 || rc=$?
+    local args=(-v "$@")
+    [ "${1:-}" != discover ] || args=(discover -v "${@:2}")
+    out=$(cd "$dir" && PYTHONPATH=$PGA_ROOT/test/integration timeout 1500 /usr/bin/python3 -m unittest "${args[@]}" 2>&1) && rc=0 || rc=$?
     echo "$out" | grep -E '^(test_|Ran |OK|FAILED|[A-Z]+:)|^\[count\]|skipped' || true
     UT_RAN=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' <<<"$out" | tail -1); UT_RAN=${UT_RAN:-0}
     UT_SKIPPED=$(grep -oE '^(OK|FAILED) \(.*skipped=[0-9]+' <<<"$out" | grep -oE '[0-9]+$' | tail -1 || true)
@@ -46,7 +48,7 @@ run_unittest() {
     UT_BAD=0
     if [ "$rc" -ne 0 ]; then
         UT_BAD=$(sed -n 's/^FAILED (\(.*\))/\1/p' <<<"$out" | { grep -oE '(failures|errors|unexpected successes)=[0-9]+' || true; } |
-            grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+            { grep -oE '[0-9]+' || true; } | awk '{s+=$1} END {print s+0}')
         echo "$out" | grep -A25 -E '^(FAIL|ERROR):' | head -120 || true
         [ "$UT_BAD" -gt 0 ] || { echo "$out" | tail -30; UT_BAD=1; }
     fi

@@ -2,7 +2,7 @@
 // worker threads (one HttpClient each), SIGHUP reload and SIGTERM drain.
 #pragma once
 #include "common/cpp_only.hpp"
-#include "common/rate_limiter.hpp"
+#include "sidecar/rate_limiter.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/http_client.hpp"
 #include "sidecar/redeemer.hpp"

@@ -1,6 +1,6 @@
 // Per-key token bucket (sidecar: one bucket per credential id). Thread-safe.
 #pragma once
-#include "cpp_only.hpp"
+#include "common/cpp_only.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -8,7 +8,7 @@
 #include <string>
 #include <unordered_map>
 
-namespace pga {
+namespace pga::sidecar {
 
 class RateLimiter {
   public:
@@ -34,4 +34,4 @@ class RateLimiter {
     std::unordered_map<std::string, Bucket> buckets_;
 };
 
-}  // namespace pga
+}  // namespace pga::sidecar

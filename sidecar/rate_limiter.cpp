@@ -1,12 +1,12 @@
 // Per-key token bucket with a bounded number of keys.
-#include "common/rate_limiter.hpp"
+#include "sidecar/rate_limiter.hpp"
 
 #include "common/error.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-namespace pga {
+namespace pga::sidecar {
 namespace {
 
 void check_config(double capacity, std::chrono::milliseconds period) {
@@ -84,4 +84,4 @@ bool RateLimiter::try_acquire(const std::string &key, Clock::time_point now,
     return false;
 }
 
-}  // namespace pga
+}  // namespace pga::sidecar

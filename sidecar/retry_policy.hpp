@@ -1,6 +1,6 @@
 // When and how long to wait before retrying an upstream call (sidecar).
 #pragma once
-#include "cpp_only.hpp"
+#include "common/cpp_only.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include <random>
 #include <string_view>
 
-namespace pga {
+namespace pga::sidecar {
 
 struct RetryConfig {
     int max_attempts = 4;  // including the first
@@ -37,4 +37,4 @@ class RetryPolicy {
     std::mt19937_64 rng_;
 };
 
-}  // namespace pga
+}  // namespace pga::sidecar

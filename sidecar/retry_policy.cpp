@@ -1,10 +1,10 @@
 // Exponential backoff with jitter, honouring Alpaca's 429 hints (capped).
-#include "common/retry_policy.hpp"
+#include "sidecar/retry_policy.hpp"
 
 #include <algorithm>
 #include <limits>
 
-namespace pga {
+namespace pga::sidecar {
 
 bool is_retryable_status(int http_status) noexcept {
     return http_status == 0 || http_status == 429 || http_status == 502 || http_status == 503 ||
@@ -52,4 +52,4 @@ std::optional<std::chrono::milliseconds> RetryPolicy::next_delay(
     return std::chrono::milliseconds(jitter(rng_));
 }
 
-}  // namespace pga
+}  // namespace pga::sidecar
