@@ -10,6 +10,9 @@
 #include "extension/pg_values.hpp"
 
 extern "C" {
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/errcodes.h"
 #include "utils/guc.h"
 }
 
@@ -29,7 +32,10 @@ PGA_FUNCTION(pga_user_setting_name) {
 }
 
 // alpaca_set_user(user_id text) RETURNS void: transaction-scoped (like SET LOCAL), passed as a
-// value and never spliced into SQL text, so it cannot inject.
+// value and never spliced into SQL text, so it cannot inject. With pg_alpaca.user_source = jwt
+// only a superuser and the extension's own code (running as alpaca_owner, a role without
+// members: alpaca._set_user in the ticket redemption and the batch import) may name a user;
+// everyone else proves one with alpaca_set_user_jwt.
 PGA_FUNCTION(pga_set_user) {
     if (PG_ARGISNULL(0))
         throw pga::Error(pga::ErrorCode::InvalidParameter, "application user id must not be null");
@@ -41,6 +47,19 @@ PGA_FUNCTION(pga_set_user) {
         if (ch < 0x20 || ch == 0x7f)
             throw pga::Error(pga::ErrorCode::InvalidParameter,
                              "application user id must not contain control characters");
+    if (pga::ext::user_source() == pga::ext::UserSource::Jwt) {
+        const bool trusted = pga::pg::call([] {
+            const Oid me = GetUserId();
+            return superuser_arg(me) || me == get_role_oid("alpaca_owner", true);
+        });
+        if (!trusted)
+            throw pga::pg::PgError(
+                ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "alpaca_set_user is disabled: pg_alpaca.user_source is jwt",
+                "", "Prove the user with alpaca_set_user_jwt(token) instead.");
+        pga::ext::set_verified_user(user);
+        PG_RETURN_VOID();
+    }
     const char *name = pga::ext::user_setting_name();
     const char *value = user.c_str();
     pga::pg::call([&] {

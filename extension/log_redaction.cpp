@@ -26,6 +26,7 @@ const char *const kSensitiveNames[] = {
     "alpaca_update_credential",
     "alpaca_redeem_ticket",
     "alpaca_import_fernet_credential",
+    "alpaca_set_user_jwt",
     "_seal",
     "_mint_ticket",
     "_verify_ticket",
