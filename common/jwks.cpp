@@ -286,19 +286,19 @@ Jwks Jwks::parse(std::string_view text, const std::string &source) {
                                              "\"; put only public keys in the file");
         if (kty == "RSA") {
             if (alg && *alg != Alg::RS256 && *alg != Alg::PS256)
-                key_error(source, i, "an RSA key's \"alg\" must be RS256 or PS256");
+                key_error(source, i, "the alg of an RSA key must be RS256 or PS256");
             jwk.alg = alg.value_or(Alg::RS256);
             jwk.pkey.reset(rsa_key(k, source, i).release());
         } else if (kty == "EC") {
-            if (alg && *alg != Alg::ES256) key_error(source, i, "an EC key's \"alg\" must be ES256");
+            if (alg && *alg != Alg::ES256) key_error(source, i, "the alg of an EC key must be ES256");
             jwk.alg = Alg::ES256;
             jwk.pkey.reset(ec_key(k, source, i).release());
         } else if (kty == "OKP") {
-            if (alg && *alg != Alg::EdDSA) key_error(source, i, "an OKP key's \"alg\" must be EdDSA");
+            if (alg && *alg != Alg::EdDSA) key_error(source, i, "the alg of an OKP key must be EdDSA");
             jwk.alg = Alg::EdDSA;
             jwk.pkey.reset(okp_key(k, source, i).release());
         } else if (kty == "oct") {
-            if (alg && *alg != Alg::HS256) key_error(source, i, "an oct key's \"alg\" must be HS256");
+            if (alg && *alg != Alg::HS256) key_error(source, i, "the alg of an oct key must be HS256");
             jwk.alg = Alg::HS256;
             req_b64(k, "k", source, i, jwk.secret);
             if (jwk.secret.size() < kMinHmacKey)
@@ -361,7 +361,7 @@ const Jwk &Jwks::select(const std::optional<std::string> &kid) const {
     }
     for (const auto &k : keys_)
         if (k.kid && *k.kid == *kid) return k;
-    throw JwtError(Reason::UnknownKeyId, "no key in the key set has the token's kid");
+    throw JwtError(Reason::UnknownKeyId, "no key in the key set has the kid of the token");
 }
 
 bool verify_signature(const Jwk &key, Alg alg, std::string_view input,

@@ -23,9 +23,9 @@ bool valid_user(std::string_view s) {
 std::optional<double> number_claim(const rapidjson::Value &claims, const char *name) {
     auto it = claims.FindMember(name);
     if (it == claims.MemberEnd()) return std::nullopt;
-    if (!it->value.IsNumber()) throw JwtError(Reason::Malformed, std::string("\"") + name + "\" is not a number");
+    if (!it->value.IsNumber()) throw JwtError(Reason::Malformed, std::string("the ") + name + " claim is not a number");
     double v = it->value.GetDouble();
-    if (!std::isfinite(v)) throw JwtError(Reason::Malformed, std::string("\"") + name + "\" is not a number");
+    if (!std::isfinite(v)) throw JwtError(Reason::Malformed, std::string("the ") + name + " claim is not a number");
     return v;
 }
 
@@ -57,13 +57,13 @@ Header parse_header(std::string_view header_json) {
     if (!parse_strict_json(header_json, doc) || !doc.IsObject())
         fail(Reason::Malformed, "header is not a JSON object without duplicate members");
     auto alg = doc.FindMember("alg");
-    if (alg == doc.MemberEnd() || !alg->value.IsString()) fail(Reason::Malformed, "header has no \"alg\"");
-    if (doc.HasMember("crit")) fail(Reason::Malformed, "header has \"crit\"");
+    if (alg == doc.MemberEnd() || !alg->value.IsString()) fail(Reason::Malformed, "header has no alg");
+    if (doc.HasMember("crit")) fail(Reason::Malformed, "header has crit");
     for (const char *m : {"jwk", "jku", "x5u", "x5c", "zip", "enc"})
         if (doc.HasMember(m)) fail(Reason::Malformed, "header carries key or encryption parameters");
     auto typ = doc.FindMember("typ");
     if (typ != doc.MemberEnd()) {
-        if (!typ->value.IsString()) fail(Reason::Malformed, "\"typ\" is not JWT");
+        if (!typ->value.IsString()) fail(Reason::Malformed, "typ is not JWT");
         std::string_view t = view(typ->value);
         auto eq_ci = [](std::string_view a, std::string_view b) {
             if (a.size() != b.size()) return false;
@@ -74,12 +74,12 @@ Header parse_header(std::string_view header_json) {
             }
             return true;
         };
-        if (!eq_ci(t, "JWT") && !eq_ci(t, "APPLICATION/JWT")) fail(Reason::Malformed, "\"typ\" is not JWT");
+        if (!eq_ci(t, "JWT") && !eq_ci(t, "APPLICATION/JWT")) fail(Reason::Malformed, "typ is not JWT");
     }
     Header h;
     auto kid = doc.FindMember("kid");
     if (kid != doc.MemberEnd()) {
-        if (!kid->value.IsString()) fail(Reason::Malformed, "\"kid\" is not a string");
+        if (!kid->value.IsString()) fail(Reason::Malformed, "kid is not a string");
         h.kid = std::string(view(kid->value));
     }
     auto a = alg_from_name(view(alg->value));
@@ -92,7 +92,7 @@ std::string verify_jws(std::string_view token, const Jwks &keys) {
     Parts p = split(token);
     Header h = parse_header(p.header_json);
     const Jwk &key = keys.select(h.kid);
-    if (key.alg != h.alg) fail(Reason::AlgorithmNotAllowed, "the key's algorithm is another");
+    if (key.alg != h.alg) fail(Reason::AlgorithmNotAllowed, "the selected key is for another algorithm");
     if (!verify_signature(key, h.alg, p.signing_input, p.signature))
         fail(Reason::BadSignature, "signature does not verify with the selected key");
     return std::move(p.payload);
@@ -103,23 +103,23 @@ std::string check_claims(std::string_view payload, const Policy &policy) {
     if (!parse_strict_json(payload, doc) || !doc.IsObject())
         fail(Reason::Malformed, "claims are not a JSON object without duplicate members");
     auto exp = number_claim(doc, "exp");
-    if (!exp) fail(Reason::Malformed, "\"exp\" is required");
+    if (!exp) fail(Reason::Malformed, "exp is required");
     auto nbf = number_claim(doc, "nbf");
     auto iat = number_claim(doc, "iat");
-    if (policy.now >= *exp + policy.leeway) fail(Reason::Expired, "\"exp\" is in the past");
-    if (nbf && policy.now < *nbf - policy.leeway) fail(Reason::NotYetValid, "\"nbf\" is in the future");
-    if (iat && *iat > policy.now + policy.leeway) fail(Reason::NotYetValid, "\"iat\" is in the future");
+    if (policy.now >= *exp + policy.leeway) fail(Reason::Expired, "exp is in the past");
+    if (nbf && policy.now < *nbf - policy.leeway) fail(Reason::NotYetValid, "nbf is in the future");
+    if (iat && *iat > policy.now + policy.leeway) fail(Reason::NotYetValid, "iat is in the future");
     if (!policy.issuer.empty()) {
         auto iss = doc.FindMember("iss");
         if (iss == doc.MemberEnd() || !iss->value.IsString() || view(iss->value) != policy.issuer)
-            fail(Reason::WrongIssuer, "\"iss\" is not the configured issuer");
+            fail(Reason::WrongIssuer, "iss is not the configured issuer");
     }
     auto aud = doc.FindMember("aud");
     if (aud != doc.MemberEnd() && !aud->value.IsString() && !aud->value.IsArray())
-        fail(Reason::Malformed, "\"aud\" is neither a string nor an array");
+        fail(Reason::Malformed, "aud is neither a string nor an array");
     if (aud != doc.MemberEnd() && aud->value.IsArray())
         for (const auto &a : aud->value.GetArray())
-            if (!a.IsString()) fail(Reason::Malformed, "\"aud\" holds a value that is not a string");
+            if (!a.IsString()) fail(Reason::Malformed, "aud holds a value that is not a string");
     if (!policy.audience.empty()) {
         bool found = false;
         if (aud != doc.MemberEnd()) {
@@ -129,9 +129,9 @@ std::string check_claims(std::string_view payload, const Policy &policy) {
                 for (const auto &a : aud->value.GetArray()) found = found || view(a) == policy.audience;
             }
         }
-        if (!found) fail(Reason::WrongAudience, "\"aud\" does not name the configured audience");
+        if (!found) fail(Reason::WrongAudience, "aud does not name the configured audience");
     } else if (aud != doc.MemberEnd()) {
-        fail(Reason::WrongAudience, "the token has \"aud\" and pg_alpaca.jwt_audience is not set");
+        fail(Reason::WrongAudience, "the token has aud and pg_alpaca.jwt_audience is not set");
     }
     auto user = doc.FindMember(policy.user_claim.c_str());
     if (user == doc.MemberEnd() || !user->value.IsString())
