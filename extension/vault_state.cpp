@@ -193,7 +193,11 @@ void set_verified_user(const std::string &user) {
         g_verified.clear();
         g_verified_lxid = MyProc->lxid;
     }
-    g_verified.push_back(VerifiedUser{GetCurrentSubTransactionId(), user});
+    const SubTransactionId sub = GetCurrentSubTransactionId();
+    if (!g_verified.empty() && g_verified.back().subid == sub)
+        g_verified.back().user = user;  // one entry per subtransaction level
+    else
+        g_verified.push_back(VerifiedUser{sub, user});
     const char *name = user_setting_name();
     const char *value = g_verified.back().user.c_str();
     pga::pg::call([&] {
