@@ -75,12 +75,13 @@ std::optional<std::string_view> opt_string(const rapidjson::Value &obj, const ch
                                            const std::string &source, std::size_t index) {
     auto it = obj.FindMember(name);
     if (it == obj.MemberEnd()) return std::nullopt;
-    if (!it->value.IsString()) key_error(source, index, std::string("\"") + name + "\" must be a string");
+    if (!it->value.IsString())
+        key_error(source, index, std::string("\"") + name + "\" must be a string");
     return std::string_view(it->value.GetString(), it->value.GetStringLength());
 }
 
-std::string_view req_string(const rapidjson::Value &obj, const char *name, const std::string &source,
-                            std::size_t index) {
+std::string_view req_string(const rapidjson::Value &obj, const char *name,
+                            const std::string &source, std::size_t index) {
     auto v = opt_string(obj, name, source, index);
     if (!v) key_error(source, index, std::string("\"") + name + "\" is missing");
     return *v;
@@ -115,11 +116,13 @@ PkeyPtr rsa_key(const rapidjson::Value &k, const std::string &source, std::size_
     std::vector<std::uint8_t> n, e;
     req_b64(k, "n", source, i, n);
     req_b64(k, "e", source, i, e);
-    if (n[0] == 0 || e[0] == 0) key_error(source, i, "\"n\" and \"e\" must not have leading zero bytes");
+    if (n[0] == 0 || e[0] == 0)
+        key_error(source, i, "\"n\" and \"e\" must not have leading zero bytes");
     BnPtr bn_n(BN_bin2bn(n.data(), (int)n.size(), nullptr));
     BnPtr bn_e(BN_bin2bn(e.data(), (int)e.size(), nullptr));
     ParamBldPtr bld(OSSL_PARAM_BLD_new());
-    if (!bn_n || !bn_e || !bld || !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
+    if (!bn_n || !bn_e || !bld ||
+        !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
         !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get()))
         throw Error(ErrorCode::Internal, "OpenSSL could not build an RSA key");
     PkeyPtr pkey = from_params("RSA", bld.get());
@@ -137,7 +140,8 @@ PkeyPtr ec_key(const rapidjson::Value &k, const std::string &source, std::size_t
     std::vector<std::uint8_t> x, y;
     req_b64(k, "x", source, i, x);
     req_b64(k, "y", source, i, y);
-    if (x.size() != 32 || y.size() != 32) key_error(source, i, "P-256 \"x\" and \"y\" must be 32 bytes");
+    if (x.size() != 32 || y.size() != 32)
+        key_error(source, i, "P-256 \"x\" and \"y\" must be 32 bytes");
     std::vector<std::uint8_t> point{0x04};
     point.insert(point.end(), x.begin(), x.end());
     point.insert(point.end(), y.begin(), y.end());
@@ -245,8 +249,9 @@ bool parse_strict_json(std::string_view text, rapidjson::Document &doc, unsigned
 Jwks Jwks::parse(std::string_view text, const std::string &source) {
     rapidjson::Document doc;
     if (!parse_strict_json(text, doc))
-        file_error(source, "not a JSON Web Key Set (strict JSON, no duplicate members, nesting "
-                           "of 16 levels at most)");
+        file_error(source,
+                   "not a JSON Web Key Set (strict JSON, no duplicate members, nesting "
+                   "of 16 levels at most)");
     if (!doc.IsObject()) file_error(source, "a JSON Web Key Set must be an object");
     auto keys = doc.FindMember("keys");
     if (keys == doc.MemberEnd() || !keys->value.IsArray())
@@ -267,7 +272,8 @@ Jwks Jwks::parse(std::string_view text, const std::string &source) {
             bool verify = false;
             if (!ops->value.IsArray()) key_error(source, i, "\"key_ops\" must be an array");
             for (const auto &op : ops->value.GetArray())
-                if (op.IsString() && std::string_view(op.GetString(), op.GetStringLength()) == "verify")
+                if (op.IsString() &&
+                    std::string_view(op.GetString(), op.GetStringLength()) == "verify")
                     verify = true;
             if (!verify) key_error(source, i, "\"key_ops\" does not allow \"verify\"");
         }
@@ -276,29 +282,34 @@ Jwks Jwks::parse(std::string_view text, const std::string &source) {
         std::optional<Alg> alg;
         if (alg_text) {
             alg = alg_from_name(*alg_text);
-            if (!alg) key_error(source, i, "\"alg\" is not one of RS256, PS256, ES256, EdDSA, HS256");
+            if (!alg)
+                key_error(source, i, "\"alg\" is not one of RS256, PS256, ES256, EdDSA, HS256");
         }
         Jwk jwk;
         if (kty != "oct")
             for (const char *m : kPrivateMembers)
                 if (k.HasMember(m))
-                    key_error(source, i, std::string("holds private key member \"") + m +
-                                             "\"; put only public keys in the file");
+                    key_error(source, i,
+                              std::string("holds private key member \"") + m +
+                                  "\"; put only public keys in the file");
         if (kty == "RSA") {
             if (alg && *alg != Alg::RS256 && *alg != Alg::PS256)
                 key_error(source, i, "the alg of an RSA key must be RS256 or PS256");
             jwk.alg = alg.value_or(Alg::RS256);
             jwk.pkey.reset(rsa_key(k, source, i).release());
         } else if (kty == "EC") {
-            if (alg && *alg != Alg::ES256) key_error(source, i, "the alg of an EC key must be ES256");
+            if (alg && *alg != Alg::ES256)
+                key_error(source, i, "the alg of an EC key must be ES256");
             jwk.alg = Alg::ES256;
             jwk.pkey.reset(ec_key(k, source, i).release());
         } else if (kty == "OKP") {
-            if (alg && *alg != Alg::EdDSA) key_error(source, i, "the alg of an OKP key must be EdDSA");
+            if (alg && *alg != Alg::EdDSA)
+                key_error(source, i, "the alg of an OKP key must be EdDSA");
             jwk.alg = Alg::EdDSA;
             jwk.pkey.reset(okp_key(k, source, i).release());
         } else if (kty == "oct") {
-            if (alg && *alg != Alg::HS256) key_error(source, i, "the alg of an oct key must be HS256");
+            if (alg && *alg != Alg::HS256)
+                key_error(source, i, "the alg of an oct key must be HS256");
             jwk.alg = Alg::HS256;
             req_b64(k, "k", source, i, jwk.secret);
             if (jwk.secret.size() < kMinHmacKey)
@@ -307,7 +318,8 @@ Jwks Jwks::parse(std::string_view text, const std::string &source) {
             key_error(source, i, "\"kty\" must be RSA, EC, OKP or oct");
         }
         if (auto kid = opt_string(k, "kid", source, i)) {
-            if (kid->empty() || kid->size() > 256) key_error(source, i, "\"kid\" must be 1 to 256 bytes");
+            if (kid->empty() || kid->size() > 256)
+                key_error(source, i, "\"kid\" must be 1 to 256 bytes");
             if (!kids.insert(std::string(*kid)).second)
                 key_error(source, i, "duplicate \"kid\" " + quote_for_error(*kid));
             jwk.kid = std::string(*kid);
@@ -318,15 +330,17 @@ Jwks Jwks::parse(std::string_view text, const std::string &source) {
     if (set.keys_.size() > 1)
         for (std::size_t i = 0; i < set.keys_.size(); ++i)
             if (!set.keys_[i].kid)
-                file_error(source, "every key needs a \"kid\" when the set holds more than one "
-                                   "signature key (the key without one is signature key " +
-                                       std::to_string(i) + ")");
+                file_error(source,
+                           "every key needs a \"kid\" when the set holds more than one "
+                           "signature key (the key without one is signature key " +
+                               std::to_string(i) + ")");
     return set;
 }
 
 Jwks Jwks::load_file(const std::string &path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-    if (fd.get() < 0) file_error(path, std::string("cannot open key set file: ") + std::strerror(errno));
+    if (fd.get() < 0)
+        file_error(path, std::string("cannot open key set file: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0)
         file_error(path, std::string("cannot stat key set file: ") + std::strerror(errno));
@@ -357,7 +371,8 @@ Jwks Jwks::load_file(const std::string &path) {
 const Jwk &Jwks::select(const std::optional<std::string> &kid) const {
     if (!kid) {
         if (keys_.size() == 1) return keys_.front();
-        throw JwtError(Reason::UnknownKeyId, "the token has no kid and the key set holds several keys");
+        throw JwtError(Reason::UnknownKeyId,
+                       "the token has no kid and the key set holds several keys");
     }
     for (const auto &k : keys_)
         if (k.kid && *k.kid == *kid) return k;

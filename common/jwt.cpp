@@ -23,9 +23,11 @@ bool valid_user(std::string_view s) {
 std::optional<double> number_claim(const rapidjson::Value &claims, const char *name) {
     auto it = claims.FindMember(name);
     if (it == claims.MemberEnd()) return std::nullopt;
-    if (!it->value.IsNumber()) throw JwtError(Reason::Malformed, std::string("the ") + name + " claim is not a number");
+    if (!it->value.IsNumber())
+        throw JwtError(Reason::Malformed, std::string("the ") + name + " claim is not a number");
     double v = it->value.GetDouble();
-    if (!std::isfinite(v)) throw JwtError(Reason::Malformed, std::string("the ") + name + " claim is not a number");
+    if (!std::isfinite(v))
+        throw JwtError(Reason::Malformed, std::string("the ") + name + " claim is not a number");
     return v;
 }
 
@@ -57,10 +59,12 @@ Header parse_header(std::string_view header_json) {
     if (!parse_strict_json(header_json, doc) || !doc.IsObject())
         fail(Reason::Malformed, "header is not a JSON object without duplicate members");
     auto alg = doc.FindMember("alg");
-    if (alg == doc.MemberEnd() || !alg->value.IsString()) fail(Reason::Malformed, "header has no alg");
+    if (alg == doc.MemberEnd() || !alg->value.IsString())
+        fail(Reason::Malformed, "header has no alg");
     if (doc.HasMember("crit")) fail(Reason::Malformed, "header has crit");
     for (const char *m : {"jwk", "jku", "x5u", "x5c", "zip", "enc"})
-        if (doc.HasMember(m)) fail(Reason::Malformed, "header carries key or encryption parameters");
+        if (doc.HasMember(m))
+            fail(Reason::Malformed, "header carries key or encryption parameters");
     auto typ = doc.FindMember("typ");
     if (typ != doc.MemberEnd()) {
         if (!typ->value.IsString()) fail(Reason::Malformed, "typ is not JWT");
@@ -74,7 +78,8 @@ Header parse_header(std::string_view header_json) {
             }
             return true;
         };
-        if (!eq_ci(t, "JWT") && !eq_ci(t, "APPLICATION/JWT")) fail(Reason::Malformed, "typ is not JWT");
+        if (!eq_ci(t, "JWT") && !eq_ci(t, "APPLICATION/JWT"))
+            fail(Reason::Malformed, "typ is not JWT");
     }
     Header h;
     auto kid = doc.FindMember("kid");
@@ -83,7 +88,8 @@ Header parse_header(std::string_view header_json) {
         h.kid = std::string(view(kid->value));
     }
     auto a = alg_from_name(view(alg->value));
-    if (!a) fail(Reason::AlgorithmNotAllowed, "only RS256, PS256, ES256, EdDSA and HS256 are known");
+    if (!a)
+        fail(Reason::AlgorithmNotAllowed, "only RS256, PS256, ES256, EdDSA and HS256 are known");
     h.alg = *a;
     return h;
 }
@@ -92,7 +98,8 @@ std::string verify_jws(std::string_view token, const Jwks &keys) {
     Parts p = split(token);
     Header h = parse_header(p.header_json);
     const Jwk &key = keys.select(h.kid);
-    if (key.alg != h.alg) fail(Reason::AlgorithmNotAllowed, "the selected key is for another algorithm");
+    if (key.alg != h.alg)
+        fail(Reason::AlgorithmNotAllowed, "the selected key is for another algorithm");
     if (!verify_signature(key, h.alg, p.signing_input, p.signature))
         fail(Reason::BadSignature, "signature does not verify with the selected key");
     return std::move(p.payload);
@@ -126,7 +133,8 @@ std::string check_claims(std::string_view payload, const Policy &policy) {
             if (aud->value.IsString()) {
                 found = view(aud->value) == policy.audience;
             } else {
-                for (const auto &a : aud->value.GetArray()) found = found || view(a) == policy.audience;
+                for (const auto &a : aud->value.GetArray())
+                    found = found || view(a) == policy.audience;
             }
         }
         if (!found) fail(Reason::WrongAudience, "aud does not name the configured audience");
@@ -137,7 +145,8 @@ std::string check_claims(std::string_view payload, const Policy &policy) {
     if (user == doc.MemberEnd() || !user->value.IsString())
         fail(Reason::NoUserClaim, "the user claim is missing or not a string");
     if (!valid_user(view(user->value)))
-        fail(Reason::NoUserClaim, "the user claim must be 1 to 256 bytes without control characters");
+        fail(Reason::NoUserClaim,
+             "the user claim must be 1 to 256 bytes without control characters");
     return std::string(view(user->value));
 }
 

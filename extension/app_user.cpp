@@ -53,10 +53,9 @@ PGA_FUNCTION(pga_set_user) {
             return superuser_arg(me) || me == get_role_oid("alpaca_owner", true);
         });
         if (!trusted)
-            throw pga::pg::PgError(
-                ERRCODE_INSUFFICIENT_PRIVILEGE,
-                "alpaca_set_user is disabled: pg_alpaca.user_source is jwt",
-                "", "Prove the user with alpaca_set_user_jwt(token) instead.");
+            throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                                   "alpaca_set_user is disabled: pg_alpaca.user_source is jwt", "",
+                                   "Prove the user with alpaca_set_user_jwt(token) instead.");
         pga::ext::set_verified_user(user);
         PG_RETURN_VOID();
     }

@@ -72,9 +72,9 @@ const pga::jwt::Jwks &jwks() {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
         int err = errno;
-        throw pga::Error(pga::ErrorCode::ConfigFile,
-                         pga::escape_for_error(path, 200) + ": cannot read key set file: " +
-                             strerror(err));
+        throw pga::Error(
+            pga::ErrorCode::ConfigFile,
+            pga::escape_for_error(path, 200) + ": cannot read key set file: " + strerror(err));
     }
     if (g_loaded && same_file(*g_loaded, path, st)) return g_loaded->keys;
     auto fresh = std::make_unique<LoadedJwks>();
@@ -111,18 +111,16 @@ void define_jwt_gucs() {
     DefineCustomStringVariable("pg_alpaca.jwt_issuer",
                                "The \"iss\" every token must carry (empty: not checked).", nullptr,
                                &g_issuer, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pg_alpaca.jwt_audience",
+                               "The audience every token's \"aud\" must name.",
+                               "Empty: a token that carries \"aud\" is refused.", &g_audience, "",
+                               PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable(
-        "pg_alpaca.jwt_audience", "The audience every token's \"aud\" must name.",
-        "Empty: a token that carries \"aud\" is refused.", &g_audience, "", PGC_SIGHUP, 0, nullptr,
-        nullptr, nullptr);
-    DefineCustomStringVariable("pg_alpaca.jwt_user_claim",
-                               "The claim that holds the application user id.", nullptr,
-                               &g_user_claim, "sub", PGC_SIGHUP, 0, check_user_claim, nullptr,
-                               nullptr);
-    DefineCustomIntVariable("pg_alpaca.jwt_leeway",
-                            "Clock skew allowed for exp, nbf and iat, in seconds.", nullptr,
-                            &g_leeway, 30, 0, 600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
-                            nullptr);
+        "pg_alpaca.jwt_user_claim", "The claim that holds the application user id.", nullptr,
+        &g_user_claim, "sub", PGC_SIGHUP, 0, check_user_claim, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "pg_alpaca.jwt_leeway", "Clock skew allowed for exp, nbf and iat, in seconds.", nullptr,
+        &g_leeway, 30, 0, 600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
 }
 
 }  // namespace pga::ext
@@ -139,9 +137,9 @@ PGA_FUNCTION(pga_set_user_jwt) {
     // Refused before it is detoasted, let alone parsed.
     const Size raw = pga::pg::call([&] { return toast_raw_datum_size(arg); });
     if (raw > VARHDRSZ + pga::jwt::kMaxTokenBytes)
-        throw pga::pg::PgError(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-                               std::string(pga::jwt::reason_text(pga::jwt::Reason::TooLarge)) +
-                                   ": over 16 KiB");
+        throw pga::pg::PgError(
+            ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            std::string(pga::jwt::reason_text(pga::jwt::Reason::TooLarge)) + ": over 16 KiB");
     std::string_view token = text_view(arg);
     const pga::jwt::Jwks &keys = pga::ext::jwks();
     const pga::jwt::Policy policy = pga::ext::policy_from_settings();

@@ -134,8 +134,8 @@ void define_vault_gucs() {
         "pg_alpaca.user_source", "Where the application user comes from: setting or jwt.",
         "setting: alpaca_set_user or the user setting names the user. jwt: only a token verified "
         "by alpaca_set_user_jwt does (alpaca_set_user is refused for non-superusers).",
-        &g_user_source, static_cast<int>(UserSource::Setting), kUserSources, PGC_SIGHUP, 0,
-        nullptr, nullptr, nullptr);
+        &g_user_source, static_cast<int>(UserSource::Setting), kUserSources, PGC_SIGHUP, 0, nullptr,
+        nullptr, nullptr);
     RegisterXactCallback(on_xact, nullptr);
     RegisterSubXactCallback(on_subxact, nullptr);
 }
@@ -173,7 +173,7 @@ const char *user_setting_name() {
 
 UserSource user_source() {
     return g_user_source == static_cast<int>(UserSource::Jwt) ? UserSource::Jwt
-                                                               : UserSource::Setting;
+                                                              : UserSource::Setting;
 }
 
 std::optional<std::string> current_app_user() {

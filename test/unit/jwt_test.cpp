@@ -352,7 +352,8 @@ TEST_F(JwtKeys, KidSelectsTheKeyAndUnknownIsRefused) {
     // A second key of the same type under another kid: the signature decides.
     TestKey other = make_key(Alg::ES256);
     Jwks two = jwks(R"({"keys":[)" + key(Alg::ES256).jwk("a") + "," + other.jwk("b") + "]}");
-    EXPECT_EQ(pga::jwt::verify_token(token(other, hdr(other, "b"), claims()), two, policy()), "alice");
+    EXPECT_EQ(pga::jwt::verify_token(token(other, hdr(other, "b"), claims()), two, policy()),
+              "alice");
     EXPECT_EQ(reason_of([&] {
                   pga::jwt::verify_token(token(other, hdr(other, "a"), claims()), two, policy());
               }),
@@ -363,10 +364,9 @@ TEST_F(JwtKeys, SingleKeySetAcceptsATokenWithoutKid) {
     const TestKey &k = key(Alg::EdDSA);
     Jwks one = jwks(R"({"keys":[)" + k.jwk("") + "]}");
     EXPECT_EQ(pga::jwt::verify_token(token(k, hdr(k, ""), claims()), one, policy()), "alice");
-    EXPECT_EQ(reason_of([&] {
-                  pga::jwt::verify_token(token(k, hdr(k, "x"), claims()), one, policy());
-              }),
-              Reason::UnknownKeyId);
+    EXPECT_EQ(
+        reason_of([&] { pga::jwt::verify_token(token(k, hdr(k, "x"), claims()), one, policy()); }),
+        Reason::UnknownKeyId);
     Jwks one_kid = jwks(R"({"keys":[)" + k.jwk("only") + "]}");
     EXPECT_EQ(pga::jwt::verify_token(token(k, hdr(k, ""), claims()), one_kid, policy()), "alice");
 }
@@ -382,9 +382,9 @@ TEST_F(JwtKeys, HeaderRules) {
     EXPECT_EQ(refused(token(k, hdr(k, "k1", R"(,"typ":"JOSE")"), claims())), Reason::Malformed);
     EXPECT_EQ(refused(token(k, hdr(k, "k1", R"(,"typ":7)"), claims())), Reason::Malformed);
     Jwks set = all();
-    EXPECT_EQ(pga::jwt::verify_token(token(k, hdr(k, "k1", R"(,"typ":"JWT")"), claims()), set,
-                                     policy()),
-              "alice");
+    EXPECT_EQ(
+        pga::jwt::verify_token(token(k, hdr(k, "k1", R"(,"typ":"JWT")"), claims()), set, policy()),
+        "alice");
     for (const char *m : {R"(,"jwk":{})", R"(,"jku":"https://x")", R"(,"x5c":[])", R"(,"x5u":"u")"})
         EXPECT_EQ(refused(token(k, hdr(k, "k1", m), claims())), Reason::Malformed) << m;
     EXPECT_EQ(refused(token(k, R"({"kid":"k1"})", claims())), Reason::Malformed);  // no alg
@@ -462,8 +462,8 @@ TEST_F(JwtKeys, TimeClaims) {
     EXPECT_EQ(refused(with(R"({"sub":"alice","exp":)" + std::to_string(now) + "}"), p),
               Reason::Expired);
     p.leeway = 120;
-    EXPECT_EQ(pga::jwt::verify_token(with(R"({"sub":"alice","exp":)" + std::to_string(now - 100) + "}"),
-                                     set, p),
+    EXPECT_EQ(pga::jwt::verify_token(
+                  with(R"({"sub":"alice","exp":)" + std::to_string(now - 100) + "}"), set, p),
               "alice");
 }
 
@@ -482,8 +482,9 @@ TEST_F(JwtKeys, IssuerAndAudience) {
     p.audience = "pg_alpaca";
     EXPECT_EQ(pga::jwt::verify_token(good(Alg::ES256, claims(R"(,"aud":"pg_alpaca")")), set, p),
               "alice");
-    EXPECT_EQ(pga::jwt::verify_token(good(Alg::ES256, claims(R"(,"aud":["x","pg_alpaca"])")), set, p),
-              "alice");
+    EXPECT_EQ(
+        pga::jwt::verify_token(good(Alg::ES256, claims(R"(,"aud":["x","pg_alpaca"])")), set, p),
+        "alice");
     EXPECT_EQ(refused(good(Alg::ES256, claims(R"(,"aud":"other")")), p), Reason::WrongAudience);
     EXPECT_EQ(refused(good(Alg::ES256, claims(R"(,"aud":["other"])")), p), Reason::WrongAudience);
     EXPECT_EQ(refused(good(Alg::ES256, claims()), p), Reason::WrongAudience);
@@ -502,11 +503,14 @@ TEST_F(JwtKeys, UserClaim) {
     EXPECT_EQ(refused(good(Alg::HS256, R"({"sub":"","exp":)" + exp + "}")), Reason::NoUserClaim);
     EXPECT_EQ(refused(good(Alg::HS256, R"({"sub":"a\u0000b","exp":)" + exp + "}")),
               Reason::NoUserClaim);
-    EXPECT_EQ(refused(good(Alg::HS256, R"({"sub":"a\nb","exp":)" + exp + "}")), Reason::NoUserClaim);
-    EXPECT_EQ(refused(good(Alg::HS256, R"({"sub":")" + std::string(257, 'u') + R"(","exp":)" + exp + "}")),
+    EXPECT_EQ(refused(good(Alg::HS256, R"({"sub":"a\nb","exp":)" + exp + "}")),
+              Reason::NoUserClaim);
+    EXPECT_EQ(refused(good(Alg::HS256,
+                           R"({"sub":")" + std::string(257, 'u') + R"(","exp":)" + exp + "}")),
               Reason::NoUserClaim);
     p.user_claim = "user_id";
-    EXPECT_EQ(pga::jwt::verify_token(good(Alg::HS256, claims(R"(,"user_id":"u-42")")), set, p), "u-42");
+    EXPECT_EQ(pga::jwt::verify_token(good(Alg::HS256, claims(R"(,"user_id":"u-42")")), set, p),
+              "u-42");
     EXPECT_EQ(refused(good(Alg::HS256, claims()), p), Reason::NoUserClaim);
     // Duplicate claims are refused (which "sub" would count?).
     EXPECT_EQ(refused(good(Alg::HS256, R"({"sub":"alice","sub":"bob","exp":)" + exp + "}")),
@@ -566,9 +570,10 @@ TEST_F(JwtKeys, KeySetRules) {
     std::string off = R"({"kty":"EC","crv":"P-256","x":")" + std::string(43, 'A') + R"(","y":")" +
                       std::string(42, 'A') + R"(E"})";
     EXPECT_NE(config_error(set_of(off)).find("keys[0]: "), std::string::npos);
-    EXPECT_NE(config_error(set_of(R"({"kty":"oct","alg":"RS256","k":")" + std::string(43, 'A') + "\"}"))
-                  .find("HS256"),
-              std::string::npos);
+    EXPECT_NE(
+        config_error(set_of(R"({"kty":"oct","alg":"RS256","k":")" + std::string(43, 'A') + "\"}"))
+            .find("HS256"),
+        std::string::npos);
     EXPECT_NE(config_error(set_of(R"({"kty":"foo"})")).find("kty"), std::string::npos);
     // A private member is refused and never repeated.
     std::string priv = ec.substr(0, ec.size() - 1) + R"(,"d":"c2VjcmV0c2VjcmV0c2VjcmV0"})";
@@ -580,7 +585,8 @@ TEST_F(JwtKeys, KeySetRules) {
     EXPECT_EQ(config_error(set_of(ec + "," + ec)).find(x_val), std::string::npos);
     EXPECT_NE(config_error(set_of(ec.substr(0, ec.size() - 1) + R"(,"use":"sign"})")).find("use"),
               std::string::npos);
-    EXPECT_NE(config_error(set_of(ec.substr(0, ec.size() - 1) + R"(,"key_ops":["sign"]})")).find("verify"),
+    EXPECT_NE(config_error(set_of(ec.substr(0, ec.size() - 1) + R"(,"key_ops":["sign"]})"))
+                  .find("verify"),
               std::string::npos);
     // "use":"enc" keys are skipped, not used.
     Jwks with_enc = jwks(set_of(ec + R"(,{"kty":"RSA","use":"enc","kid":"e"})"));
