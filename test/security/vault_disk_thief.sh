@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 2, points 7 and 8, against the running stack (source DIR/stack.env first):
+# The thief with a dump, a base backup or the WAL (README security model), against the running
+# stack (source DIR/stack.env first):
 #  - canary keys stored through the API never reach a heap page or the WAL (byte search of the
 #    whole data directory after CHECKPOINT and a WAL switch), nor a pg_dump;
 #  - pg_dump restored into a fresh cluster with the same key file still decrypts (nothing is
