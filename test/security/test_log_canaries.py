@@ -600,6 +600,25 @@ class LogCanaries(unittest.TestCase):
         self.assert_no_keys("listed wrapper", mark, keys, controls,
                             must_see=("canary_wrap_listed(",))
 
+    def test_redact_functions_setting(self):
+        """Attacks 'anyone reading logs ... cannot see a key, secret or ticket' from the
+        application's side: the application role empties pg_alpaca.redact_functions (or
+        switches the redaction off) for its session; a malformed or oversized list is refused
+        rather than half applied."""
+        with self.app() as app:
+            for sql in ("SET pg_alpaca.redact_functions = ''",
+                        "SET pg_alpaca.log_redaction = off"):
+                with self.assertRaises(psycopg.errors.InsufficientPrivilege):
+                    app.execute(sql)
+        with S.connect() as su:
+            for bad in ("a b", "f(", '"unterminated', "x" * 64,
+                        ",".join(f"f{i}" for i in range(65))):
+                with self.assertRaises(psycopg.errors.InvalidParameterValue, msg=bad):
+                    su.execute(f"SET pg_alpaca.redact_functions = '{bad}'")
+            su.execute("""SET pg_alpaca.redact_functions = 'a, s."Quoted""Name", x.y'""")
+            self.assertEqual(su.execute("SHOW pg_alpaca.redact_functions").fetchone()[0],
+                             'a, s."Quoted""Name", x.y')
+
     def test_wrapper_unlisted_error(self):
         """Attacks 'anyone reading logs ... cannot see a key, secret or ticket': a wrapper the
         operator did NOT list fails inside alpaca_store_credential (no user; a key with a
