@@ -59,6 +59,9 @@ const ExtraNames *g_extra = nullptr;  // owned by guc.c (the check hook's `extra
 // At most this many masks per field; after that the rest of the field is one marker. Keeps
 // the output within input length + kMaxMarks * sizeof(kRedacted).
 constexpr int kMaxMarks = 256;
+// A field longer than this is replaced by one marker instead of being scanned and copied
+// (bounds the memory the hook takes in ErrorContext).
+constexpr std::size_t kMaxMaskInput = 1 << 20;
 // EXECUTE names looked up per text.
 constexpr int kMaxExecuteLookups = 16;
 
@@ -251,6 +254,7 @@ const char *skip_parens(const char *text, const char *p, bool dq_ident) {
 // is a quoted identifier (kept); without, it is plain text whose inside is scanned too (as in
 // CONTEXT's `SQL statement "..."` and pgaudit's CSV fields).
 char *mask_text(const char *text, bool dq_ident) {
+    if (std::strlen(text) > kMaxMaskInput) return pstrdup(kRedacted);
     StringInfoData out;
     initStringInfo(&out);
     int marks = 0;
