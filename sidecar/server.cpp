@@ -452,6 +452,16 @@ int Server::poll_timeout_ms(Clock::time_point now) const {
 void Server::serve_job(Job &job, HttpClient &http) {
     const auto cfg = config();
     const int fd = job.fd.get();
+    // A client that hung up while its request was queued (a cancelled backend, or one that
+    // sends frames and leaves) costs no redeem and no upstream call.
+    if (client_hung_up(fd)) {
+        log_event(LogLevel::Warn, "request",
+                  {{"id", job.req.request_id},
+                   {"op", job.req.operation},
+                   {"outcome", outcome_name(Outcome::Internal)},
+                   {"message", "the client hung up before its request was served"}});
+        return;
+    }
     // job.req.ticket is SecureBytes: wiped when the job is destroyed.
     SidecarResponse resp =
         handler_.handle(job.req, *cfg, http, [fd] { return client_hung_up(fd); });
