@@ -62,7 +62,7 @@ SELECT alpaca_issue_ticket('$cred', 'account') AS t \gset
 COMMIT;
 SET ROLE sc;
 CALL alpaca.redeem_ticket(:'t', 'account', NULL, NULL, NULL, NULL) \\gset r_
-SELECT :'r_api_key' || '|' || :'r_secret_key';
+\\echo :r_api_key|:r_secret_key
 SQL
 }
 
