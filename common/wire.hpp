@@ -38,7 +38,7 @@ bool is_known_operation(std::string_view op) noexcept;
 
 enum class Outcome {
     Ok,              // Alpaca answered (any HTTP status); http_status and body are Alpaca's
-    TicketRejected,  // alpaca_redeem_ticket refused the ticket
+    TicketRejected,  // alpaca.redeem_ticket refused the ticket
     Unreachable,     // DNS/connect/TLS/transport failure after retries (message says which)
     Timeout,         // upstream total timeout
     RateLimited,     // 429 after retries, or the local per-credential bucket is empty
