@@ -46,10 +46,12 @@ using ParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM, OSSL_PARAM_free
 using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<ECDSA_SIG, ECDSA_SIG_free>>;
 
 [[noreturn]] void file_error(const std::string &source, const std::string &what) {
+    ERR_clear_error();  // what OpenSSL queued while refusing a key must not reach later callers
     throw Error(ErrorCode::ConfigFile, escape_for_error(source, kMaxShownPath) + ": " + what);
 }
 
 [[noreturn]] void key_error(const std::string &source, std::size_t index, const std::string &what) {
+    ERR_clear_error();
     throw Error(ErrorCode::ConfigFile, escape_for_error(source, kMaxShownPath) + ": keys[" +
                                            std::to_string(index) + "]: " + what);
 }

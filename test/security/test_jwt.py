@@ -331,6 +331,32 @@ class JwtTokens(JwtBase):
             self.assertTrue(S.wait_until(lambda: msg in S.read_log("PGA_POSTGRES_LOG"), 5))
             self.assertNotIn(marker, S.read_log("PGA_POSTGRES_LOG"))
 
+    def test_removed_key_is_no_longer_trusted(self):
+        """A key taken out of the key set file stops verifying at once (the file is re-read when
+        it changes), and a key set file others may read is refused, naming the file only."""
+        rsa = self.keys["RS256"]
+        tok = token(rsa)
+        self.assertEqual(self.verify(tok)[0], "alice")
+        with S.connect() as su:
+            original = su.execute("SELECT pg_read_file(%s)", (self.jwks_path,)).fetchone()[0]
+        group = stackctl.primary_group(stackctl.RUNNER)
+        try:
+            smaller = json.loads(original)
+            smaller["keys"] = [k for k in smaller["keys"] if k.get("kid") != rsa.kid]
+            stackctl.write_file(self.jwks_path, json.dumps(smaller), stackctl.RUNNER, group, 0o600)
+            self.assertRefused(tok, "unknown key id")
+            self.assertEqual(self.verify(token(self.keys["ES256"]))[0], "alice")
+            os.chmod(self.jwks_path, 0o640)
+            user, err = self.verify(token(self.keys["ES256"]))
+            self.assertIsNone(user)
+            self.assertEqual(err[0], "F0000")
+            self.assertIn(self.jwks_path, err[1])
+            self.assertIn("group or others", err[1])
+            self.assertNotIn(self.keys["ES256"].jwk["x"][:12], err[1])
+        finally:
+            stackctl.write_file(self.jwks_path, original, stackctl.RUNNER, group, 0o600)
+        self.assertEqual(self.verify(tok)[0], "alice")
+
     def test_app_changes_no_verification_setting(self):
         """No setting a client can change influences verification."""
         for name in ("pg_alpaca.jwt_keys_file", "pg_alpaca.jwt_audience", "pg_alpaca.jwt_issuer",

@@ -385,6 +385,10 @@ TEST_F(JwtKeys, HeaderRules) {
     EXPECT_EQ(
         pga::jwt::verify_token(token(k, hdr(k, "k1", R"(,"typ":"JWT")"), claims()), set, policy()),
         "alice");
+    EXPECT_EQ(pga::jwt::verify_token(
+                  token(k, hdr(k, "k1", R"(,"typ":"application/jwt")"), claims()), set, policy()),
+              "alice");
+    EXPECT_EQ(refused(token(k, hdr(k, "k1", R"(,"zip":"DEF")"), claims())), Reason::Malformed);
     for (const char *m : {R"(,"jwk":{})", R"(,"jku":"https://x")", R"(,"x5c":[])", R"(,"x5u":"u")"})
         EXPECT_EQ(refused(token(k, hdr(k, "k1", m), claims())), Reason::Malformed) << m;
     EXPECT_EQ(refused(token(k, R"({"kid":"k1"})", claims())), Reason::Malformed);  // no alg
