@@ -646,12 +646,12 @@ def b6_b7(args):
 
 
 # ------------------------------------------------------------------------------------------
-# B8: one alpaca_set_user_jwt per algorithm, against alpaca_set_user
+# B11: one alpaca_set_user_jwt per algorithm, against alpaca_set_user
 # ------------------------------------------------------------------------------------------
-def b8(args):
+def b11(args):
     """Server-side cost of verifying one token (key set cached, stat of its file included):
     N calls in one statement, so no round trip is counted; the same for alpaca_set_user."""
-    import base64, hashlib, hmac  # noqa: E401  (B8 only)
+    import base64, hashlib, hmac  # noqa: E401  (B11 only)
     n, runs = (200, 1) if args.smoke else (5000, 3)
     b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
     tmp = tempfile.mkdtemp(prefix="pga-bench-jwt-")
@@ -702,7 +702,7 @@ def b8(args):
                         stackctl.primary_group(stackctl.RUNNER), 0o600)
     STACK.cluster.set({"pg_alpaca.jwt_keys_file": path})
     time.sleep(0.5)
-    log(f"B8: {n} verifications per statement, {runs} runs per algorithm")
+    log(f"B11: {n} verifications per statement, {runs} runs per algorithm")
 
     def per_call_us(conn, fn, arg):
         with conn.transaction():
@@ -722,7 +722,7 @@ def b8(args):
                 bl.append(per_call_us(conn, "alpaca_set_user", "bench-user"))
                 ours.append(per_call_us(conn, "alpaca_set_user_jwt", tokens[alg]))
             base[alg] = bl
-            figures.append(Figure("B8", f"`alpaca_set_user_jwt` with {alg}, µs a call (baseline: "
+            figures.append(Figure("B11", f"`alpaca_set_user_jwt` with {alg}, µs a call (baseline: "
                                   "`alpaca_set_user`)", ours, bl, "µs",
                                   [o / b for o, b in zip(ours, bl)], "", "(information)", None))
     STACK.cluster.set({"pg_alpaca.jwt_keys_file": None})
@@ -748,7 +748,7 @@ def main():
         "CREATE ROLE bench LOGIN IN ROLE alpaca_app, alpaca_sidecar; END IF; END $$")
     prepare_db(ENV.get("PGDATABASE", "alpaca"))
     figures = []
-    steps = [("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5), ("B8", b8)]
+    steps = [("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5), ("B11", b11)]
     for fid, fn in steps:
         if fid in only:
             figures += fn(args)
