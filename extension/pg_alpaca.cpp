@@ -1,5 +1,6 @@
 // Module entry: PG_MODULE_MAGIC and _PG_init (GUCs, the log redaction hook).
 #include "extension/log_redaction.hpp"
+#include "extension/preload_check.hpp"
 #include "extension/sidecar_transport.hpp"
 #include "extension/vault_state.hpp"
 
@@ -16,6 +17,7 @@ void _PG_init(void) {
     pga::ext::define_vault_gucs();
     pga::ext::define_sidecar_gucs();
     pga::ext::install_log_redaction();
+    pga::ext::note_preload();
     MarkGUCPrefixReserved("pg_alpaca");
 }
 }

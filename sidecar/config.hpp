@@ -41,6 +41,7 @@ struct Config {
     LogLevel log_level = LogLevel::Info;
     std::string log_file;         // empty: stderr
     long read_timeout_ms = 5000;  // a started client frame must complete within
+    std::string metrics_listen;   // empty: off; else a loopback HOST:PORT (sidecar/metrics.hpp)
 };
 
 // Parse config text. `filename` is used only in messages.

@@ -5,6 +5,7 @@
 #include "common/unique_fd.hpp"
 #include "common/wire.hpp"
 #include "sidecar/log.hpp"
+#include "sidecar/metrics.hpp"
 
 #include <grp.h>
 #include <poll.h>
@@ -98,6 +99,16 @@ void send_response(int fd, const SidecarResponse &resp) {
     const std::string frame = encode_response(resp);
     write_all(fd, reinterpret_cast<const std::uint8_t *>(frame.data()), frame.size(),
               Clock::now() + std::chrono::seconds(5));
+}
+
+// The answer to "status": the sidecar's own state, without a ticket and without Alpaca.
+SidecarResponse status_answer(const SidecarRequest &req) {
+    SidecarResponse resp;
+    resp.request_id = req.request_id;
+    resp.outcome = Outcome::Ok;
+    resp.http_status = 200;
+    resp.body = metrics::status_json();
+    return resp;
 }
 
 bool client_hung_up(int fd) {
@@ -211,6 +222,7 @@ void Server::refuse_overloaded(int fd) {
     resp.message = "request queue is full";
     log_event(LogLevel::Warn, "request",
               {{"id", req.request_id}, {"op", req.operation}, {"outcome", "overloaded"}});
+    metrics::request_done(req.operation, resp.outcome, "-", Clock::now(), resp.message);
     send_response(fd, resp);
 }
 
@@ -223,6 +235,7 @@ void Server::accept_ready() {
             std::lock_guard<std::mutex> lock(queue_mu_);
             if (queue_.size() < max_queue) {
                 queue_.push_back(fd);
+                metrics::set_queue_depth(queue_.size());
                 queue_cv_.notify_one();
                 continue;
             }
@@ -245,6 +258,7 @@ void Server::serve_connection(int fd, HttpClient &http) {
         send_response(fd, resp);
         return;
     }
+    if (req.operation == kStatusOperation) return send_response(fd, status_answer(req));
     // req.ticket is SecureBytes: wiped when req goes out of scope.
     SidecarResponse resp = handler_.handle(req, *cfg, http, [fd] { return client_hung_up(fd); });
     send_response(fd, resp);
@@ -260,8 +274,10 @@ void Server::worker_loop() {
             if (queue_.empty()) return;  // stopping and drained
             fd = queue_.front();
             queue_.pop_front();
+            metrics::set_queue_depth(queue_.size());
         }
         Fd conn(fd);
+        const metrics::BusyWorker busy;
         try {
             serve_connection(fd, http);
         } catch (const std::exception &e) {
@@ -272,6 +288,7 @@ void Server::worker_loop() {
 
 void Server::run(int signal_fd) {
     const auto cfg = config();
+    metrics::set_static(cfg->workers, cfg->max_queue, [this] { return redeemer_.open_connections(); });
     for (int i = 0; i < cfg->workers; ++i) workers_.emplace_back([this] { worker_loop(); });
     log_event(LogLevel::Info, "started",
               {{"socket", cfg->socket_path},
