@@ -455,6 +455,8 @@ ALTER TABLE alpaca.rotation_progress OWNER TO alpaca_owner;
 
 -- Called by alpaca_rotate_keys after each step, before that step's COMMIT. A run is known by
 -- its backend and its CALL's statement_timestamp() (constant across the procedure's commits).
+-- The rotating session holds a session-level advisory lock (1885823346, its pid) that others
+-- see in pg_locks, so "running" needs no privilege to read other sessions' activity.
 -- Raises a NOTICE every 10 batches (shown when client_min_messages allows).
 CREATE FUNCTION alpaca._rotation_note(state alpaca.rotation_state) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -466,6 +468,12 @@ BEGIN
     SELECT * INTO p FROM alpaca.rotation_progress r WHERE r.pid = pg_backend_pid() FOR UPDATE;
     IF NOT FOUND OR p.started_at <> statement_timestamp() THEN
         DELETE FROM alpaca.rotation_progress r WHERE r.pid = pg_backend_pid();
+        IF NOT EXISTS (SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                         AND l.classid = 1885823346 AND l.objid = pg_backend_pid()
+                         AND l.objsubid = 2) THEN
+            PERFORM pg_advisory_lock(1885823346, pg_backend_pid());
+        END IF;
         -- Finished runs of ended sessions are kept for a day.
         DELETE FROM alpaca.rotation_progress r
          WHERE r.finished_at < clock_timestamp() - interval '1 day';
@@ -505,9 +513,10 @@ RETURNS TABLE(pid int, running boolean, started_at timestamptz, updated_at times
               credentials_per_second numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.pid,
-           r.finished_at IS NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a
-                                             WHERE a.pid = r.pid
-                                               AND a.backend_start <= r.started_at),
+           r.finished_at IS NULL AND EXISTS (SELECT 1 FROM pg_locks l
+                                             WHERE l.locktype = 'advisory' AND l.pid = r.pid
+                                               AND l.classid = 1885823346 AND l.objid = r.pid
+                                               AND l.objsubid = 2 AND l.granted),
            r.started_at, r.updated_at, r.finished_at, r.batch_size, r.credentials_total,
            r.credentials_done,
            greatest(r.credentials_total - r.credentials_done - r.credentials_failed, 0),
