@@ -452,6 +452,11 @@ CREATE TABLE alpaca.rotation_progress (
     waits int NOT NULL DEFAULT 0
 );
 ALTER TABLE alpaca.rotation_progress OWNER TO alpaca_owner;
+ALTER TABLE alpaca.rotation_progress ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alpaca.rotation_progress FORCE ROW LEVEL SECURITY;
+-- Only the rotation's own functions (owned by alpaca_maintainer) read and write it.
+CREATE POLICY rotation_progress_maintainer ON alpaca.rotation_progress TO alpaca_maintainer
+    USING (true) WITH CHECK (true);
 
 -- Called by alpaca_rotate_keys after each step, before that step's COMMIT. A run is known by
 -- its backend and its CALL's statement_timestamp() (constant across the procedure's commits).
