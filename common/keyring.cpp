@@ -155,7 +155,16 @@ KeyRing KeyRing::load_file(const std::string &path) {
     // O_NONBLOCK: opening a FIFO must not hang; fstat on the open descriptor avoids a race
     // between the permission check and the read.
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) config_error(path, "cannot open key file: " + errno_text(errno));
+    if (fd < 0) {
+        const int err = errno;
+        throw Error(ErrorCode::ConfigFile,
+                    escape_for_error(path, kMaxShownPath) + ": cannot open key file: " +
+                        errno_text(err),
+                    err == EACCES ? "The key file must be readable by the operating system user "
+                                    "the server runs as (usually postgres), and by it only: "
+                                    "chown postgres FILE; chmod 600 FILE."
+                                  : "");
+    }
     FdCloser closer{fd};
     struct stat st {};
     if (::fstat(fd, &st) != 0) config_error(path, "cannot stat key file: " + errno_text(errno));

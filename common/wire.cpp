@@ -74,7 +74,11 @@ void validate_request(std::string_view id, std::string_view op, std::string_view
         fail(code, "request id must be 1-64 printable ASCII characters");
     }
     if (!is_known_operation(op)) fail(code, "unknown operation");
-    if (!valid_ticket(ticket)) fail(code, "ticket must be 1-2048 characters without controls");
+    if (op == kStatusOperation) {
+        if (!ticket.empty() || !query.empty()) fail(code, "status takes no ticket and no query");
+    } else if (!valid_ticket(ticket)) {
+        fail(code, "ticket must be 1-2048 characters without controls");
+    }
     if (query.size() > kMaxQueryPairs) fail(code, "more than 16 query parameters");
     for (std::size_t i = 0; i < query.size(); ++i) {
         const auto &k = query[i].first;
@@ -156,7 +160,7 @@ std::string_view get_str_field(const rapidjson::Value &v, const char *name) {
 
 bool is_known_operation(std::string_view op) noexcept {
     return op == "validate" || op == "account" || op == "positions" || op == "orders" ||
-           op == "clock";
+           op == "clock" || op == kStatusOperation;
 }
 
 const char *outcome_name(Outcome o) noexcept {

@@ -34,6 +34,9 @@ constexpr std::size_t kMaxResponseMessage = 1024;
 //   "positions" GET /v2/positions
 //   "orders"   GET /v2/orders?status=..&limit=..&nested=true
 //   "clock"    GET /v2/clock
+//   "status"   no Alpaca call and no ticket (an empty one): the sidecar answers with its own
+//              state as a JSON body (version, uptime, workers, queue, last error)
+constexpr const char *kStatusOperation = "status";
 bool is_known_operation(std::string_view op) noexcept;
 
 enum class Outcome {

@@ -1,6 +1,7 @@
 // Module entry: PG_MODULE_MAGIC and _PG_init (GUCs, the log redaction hook).
 #include "extension/jwt_functions.hpp"
 #include "extension/log_redaction.hpp"
+#include "extension/preload_check.hpp"
 #include "extension/sidecar_transport.hpp"
 #include "extension/vault_state.hpp"
 
@@ -18,6 +19,7 @@ void _PG_init(void) {
     pga::ext::define_sidecar_gucs();
     pga::ext::define_jwt_gucs();
     pga::ext::install_log_redaction();
+    pga::ext::note_preload();
     MarkGUCPrefixReserved("pg_alpaca");
 }
 }

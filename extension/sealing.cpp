@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/envelope.hpp"
+#include "extension/preload_check.hpp"
 #include "extension/vault_state.hpp"
 
 #include "extension/pg_values.hpp"
@@ -18,6 +19,7 @@ using pga::pg::text_view;
 
 // alpaca._seal(plaintext text, cred uuid, column_name text) RETURNS alpaca_secret
 PGA_FUNCTION(pga_seal) {
+    pga::ext::require_preload_for_secrets();
     std::string env =
         pga::seal_secret(pga::ext::keyring(), text_view(PG_GETARG_DATUM(0)),
                          pga::pg::uuid_value(PG_GETARG_DATUM(1)), text_view(PG_GETARG_DATUM(2)));

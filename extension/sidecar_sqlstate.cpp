@@ -56,12 +56,19 @@ namespace pga::ext {
         case Outcome::TicketRejected:
             throw PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
                           "alpaca-sidecar refused the ticket for credential " + cred, m,
-                          "Tickets are short-lived and bound to one session user and operation.");
+                          m.find("not committed yet") != std::string::npos
+                              ? "Most often the credential was stored in a transaction that has "
+                                "not committed yet: COMMIT the store first (the sidecar redeems on "
+                                "its own connection and sees committed rows only)."
+                              : "Tickets are short-lived and bound to one session user and "
+                                "operation.");
         case Outcome::Unreachable:
             throw PgError(ERRCODE_CONNECTION_FAILURE,
                           "Alpaca is unreachable" + (m.empty() ? std::string() : ": " + m),
                           attempts_detail(r),
-                          "Check the sidecar's network access and its base URLs.");
+                          "Check the sidecar's network access and its base URLs; for a server "
+                          "certificate from a private CA (such as the stand-in's), set the "
+                          "sidecar's ca_file.");
         case Outcome::Timeout:
             throw PgError(ERRCODE_CONNECTION_FAILURE,
                           "Alpaca did not answer in time" + (m.empty() ? std::string() : ": " + m),

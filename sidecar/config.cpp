@@ -2,6 +2,7 @@
 #include "sidecar/config.hpp"
 
 #include "common/error.hpp"
+#include "sidecar/metrics.hpp"
 
 #include <grp.h>
 #include <libpq-fe.h>
@@ -281,6 +282,13 @@ const std::map<std::string, Setter, std::less<>> &setters() {
              c.max_pending_connections =
                  std::size_t(number_in(l, "max_pending_connections", 1, 100000));
          }},
+        {"metrics_listen",
+         [](Config &c, const Line &l) {
+             std::string host, why;
+             int port = 0;
+             if (!metrics::parse_listen(l.value, host, port, why)) l.fail(why);
+             c.metrics_listen = host.empty() ? std::string() : std::string(l.value);
+         }},
     };
     return table;
 }
@@ -427,6 +435,7 @@ void check_config_environment(const Config &cfg, const std::string &filename) {
 std::vector<std::string> restart_required_changes(const Config &a, const Config &b) {
     std::vector<std::string> out;
     if (a.socket_path != b.socket_path) out.emplace_back("socket_path");
+    if (a.metrics_listen != b.metrics_listen) out.emplace_back("metrics_listen");
     if (a.socket_mode != b.socket_mode) out.emplace_back("socket_mode");
     if (a.socket_group != b.socket_group) out.emplace_back("socket_group");
     if (a.conninfo != b.conninfo) out.emplace_back("conninfo");

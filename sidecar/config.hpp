@@ -44,6 +44,7 @@ struct Config {
     long read_timeout_ms = 2000;
     // Connections accepted but not yet through their frame; beyond it the oldest is closed.
     std::size_t max_pending_connections = 256;
+    std::string metrics_listen;  // empty: off; else a loopback HOST:PORT (sidecar/metrics.hpp)
 };
 
 // Parse config text. `filename` is used only in messages.

@@ -3,8 +3,10 @@
 #include "common/error.hpp"
 #include "common/version.hpp"
 #include "sidecar/config.hpp"
+#include "sidecar/config_check.hpp"
 #include "sidecar/http_client.hpp"
 #include "sidecar/log.hpp"
+#include "sidecar/metrics.hpp"
 #include "sidecar/server.hpp"
 
 #include <sys/prctl.h>
@@ -23,13 +25,16 @@ constexpr const char *kDefaultConfig = "/etc/pg_alpaca/alpaca-sidecar.conf";
 
 void usage(std::FILE *out) {
     std::fprintf(out,
-                 "Usage: alpaca-sidecar [--config FILE] [--check-config]\n"
+                 "Usage: alpaca-sidecar [--config FILE] [--check-config [--no-database]]\n"
                  "\n"
                  "Redeems pg_alpaca tickets for Alpaca keys and calls Alpaca over HTTPS on behalf\n"
                  "of PostgreSQL backends, which reach it through a unix socket.\n"
                  "\n"
                  "  --config FILE    configuration file (default %s)\n"
-                 "  --check-config   parse and check the configuration, then exit (0 when valid)\n"
+                 "  --check-config   parse and check the configuration, log in to PostgreSQL\n"
+                 "                   with conninfo (a member of alpaca_sidecar, not a superuser),\n"
+                 "                   then exit (0 when all is well)\n"
+                 "  --no-database    with --check-config: skip the PostgreSQL login\n"
                  "  --version        print the version and exit\n"
                  "  --help           print this help and exit\n"
                  "\n"
@@ -65,6 +70,7 @@ void raise_fd_limit() {
 int main(int argc, char **argv) {
     std::string config_path = kDefaultConfig;
     bool check_only = false;
+    bool check_database = true;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -75,6 +81,8 @@ int main(int argc, char **argv) {
             return 0;
         } else if (arg == "--check-config") {
             check_only = true;
+        } else if (arg == "--no-database") {
+            check_database = false;
         } else if (arg == "--config" && i + 1 < argc) {
             config_path = argv[++i];
         } else if (arg.rfind("--config=", 0) == 0) {
@@ -96,6 +104,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (check_only) {
+        std::string db_line;
+        if (check_database) {
+            try {
+                db_line = check_database_login(cfg, config_path);
+            } catch (const pga::Error &e) {
+                std::fprintf(stderr, "alpaca-sidecar: %s\n", e.what());
+                return 1;
+            }
+        }
+        if (!db_line.empty()) std::printf("%s: %s\n", config_path.c_str(), db_line.c_str());
         std::printf("%s: configuration ok\n", config_path.c_str());
         return 0;
     }
@@ -119,6 +137,7 @@ int main(int argc, char **argv) {
     try {
         log_configure(cfg.log_level, cfg.log_file);
         http_global_init();
+        const metrics::MetricsServer metrics_http(cfg.metrics_listen);
         Server server(config_path, cfg);
         server.run(sfd);
     } catch (const std::exception &e) {

@@ -1,5 +1,7 @@
 #include "sidecar/rate_wait.hpp"
 
+#include "sidecar/metrics.hpp"
+
 namespace pga::sidecar {
 
 RateWait wait_for_rate_slot(RateLimiter &limiter, const std::string &credential_id,
@@ -7,6 +9,7 @@ RateWait wait_for_rate_slot(RateLimiter &limiter, const std::string &credential_
     std::chrono::milliseconds wait{0};
     while (!limiter.try_acquire(credential_id, Clock::now(), wait)) {
         if (wait.count() >= ms_until(deadline)) return {RateWait::Status::Exhausted, wait};
+        metrics::count_rate_wait();
         if (!sleep_unless_gone(wait, client_gone)) return {RateWait::Status::ClientGone, wait};
     }
     return {};

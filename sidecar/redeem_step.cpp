@@ -1,5 +1,7 @@
 #include "sidecar/redeem_step.hpp"
 
+#include "sidecar/metrics.hpp"
+
 #include <utility>
 
 namespace pga::sidecar {
@@ -7,7 +9,9 @@ namespace pga::sidecar {
 std::optional<RedeemedCredential> redeem_for_request(Redeemer &redeemer, const SidecarRequest &req,
                                                      Clock::time_point deadline,
                                                      SidecarResponse &resp) {
+    const auto redeem_started = Clock::now();
     RedeemResult redeemed = redeemer.redeem(req.ticket, req.operation, deadline);
+    metrics::observe(metrics::Histogram::Redeem, redeem_started);
     switch (redeemed.status) {
         case RedeemStatus::Ok:
             return std::move(redeemed.credential);

@@ -1,6 +1,7 @@
 #include "sidecar/request_log.hpp"
 
 #include "sidecar/log.hpp"
+#include "sidecar/metrics.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@ void log_request(const SidecarRequest &req, const std::string &credential_id,
     char latency_text[32];
     std::snprintf(latency_text, sizeof latency_text, "%.2f", latency);
     const bool ok = resp.outcome == Outcome::Ok;
+    metrics::request_done(req.operation, resp.outcome, environment, started, resp.message);
     log_event(ok ? LogLevel::Info : LogLevel::Warn, "request",
               {{"id", req.request_id},
                {"cred", credential_id},

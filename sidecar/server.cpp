@@ -5,6 +5,7 @@
 #include "common/unique_fd.hpp"
 #include "common/wire.hpp"
 #include "sidecar/log.hpp"
+#include "sidecar/metrics.hpp"
 
 #include <grp.h>
 #include <poll.h>
@@ -106,6 +107,16 @@ std::size_t current_fd_limit() {
     if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
         return std::numeric_limits<std::size_t>::max();
     return std::size_t(rl.rlim_cur);
+}
+
+// The answer to "status": the sidecar's own state, without a ticket and without Alpaca.
+SidecarResponse status_answer(const SidecarRequest &req) {
+    SidecarResponse resp;
+    resp.request_id = req.request_id;
+    resp.outcome = Outcome::Ok;
+    resp.http_status = 200;
+    resp.body = metrics::status_json();
+    return resp;
 }
 
 }  // namespace
@@ -343,6 +354,7 @@ void Server::dispatch(PendingList::iterator it) {
         std::lock_guard<std::mutex> lock(queue_mu_);
         if (queue_.size() < max_queue) {
             queue_.push_back(std::move(job));
+            metrics::set_queue_depth(queue_.size());
             queue_cv_.notify_one();
             return;
         }
@@ -353,6 +365,7 @@ void Server::dispatch(PendingList::iterator it) {
     resp.message = "request queue is full";
     log_event(LogLevel::Warn, "request",
               {{"id", job->req.request_id}, {"op", job->req.operation}, {"outcome", "overloaded"}});
+    metrics::request_done(job->req.operation, resp.outcome, "-", Clock::now(), resp.message);
     send_now(job->fd.get(), resp);
 }
 
@@ -462,6 +475,7 @@ void Server::serve_job(Job &job, HttpClient &http) {
                    {"message", "the client hung up before its request was served"}});
         return;
     }
+    if (job.req.operation == kStatusOperation) return send_response(fd, status_answer(job.req));
     // job.req.ticket is SecureBytes: wiped when the job is destroyed.
     SidecarResponse resp =
         handler_.handle(job.req, *cfg, http, [fd] { return client_hung_up(fd); });
@@ -478,7 +492,9 @@ void Server::worker_loop() {
             if (queue_.empty()) return;  // stopping and drained
             job = std::move(queue_.front());
             queue_.pop_front();
+            metrics::set_queue_depth(queue_.size());
         }
+        const metrics::BusyWorker busy;
         try {
             serve_job(*job, http);
         } catch (const std::exception &e) {
@@ -489,6 +505,7 @@ void Server::worker_loop() {
 
 void Server::run(int signal_fd) {
     const auto cfg = config();
+    metrics::set_static(cfg->workers, cfg->max_queue, [this] { return redeemer_.open_connections(); });
     for (int i = 0; i < cfg->workers; ++i) workers_.emplace_back([this] { worker_loop(); });
     const std::size_t max_pending = effective_max_pending(
         cfg->max_pending_connections, fd_limit_, cfg->max_queue, cfg->workers, cfg->pool_size);

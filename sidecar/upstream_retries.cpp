@@ -1,5 +1,6 @@
 #include "sidecar/upstream_retries.hpp"
 
+#include "sidecar/metrics.hpp"
 #include "sidecar/rate_wait.hpp"
 #include "sidecar/request_log.hpp"
 #include "sidecar/retry_policy.hpp"
@@ -44,7 +45,9 @@ UpstreamResult get_with_retries(HttpClient &http, HttpRequest &http_req, RateLim
             return out;
         }
         http_req.timeout_ms = std::min(cfg.request_timeout_ms, remaining);
+        const auto call_started = Clock::now();
         out.last = http.get(http_req);
+        metrics::observe(metrics::Histogram::AlpacaCall, call_started);
         out.attempts = attempt;
         log_attempt(request_id, attempt, out.last);
         if (out.last.aborted) {
@@ -58,6 +61,7 @@ UpstreamResult get_with_retries(HttpClient &http, HttpRequest &http_req, RateLim
         auto delay = retry.next_delay(attempt, status, out.last.ratelimit_reset,
                                       out.last.retry_after, unix_now_ms());
         if (!delay || delay->count() >= ms_until(deadline)) break;
+        metrics::count_retry();
         if (!sleep_unless_gone(*delay, client_gone)) {
             out.end = End::ClientGone;
             return out;

@@ -294,6 +294,7 @@ DECLARE
 BEGIN
     LOOP
         state := alpaca._rotate_step(state);
+        PERFORM alpaca._rotation_note(state);
         COMMIT;
         EXIT WHEN state.done;
     END LOOP;
@@ -475,3 +476,171 @@ BEGIN
     PERFORM set_config(alpaca._user_setting_name(), '', true);
     RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
 END $$;
+
+--------------------------------------------------------------------------------------------
+-- Operations: rotation progress, the sidecar's health, the preload check
+--------------------------------------------------------------------------------------------
+-- One row per CALL alpaca_rotate_keys() (the latest run of each session), written in the same
+-- transaction as each batch: what another session reads is exactly what has been committed.
+-- Not dumped (pg_dump skips extension tables not marked for dumping): it describes a run.
+CREATE TABLE alpaca.rotation_progress (
+    pid int PRIMARY KEY,
+    started_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    batch_size int NOT NULL,
+    credentials_total bigint NOT NULL,
+    credentials_done bigint NOT NULL DEFAULT 0,
+    credentials_failed bigint NOT NULL DEFAULT 0,
+    batches_committed bigint NOT NULL DEFAULT 0,
+    waits int NOT NULL DEFAULT 0
+);
+ALTER TABLE alpaca.rotation_progress OWNER TO alpaca_owner;
+ALTER TABLE alpaca.rotation_progress ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alpaca.rotation_progress FORCE ROW LEVEL SECURITY;
+-- Only the rotation's own functions (owned by alpaca_maintainer) read and write it.
+CREATE POLICY rotation_progress_maintainer ON alpaca.rotation_progress TO alpaca_maintainer
+    USING (true) WITH CHECK (true);
+
+-- Called by alpaca_rotate_keys after each step, before that step's COMMIT. A run is known by
+-- its backend and its CALL's statement_timestamp() (constant across the procedure's commits).
+-- The rotating session holds a session-level advisory lock (1885823346, its pid) that others
+-- see in pg_locks, so "running" needs no privilege to read other sessions' activity.
+-- Raises a NOTICE every 10 batches (shown when client_min_messages allows).
+CREATE FUNCTION alpaca._rotation_note(state alpaca.rotation_state) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p alpaca.rotation_progress;
+    batch boolean;
+    left_over bigint;
+BEGIN
+    SELECT * INTO p FROM alpaca.rotation_progress r WHERE r.pid = pg_backend_pid() FOR UPDATE;
+    IF NOT FOUND OR p.started_at <> statement_timestamp() THEN
+        DELETE FROM alpaca.rotation_progress r WHERE r.pid = pg_backend_pid();
+        IF NOT EXISTS (SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                         AND l.classid = 1885823346 AND l.objid = pg_backend_pid()
+                         AND l.objsubid = 2) THEN
+            PERFORM pg_advisory_lock(1885823346, pg_backend_pid());
+        END IF;
+        -- Finished runs of ended sessions are kept for a day.
+        DELETE FROM alpaca.rotation_progress r
+         WHERE r.finished_at < clock_timestamp() - interval '1 day';
+        INSERT INTO alpaca.rotation_progress (pid, started_at, updated_at, batch_size,
+                                              credentials_total)
+        VALUES (pg_backend_pid(), statement_timestamp(), statement_timestamp(), state.batch_size,
+                state.total + cardinality(state.skip) + alpaca._rotation_remaining(state.skip))
+        RETURNING * INTO p;
+        batch := state.total > 0 OR cardinality(state.skip) > 0;
+    ELSE
+        batch := state.total > p.credentials_done OR cardinality(state.skip) > p.credentials_failed;
+    END IF;
+    UPDATE alpaca.rotation_progress r
+       SET updated_at = clock_timestamp(),
+           finished_at = CASE WHEN state.done THEN clock_timestamp() END,
+           credentials_done = state.total,
+           credentials_failed = cardinality(state.skip),
+           batches_committed = r.batches_committed + CASE WHEN batch THEN 1 ELSE 0 END,
+           waits = state.waits
+     WHERE r.pid = pg_backend_pid()
+    RETURNING * INTO p;
+    IF batch AND p.batches_committed % 10 = 0 AND NOT state.done THEN
+        left_over := greatest(p.credentials_total - p.credentials_done - p.credentials_failed, 0);
+        RAISE NOTICE 'alpaca_rotate_keys: % of % credentials re-encrypted in % batches, % left',
+            p.credentials_done, p.credentials_total, p.batches_committed, left_over;
+    END IF;
+END $$;
+
+-- What each rotation does or did, for alpaca_admin, from any session while it runs. A run
+-- whose session ended without finishing (cancelled, crashed) shows running = false and no
+-- finished_at; CALL alpaca_rotate_keys() again resumes it.
+CREATE FUNCTION alpaca_rotation_progress()
+RETURNS TABLE(pid int, running boolean, started_at timestamptz, updated_at timestamptz,
+              finished_at timestamptz, batch_size int, credentials_total bigint,
+              credentials_done bigint, credentials_left bigint, credentials_failed bigint,
+              secrets_done bigint, secrets_left bigint, batches_committed bigint,
+              credentials_per_second numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.pid,
+           r.finished_at IS NULL AND EXISTS (SELECT 1 FROM pg_locks l
+                                             WHERE l.locktype = 'advisory' AND l.pid = r.pid
+                                               AND l.classid = 1885823346 AND l.objid = r.pid
+                                               AND l.objsubid = 2 AND l.granted),
+           r.started_at, r.updated_at, r.finished_at, r.batch_size, r.credentials_total,
+           r.credentials_done,
+           greatest(r.credentials_total - r.credentials_done - r.credentials_failed, 0),
+           r.credentials_failed,
+           2 * r.credentials_done,
+           2 * greatest(r.credentials_total - r.credentials_done - r.credentials_failed, 0),
+           r.batches_committed,
+           round(r.credentials_done /
+                 nullif(extract(epoch FROM r.updated_at - r.started_at), 0), 1)
+    FROM alpaca.rotation_progress r
+    ORDER BY r.started_at DESC;
+$$;
+
+-- The sidecar's own answer to the wire operation "status" (JSON text; no ticket, no Alpaca).
+CREATE FUNCTION alpaca._sidecar_status_json() RETURNS text
+    AS 'MODULE_PATHNAME', 'pga_sidecar_status_json' LANGUAGE C VOLATILE;
+
+-- Health at a glance, for alpaca_admin: whether the sidecar answers on pg_alpaca.sidecar_socket,
+-- and what it says about itself. Never raises for a sidecar that is down: answering = false
+-- and last_error says why.
+CREATE FUNCTION alpaca_sidecar_status()
+RETURNS TABLE(answering boolean, socket text, version text, uptime interval, workers int,
+              busy_workers int, queue_depth int, max_queue int, pool_connections int,
+              requests bigint, failed_requests bigint, last_error text, last_error_at timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    socket := current_setting('pg_alpaca.sidecar_socket');
+    BEGIN
+        j := alpaca._sidecar_status_json()::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        answering := false;
+        last_error := SQLERRM;
+        last_error_at := clock_timestamp();
+        RETURN NEXT;
+        RETURN;
+    END;
+    answering := true;
+    version := j ->> 'version';
+    uptime := make_interval(secs => (j ->> 'uptime_s')::double precision);
+    workers := (j ->> 'workers')::int;
+    busy_workers := (j ->> 'busy_workers')::int;
+    queue_depth := (j ->> 'queue_depth')::int;
+    max_queue := (j ->> 'max_queue')::int;
+    pool_connections := (j ->> 'pool_connections')::int;
+    requests := (j ->> 'requests')::bigint;
+    failed_requests := (j ->> 'failed_requests')::bigint;
+    last_error := j ->> 'last_error';
+    last_error_at := CASE WHEN j ? 'last_error_age_s'
+                          THEN clock_timestamp() - make_interval(secs => (j ->> 'last_error_age_s')::double precision) END;
+    RETURN NEXT;
+END $$;
+
+-- Whether pg_alpaca was loaded through shared_preload_libraries (its log redaction then covers
+-- every statement of every session, the first one included).
+CREATE FUNCTION alpaca._preloaded() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'pga_preloaded' LANGUAGE C STABLE;
+
+DO $preload_check$
+BEGIN
+    IF NOT alpaca._preloaded() THEN
+        RAISE WARNING 'pg_alpaca is not in shared_preload_libraries: statements that carry secrets may be logged unredacted'
+            USING DETAIL = 'Without preloading, the log redaction starts only when a session first calls pg_alpaca, after that statement was logged; alpaca_store_credential and the other functions that take secrets refuse to run.',
+                  HINT = 'Add pg_alpaca to shared_preload_libraries in postgresql.conf and restart PostgreSQL.';
+    END IF;
+END
+$preload_check$;
+
+ALTER FUNCTION alpaca._rotation_note(alpaca.rotation_state) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca_rotation_progress() OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca_sidecar_status() OWNER TO alpaca_maintainer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON alpaca.rotation_progress TO alpaca_maintainer;
+REVOKE ALL ON FUNCTION alpaca._rotation_note(alpaca.rotation_state), alpaca_rotation_progress(),
+    alpaca._sidecar_status_json(), alpaca_sidecar_status(), alpaca._preloaded() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._sidecar_status_json() TO alpaca_maintainer;
+GRANT EXECUTE ON FUNCTION alpaca._rotation_note(alpaca.rotation_state), alpaca_rotation_progress(),
+    alpaca_sidecar_status() TO alpaca_admin;
