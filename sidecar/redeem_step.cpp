@@ -7,7 +7,9 @@ namespace pga::sidecar {
 std::optional<RedeemedCredential> redeem_for_request(Redeemer &redeemer, const SidecarRequest &req,
                                                      Clock::time_point deadline,
                                                      SidecarResponse &resp) {
-    RedeemResult redeemed = redeemer.redeem(req.ticket, req.operation, deadline);
+    // Trading operations redeem with purpose "trade": a ticket minted to read cannot trade.
+    RedeemResult redeemed =
+        redeemer.redeem(req.ticket, std::string(ticket_purpose(req.operation)), deadline);
     switch (redeemed.status) {
         case RedeemStatus::Ok:
             return std::move(redeemed.credential);
