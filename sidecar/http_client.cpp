@@ -167,6 +167,11 @@ HttpResponse HttpClient::perform(const HttpRequest &req) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.c_str());
     }
+    // A request that changes the account goes on a fresh connection: on a reused keep-alive
+    // connection that dies before any answer byte, libcurl silently sends the request again
+    // (it takes the server for having closed an idle connection), and a lost answer to a POST
+    // must never turn into a second POST behind our back (sidecar/trade_flow decides).
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, req.method == "GET" ? 0L : 1L);
     if (req.method == "PATCH" || req.method == "DELETE") {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
     } else if (req.method != "GET" && req.method != "POST") {

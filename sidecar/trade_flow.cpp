@@ -95,19 +95,25 @@ struct Flow {
         const std::string url = alpaca_url(env.base_url, req.operation, req.target, {});
         RetryPolicy retry = policy();
         const int rounds = env.cfg.max_attempts < 1 ? 1 : env.cfg.max_attempts;
+        bool uncertain = false;
         UpstreamResult up;
         for (int round = 1; round <= rounds; ++round) {
             up = send(method, url, req.body, false);
             if (up.end != End::Answered) {
-                return round > 1 ? unknown(std::move(up), "order state unknown") : done(up);
+                return uncertain ? unknown(std::move(up), "order state unknown") : done(up);
             }
             const TradeVerdict v =
                 classify_trade_attempt(up.last.curl_code != CURLE_OK,
                                        is_permanent_transport_error(up.last),
                                        int(up.last.status), up.last.body);
-            if (v == TradeVerdict::Final || v == TradeVerdict::Retry || v == TradeVerdict::Stop) {
+            // After an uncertain round, a refusal may be the echo of our own earlier request
+            // (e.g. "order is already in \"replaced\" state"): look the order up first.
+            const bool echo = uncertain && v == TradeVerdict::Final && up.last.status >= 400;
+            if ((v == TradeVerdict::Final && !echo) || v == TradeVerdict::Retry ||
+                v == TradeVerdict::Stop) {
                 return done(std::move(up));
             }
+            if (v == TradeVerdict::Unknown) uncertain = true;
             // Unknown or Duplicate: does Alpaca hold an order with this client_order_id?
             UpstreamResult look = lookup_by_client_id(coid);
             if (ok(look, 200)) {
@@ -125,7 +131,7 @@ struct Flow {
                                "order state unknown: Alpaca could not be asked whether it holds "
                                "the order");
             }
-            if (v == TradeVerdict::Duplicate) return done(std::move(up));
+            if (v != TradeVerdict::Unknown) return done(std::move(up));
             // Alpaca has no such order: it was not placed, so sending it again is safe.
             if (round == rounds || !pause(retry, round)) break;
         }
