@@ -105,6 +105,8 @@ void validate_request(std::string_view id, std::string_view op, std::string_view
         for (char c : target) {
             if (!is_target_char(c)) fail(code, "target has a character outside [A-Za-z0-9.-]");
         }
+        if (target.front() == '.' || target.find("..") != std::string_view::npos)
+            fail(code, "target must not start with '.' or hold \"..\"");
     } else if (!target.empty()) {
         fail(code, "operation takes no target");
     }

@@ -562,7 +562,7 @@ BEGIN
     END IF;
     cluster_on := alpaca._live_trading_allowed();
     IF NOT cluster_on AND NOT c.live_trading THEN
-        RAISE EXCEPTION 'live trading is off for credential %: neither key is turned', cred
+        RAISE EXCEPTION 'live trading is off for credential %: pg_alpaca.allow_live_trading is off and its owner has not opted in', cred
             USING ERRCODE = '42501',
                   DETAIL = 'pg_alpaca.allow_live_trading is off and the credential''s owner has not opted in.',
                   HINT = 'A superuser sets pg_alpaca.allow_live_trading = on; the owner calls alpaca_update_credential(id, live_trading => true).';
@@ -606,8 +606,8 @@ END $$;
 CREATE FUNCTION alpaca._symbol_class(symbol text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF symbol IS NULL OR symbol !~ '^[A-Za-z0-9./-]{1,32}$' THEN
-        RAISE EXCEPTION 'symbol must be 1 to 32 characters of A-Z a-z 0-9 . / -'
+    IF symbol IS NULL OR length(symbol) > 32 OR symbol !~ '^[A-Za-z0-9]+([./-][A-Za-z0-9]+)*$' THEN
+        RAISE EXCEPTION 'symbol must be 1 to 32 characters of A-Z a-z 0-9, with single . / - between them'
             USING ERRCODE = '22023';
     END IF;
     IF symbol ~ '^[A-Za-z]{1,6}[0-9]{6}[CP][0-9]{8}$' THEN

@@ -542,7 +542,7 @@ TEST(Wire, TradeRequestRefusals) {
 
     auto c = trade_request("cancel_order");
     expect_refused(c, "cancel without a target");
-    for (const char *bad : {"../account", "a/b", "a b", "a?x=1", "a%2F", "x#y"}) {
+    for (const char *bad : {"../account", "a/b", "a b", "a?x=1", "a%2F", "x#y", "..", ".x", "a..b"}) {
         c.target = bad;
         expect_refused(c, bad);
     }
