@@ -111,8 +111,7 @@ void validate_request(std::string_view id, std::string_view op, std::string_view
         fail(code, "operation takes no target");
     }
     if (operation_takes_body(op)) {
-        if (body.empty() || body.size() > kMaxRequestBody)
-            fail(code, "body must be 1-16384 bytes");
+        if (body.empty() || body.size() > kMaxRequestBody) fail(code, "body must be 1-16384 bytes");
         if (std::memchr(body.data(), 0, body.size()) != nullptr)
             fail(code, "body contains a NUL byte");
         rapidjson::Document doc;

@@ -106,7 +106,9 @@ PGA_FUNCTION(pga_alpaca_get) {
 }
 
 // alpaca._live_trading_allowed() RETURNS boolean: pg_alpaca.allow_live_trading.
-PGA_FUNCTION(pga_live_trading_allowed) { PG_RETURN_BOOL(pga::ext::live_trading_allowed()); }
+PGA_FUNCTION(pga_live_trading_allowed) {
+    PG_RETURN_BOOL(pga::ext::live_trading_allowed());
+}
 
 // alpaca._alpaca_send(cred uuid, op text, ticket text, target text, query text[], body text)
 // RETURNS text: an order operation (get_order, get_order_by_client_id, submit_order,

@@ -205,11 +205,12 @@ void define_sidecar_gucs() {
                              "Whether live credentials may trade at all on this cluster.",
                              "Off by default. A live credential trades only when this is on AND "
                              "its owner opted in for it; paper credentials need neither.",
-                             &g_allow_live_trading, false, PGC_SUSET, 0, nullptr, nullptr,
-                             nullptr);
+                             &g_allow_live_trading, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 }
 
-bool live_trading_allowed() noexcept { return g_allow_live_trading; }
+bool live_trading_allowed() noexcept {
+    return g_allow_live_trading;
+}
 
 pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req) {
     SidecarCall ctx;

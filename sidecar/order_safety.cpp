@@ -9,8 +9,7 @@
 namespace pga::sidecar {
 namespace {
 
-constexpr unsigned kFlags = rapidjson::kParseIterativeFlag |
-                            rapidjson::kParseValidateEncodingFlag |
+constexpr unsigned kFlags = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag |
                             rapidjson::kParseNumbersAsStringsFlag;
 
 bool parse_object(std::string_view json, rapidjson::Document &doc) {

@@ -83,8 +83,7 @@ Redeemer::Conn Redeemer::connect(std::string &error) {
     const Oid audit_types[4] = {25, 25, 25, 25};
     Result prep_audit(PQprepare(conn.get(), kAuditStatement, kAuditCall, 4, audit_types));
     if (!prep_audit || PQresultStatus(prep_audit.get()) != PGRES_COMMAND_OK) {
-        error = "cannot prepare the trade audit statement: " +
-                one_line(PQerrorMessage(conn.get()));
+        error = "cannot prepare the trade audit statement: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;
     }
     return conn;

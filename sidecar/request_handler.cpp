@@ -94,7 +94,8 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
 
     UpstreamResult up;
     if (is_trading_operation(req.operation)) {
-        TradeEnv env{http,     limiter_,       cred->credential_id, cfg, deadline, req.request_id,
+        TradeEnv env{http,        limiter_, cred->credential_id,
+                     cfg,         deadline, req.request_id,
                      client_gone, http_req, base};
         up = run_trade(req, env);
     } else {
@@ -107,8 +108,8 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
         // the application's transaction does.
         std::string coid = resp.outcome == Outcome::Ok ? json_client_order_id(resp.body) : "";
         if (coid.empty()) coid = json_client_order_id(req.body);
-        const std::string outcome =
-            resp.outcome == Outcome::Ok ? "http " + std::to_string(resp.http_status)
+        const std::string outcome = resp.outcome == Outcome::Ok
+                                        ? "http " + std::to_string(resp.http_status)
                                         : std::string(outcome_name(resp.outcome));
         redeemer_.audit_trade(req.ticket, req.operation, coid, outcome,
                               std::chrono::steady_clock::now() + std::chrono::seconds(5));

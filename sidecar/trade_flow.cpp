@@ -102,10 +102,9 @@ struct Flow {
             if (up.end != End::Answered) {
                 return uncertain ? unknown(std::move(up), "order state unknown") : done(up);
             }
-            const TradeVerdict v =
-                classify_trade_attempt(up.last.curl_code != CURLE_OK,
-                                       is_permanent_transport_error(up.last),
-                                       int(up.last.status), up.last.body);
+            const TradeVerdict v = classify_trade_attempt(up.last.curl_code != CURLE_OK,
+                                                          is_permanent_transport_error(up.last),
+                                                          int(up.last.status), up.last.body);
             // After an uncertain round, a refusal may be the echo of our own earlier request
             // (e.g. "order is already in \"replaced\" state"): look the order up first.
             const bool echo = uncertain && v == TradeVerdict::Final && up.last.status >= 400;
@@ -117,9 +116,9 @@ struct Flow {
             // Unknown or Duplicate: does Alpaca hold an order with this client_order_id?
             UpstreamResult look = lookup_by_client_id(coid);
             if (ok(look, 200)) {
-                const OrderMatch m = replace
-                                         ? order_matches_replace(req.body, look.last.body, req.target)
-                                         : order_matches_submit(req.body, look.last.body);
+                const OrderMatch m =
+                    replace ? order_matches_replace(req.body, look.last.body, req.target)
+                            : order_matches_submit(req.body, look.last.body);
                 if (m.matches) return done(std::move(look));
                 return done(answer(422,
                                    "{\"code\":40010001,\"message\":\"client_order_id is already "
@@ -149,10 +148,9 @@ struct Flow {
             if (up.end != End::Answered) {
                 return uncertain ? unknown(std::move(up), "cancel state unknown") : done(up);
             }
-            const TradeVerdict v =
-                classify_trade_attempt(up.last.curl_code != CURLE_OK,
-                                       is_permanent_transport_error(up.last),
-                                       int(up.last.status), up.last.body);
+            const TradeVerdict v = classify_trade_attempt(up.last.curl_code != CURLE_OK,
+                                                          is_permanent_transport_error(up.last),
+                                                          int(up.last.status), up.last.body);
             if (v == TradeVerdict::Final && up.last.status >= 200 && up.last.status < 300) {
                 UpstreamResult g = get_order(req.target);
                 return done(ok(g, 200) ? std::move(g) : std::move(up));
@@ -168,15 +166,17 @@ struct Flow {
             uncertain = true;
             UpstreamResult g = get_order(req.target);
             if (!ok(g, 200)) {
-                return unknown(std::move(up), "cancel state unknown: Alpaca could not be asked "
-                                              "for the order");
+                return unknown(std::move(up),
+                               "cancel state unknown: Alpaca could not be asked "
+                               "for the order");
             }
             const std::string st = json_order_status(g.last.body);
             if (st == "canceled" || st == "pending_cancel") return done(std::move(g));
             if (is_closed_order_status(st)) {
-                return done(answer(422, "{\"code\":42210000,\"message\":\"order is already in "
-                                        "\\\"" +
-                                            st + "\\\" state\"}"));
+                return done(answer(422,
+                                   "{\"code\":42210000,\"message\":\"order is already in "
+                                   "\\\"" +
+                                       st + "\\\" state\"}"));
             }
             if (round == rounds || !pause(retry, round)) break;
         }
@@ -184,14 +184,12 @@ struct Flow {
     }
 
     UpstreamResult close_position() {
-        UpstreamResult up =
-            send("DELETE", alpaca_url(env.base_url, "close_position", req.target, req.query), {},
-                 false);
+        UpstreamResult up = send(
+            "DELETE", alpaca_url(env.base_url, "close_position", req.target, req.query), {}, false);
         if (up.end == End::Answered) {
-            const TradeVerdict v =
-                classify_trade_attempt(up.last.curl_code != CURLE_OK,
-                                       is_permanent_transport_error(up.last),
-                                       int(up.last.status), up.last.body);
+            const TradeVerdict v = classify_trade_attempt(up.last.curl_code != CURLE_OK,
+                                                          is_permanent_transport_error(up.last),
+                                                          int(up.last.status), up.last.body);
             if (v == TradeVerdict::Unknown) {
                 return unknown(std::move(up),
                                "close state unknown: the position may have been closed; check "

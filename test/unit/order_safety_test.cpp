@@ -19,7 +19,8 @@ TEST(TradeVerdict, WhatEachAnswerMeans) {
     EXPECT_EQ(classify_trade_attempt(false, false, 403, R"({"code":40310000})"),
               TradeVerdict::Final);
     EXPECT_EQ(classify_trade_attempt(false, false, 404, "{}"), TradeVerdict::Final);
-    EXPECT_EQ(classify_trade_attempt(false, false, 422, R"({"code":40010001,"message":"qty is required"})"),
+    EXPECT_EQ(classify_trade_attempt(false, false, 422,
+                                     R"({"code":40010001,"message":"qty is required"})"),
               TradeVerdict::Final);
     EXPECT_EQ(classify_trade_attempt(false, false, 422, kDup), TradeVerdict::Duplicate);
     // 429 comes before acceptance: retried. 5xx and transport errors: unknown, look it up.
@@ -68,15 +69,20 @@ TEST(OrderMatch, SubmitNamesTheFieldThatDiffers) {
     struct Case {
         const char *request, *field;
     } cases[] = {
-        {R"({"symbol":"MSFT","side":"buy","qty":"2","type":"limit","limit_price":"150.5"})", "symbol"},
-        {R"({"symbol":"AAPL","side":"sell","qty":"2","type":"limit","limit_price":"150.5"})", "side"},
+        {R"({"symbol":"MSFT","side":"buy","qty":"2","type":"limit","limit_price":"150.5"})",
+         "symbol"},
+        {R"({"symbol":"AAPL","side":"sell","qty":"2","type":"limit","limit_price":"150.5"})",
+         "side"},
         {R"({"symbol":"AAPL","side":"buy","qty":"3","type":"limit","limit_price":"150.5"})", "qty"},
-        {R"({"symbol":"AAPL","side":"buy","notional":"300","type":"limit","limit_price":"150.5"})", "notional"},
+        {R"({"symbol":"AAPL","side":"buy","notional":"300","type":"limit","limit_price":"150.5"})",
+         "notional"},
         {R"({"symbol":"AAPL","side":"buy","qty":"2","type":"market"})", "type"},
-        {R"({"symbol":"AAPL","side":"buy","qty":"2","type":"limit","limit_price":"150.51"})", "limit_price"},
+        {R"({"symbol":"AAPL","side":"buy","qty":"2","type":"limit","limit_price":"150.51"})",
+         "limit_price"},
         // a limit price the request did not give: not the same order
         {R"({"symbol":"AAPL","side":"buy","qty":"2"})", "limit_price"},
-        {R"({"symbol":"AAPL","side":"buy","qty":"2","type":"limit","limit_price":"150.5","stop_price":"140"})", "stop_price"},
+        {R"({"symbol":"AAPL","side":"buy","qty":"2","type":"limit","limit_price":"150.5","stop_price":"140"})",
+         "stop_price"},
     };
     for (const auto &c : cases) {
         auto m = order_matches_submit(c.request, kOrder);
@@ -88,17 +94,27 @@ TEST(OrderMatch, SubmitNamesTheFieldThatDiffers) {
 TEST(OrderMatch, CryptoSymbolsWithOrWithoutSlash) {
     const char *order =
         R"({"symbol":"BTC/USD","side":"buy","type":"market","qty":"0.5","limit_price":null})";
-    EXPECT_TRUE(order_matches_submit(R"({"symbol":"BTCUSD","side":"buy","type":"market","qty":"0.50"})", order).matches);
-    EXPECT_TRUE(order_matches_submit(R"({"symbol":"btc/usd","side":"buy","type":"market","qty":"0.5"})", order).matches);
+    EXPECT_TRUE(order_matches_submit(
+                    R"({"symbol":"BTCUSD","side":"buy","type":"market","qty":"0.50"})", order)
+                    .matches);
+    EXPECT_TRUE(order_matches_submit(
+                    R"({"symbol":"btc/usd","side":"buy","type":"market","qty":"0.5"})", order)
+                    .matches);
     // JSON numbers in the answer compare as decimals too
-    EXPECT_TRUE(order_matches_submit(R"({"symbol":"BTC/USD","side":"buy","qty":"0.5"})",
-                                     R"({"symbol":"BTC/USD","side":"buy","type":"market","qty":0.5})").matches);
+    EXPECT_TRUE(
+        order_matches_submit(R"({"symbol":"BTC/USD","side":"buy","qty":"0.5"})",
+                             R"({"symbol":"BTC/USD","side":"buy","type":"market","qty":0.5})")
+            .matches);
 }
 
 TEST(OrderMatch, MlegParentHasNoSymbolOrSide) {
-    const char *order = R"({"symbol":"","side":"","type":"limit","order_class":"mleg","qty":"1","limit_price":"1.28"})";
-    EXPECT_TRUE(order_matches_submit(
-        R"({"order_class":"mleg","qty":"1","type":"limit","limit_price":"1.28","legs":[]})", order).matches);
+    const char *order =
+        R"({"symbol":"","side":"","type":"limit","order_class":"mleg","qty":"1","limit_price":"1.28"})";
+    EXPECT_TRUE(
+        order_matches_submit(
+            R"({"order_class":"mleg","qty":"1","type":"limit","limit_price":"1.28","legs":[]})",
+            order)
+            .matches);
 }
 
 TEST(OrderMatch, BadJsonNeverMatches) {
@@ -110,10 +126,13 @@ TEST(OrderMatch, BadJsonNeverMatches) {
 TEST(OrderMatch, ReplaceMustReplaceTheTarget) {
     const char *target = "904837e3-3b76-47ec-b432-046db621571b";
     EXPECT_TRUE(order_matches_replace(R"({"qty":"2","limit_price":"150.5","client_order_id":"c1"})",
-                                      kOrder, target).matches);
+                                      kOrder, target)
+                    .matches);
     EXPECT_TRUE(order_matches_replace(R"({"time_in_force":"gtc"})", kOrder,
-                                      "904837E3-3B76-47EC-B432-046DB621571B").matches);
-    auto m = order_matches_replace(R"({"qty":"2"})", kOrder, "00000000-0000-0000-0000-000000000000");
+                                      "904837E3-3B76-47EC-B432-046DB621571B")
+                    .matches);
+    auto m =
+        order_matches_replace(R"({"qty":"2"})", kOrder, "00000000-0000-0000-0000-000000000000");
     EXPECT_FALSE(m.matches);
     EXPECT_EQ(m.field, "replaces");
     m = order_matches_replace(R"({"limit_price":"151"})", kOrder, target);

@@ -498,8 +498,8 @@ pga::SidecarRequest trade_request(const std::string &op) {
 }  // namespace
 
 TEST(Wire, TradeOperationsAndPurposes) {
-    for (const char *op : {"submit_order", "replace_order", "cancel_order", "cancel_all_orders",
-                           "close_position"}) {
+    for (const char *op :
+         {"submit_order", "replace_order", "cancel_order", "cancel_all_orders", "close_position"}) {
         EXPECT_TRUE(pga::is_known_operation(op)) << op;
         EXPECT_TRUE(pga::is_trading_operation(op)) << op;
         EXPECT_EQ(pga::ticket_purpose(op), "trade") << op;
@@ -542,7 +542,8 @@ TEST(Wire, TradeRequestRefusals) {
 
     auto c = trade_request("cancel_order");
     expect_refused(c, "cancel without a target");
-    for (const char *bad : {"../account", "a/b", "a b", "a?x=1", "a%2F", "x#y", "..", ".x", "a..b"}) {
+    for (const char *bad :
+         {"../account", "a/b", "a b", "a?x=1", "a%2F", "x#y", "..", ".x", "a..b"}) {
         c.target = bad;
         expect_refused(c, bad);
     }
