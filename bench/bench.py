@@ -386,7 +386,7 @@ def b3(args):
                                  defines={"cred": floor_cred})[0])
         log(f"B3 {clients} client(s): ours {spread(ours)}, pgp {spread(pgp)}, cbc {spread(cbc)}")
         figures.append(Figure(
-            "B3", f"`alpaca_redeem_ticket` calls/s, {clients} client{'s' if clients > 1 else ''}"
+            "B3", f"`alpaca.redeem_ticket` calls/s, {clients} client{'s' if clients > 1 else ''}"
             " vs two `pgp_sym_decrypt` by id", ours, pgp, "/s",
             [o / b for o, b in zip(ours, pgp)], "", "≥ 5 × pgp_sym_decrypt", lambda r: r >= 5))
         figures.append(Figure(

@@ -58,7 +58,7 @@ constexpr std::size_t kMaxTargetLen = 64;
 
 enum class Outcome {
     Ok,              // Alpaca answered (any HTTP status); http_status and body are Alpaca's
-    TicketRejected,  // alpaca_redeem_ticket refused the ticket
+    TicketRejected,  // alpaca.redeem_ticket refused the ticket
     Unreachable,     // DNS/connect/TLS/transport failure after retries (message says which)
     Timeout,         // upstream total timeout
     RateLimited,     // 429 after retries, or the local per-credential bucket is empty

@@ -1,6 +1,6 @@
 // Tickets: alpaca._mint_ticket and alpaca._verify_ticket, the SQL face of common/ticket.hpp.
 // A ticket is an HMAC (under a key derived from the ring's primary key) over credential id,
-// application user, purpose, expiry and a nonce; alpaca_redeem_ticket trades one for keys.
+// application user, purpose, expiry and a nonce; alpaca.redeem_ticket trades one for keys.
 // EXECUTE is revoked from PUBLIC; the SQL script's SECURITY DEFINER functions call these.
 #include <cstring>
 #include <string>

@@ -2,7 +2,7 @@
 """The one controller of a throwaway pg_alpaca stack: a PostgreSQL cluster with the extension,
 the key file and the roles; the Alpaca stand-in over HTTPS with a CA made here; the sidecar.
 scripts/stack.sh is its command line; the integration tests, scripts/bench.sh, bench/bench.py
-and test_vault_disk.sh use it (import stackctl, or scripts/stack.sh CMD DIR ...).
+and vault_disk_thief.sh use it (import stackctl, or scripts/stack.sh CMD DIR ...).
 
 Who runs what (the one rule, here and nowhere else):
   * the cluster and the stand-in run as RUNNER: `postgres` when we are root (initdb refuses
@@ -269,7 +269,7 @@ def scram_verifier(password, iterations=4096):
 
 
 # ---------------------------------------------------------------------------------------------
-# A PostgreSQL cluster (the stack's, or a bare one such as test_vault_disk.sh's restores)
+# A PostgreSQL cluster (the stack's, or a bare one such as vault_disk_thief.sh's restores)
 # ---------------------------------------------------------------------------------------------
 HBA = """# pg_hba.conf of a pg_alpaca throwaway cluster (scripts/stackctl.py)
 # The unix socket lives in a directory only the cluster's OS user and root can enter: trust.
@@ -296,7 +296,7 @@ class Cluster:
         return run(as_user(RUNNER, [f"{PG_BIN}/{args[0]}", *args[1:]]), check=check, cwd=self.dir)
 
     def bare(self, key_file_src):
-        """A bare cluster in DIR (no sidecar, no stand-in; test_vault_disk.sh's restores): the
+        """A bare cluster in DIR (no sidecar, no stand-in; vault_disk_thief.sh's restores): the
         folders, a copy of key_file_src as the runner's 0600 key file; started. Returns the port."""
         rgroup = primary_group(RUNNER)
         make_dir(self.dir, RUNNER, rgroup, 0o755)

@@ -276,6 +276,11 @@ const std::map<std::string, Setter, std::less<>> &setters() {
          [](Config &c, const Line &l) {
              c.read_timeout_ms = long(number_in(l, "read_timeout_ms", 100, 600000));
          }},
+        {"max_pending_connections",
+         [](Config &c, const Line &l) {
+             c.max_pending_connections =
+                 std::size_t(number_in(l, "max_pending_connections", 1, 100000));
+         }},
     };
     return table;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 2, points 7 and 8, against the running stack (source DIR/stack.env first):
+# The thief with a dump, a base backup or the WAL (README security model), against the running
+# stack (source DIR/stack.env first):
 #  - canary keys stored through the API never reach a heap page or the WAL (byte search of the
 #    whole data directory after CHECKPOINT and a WAL switch), nor a pg_dump;
 #  - pg_dump restored into a fresh cluster with the same key file still decrypts (nothing is
@@ -61,7 +62,7 @@ SELECT alpaca_issue_ticket('$cred', 'account') AS t \gset
 COMMIT;
 SET ROLE sc;
 CALL alpaca.redeem_ticket(:'t', 'account', NULL, NULL, NULL, NULL) \\gset r_
-SELECT :'r_api_key' || '|' || :'r_secret_key';
+\\echo :r_api_key|:r_secret_key
 SQL
 }
 
