@@ -58,6 +58,11 @@ bool valid_request_id(std::string_view id, bool allow_empty) noexcept {
     return true;
 }
 
+bool is_target_char(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-';
+}
+
 bool valid_ticket(std::string_view t) noexcept {
     if (t.empty() || t.size() > kMaxTicketLen) return false;
     for (char c : t) {
@@ -69,7 +74,7 @@ bool valid_ticket(std::string_view t) noexcept {
 // Shared by encoder and decoder so that whatever encodes also decodes.
 void validate_request(std::string_view id, std::string_view op, std::string_view ticket,
                       const std::vector<std::pair<std::string, std::string>> &query,
-                      ErrorCode code) {
+                      std::string_view target, std::string_view body, ErrorCode code) {
     if (!valid_request_id(id, false)) {
         fail(code, "request id must be 1-64 printable ASCII characters");
     }
@@ -97,6 +102,28 @@ void validate_request(std::string_view id, std::string_view op, std::string_view
         for (std::size_t j = 0; j < i; ++j) {
             if (query[j].first == k) fail(code, "duplicate query key");
         }
+    }
+    if (operation_takes_target(op)) {
+        if (target.empty() || target.size() > kMaxTargetLen)
+            fail(code, "target must be 1-64 characters");
+        for (char c : target) {
+            if (!is_target_char(c)) fail(code, "target has a character outside [A-Za-z0-9.-]");
+        }
+        if (target.front() == '.' || target.find("..") != std::string_view::npos)
+            fail(code, "target must not start with '.' or hold \"..\"");
+    } else if (!target.empty()) {
+        fail(code, "operation takes no target");
+    }
+    if (operation_takes_body(op)) {
+        if (body.empty() || body.size() > kMaxRequestBody) fail(code, "body must be 1-16384 bytes");
+        if (std::memchr(body.data(), 0, body.size()) != nullptr)
+            fail(code, "body contains a NUL byte");
+        rapidjson::Document doc;
+        doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(
+            body.data(), body.size());
+        if (doc.HasParseError() || !doc.IsObject()) fail(code, "body must be a JSON object");
+    } else if (!body.empty()) {
+        fail(code, "operation takes no body");
     }
 }
 
@@ -160,7 +187,29 @@ std::string_view get_str_field(const rapidjson::Value &v, const char *name) {
 
 bool is_known_operation(std::string_view op) noexcept {
     return op == "validate" || op == "account" || op == "positions" || op == "orders" ||
-           op == "clock" || op == kStatusOperation;
+           op == "clock" || op == kStatusOperation || op == "get_order" || op == "get_order_by_client_id" ||
+           is_trading_operation(op);
+}
+
+bool is_trading_operation(std::string_view op) noexcept {
+    return op == "submit_order" || op == "replace_order" || op == "cancel_order" ||
+           op == "cancel_all_orders" || op == "close_position";
+}
+
+std::string_view ticket_purpose(std::string_view op) noexcept {
+    if (!is_known_operation(op)) return {};
+    if (is_trading_operation(op)) return "trade";
+    if (op == "get_order" || op == "get_order_by_client_id") return "orders";
+    return op;
+}
+
+bool operation_takes_target(std::string_view op) noexcept {
+    return op == "get_order" || op == "replace_order" || op == "cancel_order" ||
+           op == "close_position";
+}
+
+bool operation_takes_body(std::string_view op) noexcept {
+    return op == "submit_order" || op == "replace_order";
 }
 
 const char *outcome_name(Outcome o) noexcept {
@@ -206,7 +255,8 @@ bool parse_outcome(std::string_view s, Outcome &out) noexcept {
 
 SecureBytes encode_request(const SidecarRequest &req) {
     const std::string_view ticket = as_view(req.ticket);
-    validate_request(req.request_id, req.operation, ticket, req.query, ErrorCode::InvalidParameter);
+    validate_request(req.request_id, req.operation, ticket, req.query, req.target, req.body,
+                     ErrorCode::InvalidParameter);
 
     SecureBytes out;
     std::size_t estimate =
@@ -230,13 +280,20 @@ SecureBytes encode_request(const SidecarRequest &req) {
         ok = ok && w.Key(kv.first.data(), kv.first.size()) &&
              w.String(kv.second.data(), kv.second.size());
     }
-    ok = ok && w.EndObject() && w.EndObject();
+    ok = ok && w.EndObject();
+    if (!req.target.empty()) {
+        ok = ok && w.Key("target") && w.String(req.target.data(), req.target.size());
+    }
+    ok = ok && w.EndObject();
     if (!ok) fail(ErrorCode::InvalidParameter, "request is not valid UTF-8");
 
+    const std::size_t header_end = out.size();
+    out.insert(out.end(), req.body.begin(), req.body.end());
     const std::size_t payload = out.size() - kFramePrefixLen;
     if (payload > kMaxRequestPayload) fail(ErrorCode::InvalidParameter, "request frame too large");
     put_u32(out.data(), static_cast<std::uint32_t>(payload));
-    put_u32(out.data() + kFramePrefixLen, static_cast<std::uint32_t>(payload - kFramePrefixLen));
+    put_u32(out.data() + kFramePrefixLen,
+            static_cast<std::uint32_t>(header_end - 2 * kFramePrefixLen));
     return out;
 }
 
@@ -286,7 +343,6 @@ std::uint32_t decode_frame_length(const std::uint8_t prefix[kFramePrefixLen],
 SidecarRequest decode_request(const std::uint8_t *payload, std::size_t len) {
     if (len > kMaxRequestPayload) fail(ErrorCode::Protocol, "request frame too large");
     const std::size_t hlen = header_span(payload, len);
-    if (hlen != len - kFramePrefixLen) fail(ErrorCode::Protocol, "request carries a body");
     const std::uint8_t *hdr = payload + kFramePrefixLen;
     check_no_nul(hdr, hlen);
 
@@ -300,7 +356,8 @@ SidecarRequest decode_request(const std::uint8_t *payload, std::size_t len) {
     }
     if (!doc.IsObject()) fail(ErrorCode::Protocol, "header must be a JSON object");
 
-    bool seen_v = false, seen_id = false, seen_op = false, seen_ticket = false, seen_query = false;
+    bool seen_v = false, seen_id = false, seen_op = false, seen_ticket = false, seen_query = false,
+         seen_target = false;
     SidecarRequest req;
     for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m) {
         const std::string_view name(m->name.GetString(), m->name.GetStringLength());
@@ -331,6 +388,9 @@ SidecarRequest decode_request(const std::uint8_t *payload, std::size_t len) {
                     std::string(q->name.GetString(), q->name.GetStringLength()),
                     std::string(q->value.GetString(), q->value.GetStringLength()));
             }
+        } else if (name == "target") {
+            seen = &seen_target;
+            req.target = std::string(get_str_field(m->value, "target"));
         } else {
             fail(ErrorCode::Protocol, "unknown header field");
         }
@@ -340,8 +400,9 @@ SidecarRequest decode_request(const std::uint8_t *payload, std::size_t len) {
     if (!seen_v || !seen_id || !seen_op || !seen_ticket) {
         fail(ErrorCode::Protocol, "request header lacks v, id, op or ticket");
     }
-    validate_request(req.request_id, req.operation, as_view(req.ticket), req.query,
-                     ErrorCode::Protocol);
+    req.body.assign(reinterpret_cast<const char *>(hdr + hlen), len - kFramePrefixLen - hlen);
+    validate_request(req.request_id, req.operation, as_view(req.ticket), req.query, req.target,
+                     req.body, ErrorCode::Protocol);
     return req;
 }
 

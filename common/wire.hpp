@@ -5,7 +5,8 @@
 // Payload: u32 BE header length | header (JSON object) | body (raw bytes, may be empty)
 //
 // Request header:  {"v":1,"id":"<request id>","op":"<operation>","ticket":"<ticket>",
-//                   "query":{"status":"open","limit":"50"}}          (no body)
+//                   "query":{"status":"open","limit":"50"},"target":"<order id or symbol>"}
+//                   body = a JSON object (submit_order, replace_order), else empty
 // Response header: {"v":1,"id":"<request id>","outcome":"ok",...,"http_status":200,
 //                   "attempts":1,"message":"..."}   body = Alpaca's JSON answer, unchanged
 #pragma once
@@ -37,7 +38,26 @@ constexpr std::size_t kMaxResponseMessage = 1024;
 //   "status"   no Alpaca call and no ticket (an empty one): the sidecar answers with its own
 //              state as a JSON body (version, uptime, workers, queue, last error)
 constexpr const char *kStatusOperation = "status";
+// Orders (target = order id or symbol, [A-Za-z0-9.-], 1-64 characters):
+//   "get_order"              GET /v2/orders/{target}
+//   "get_order_by_client_id" GET /v2/orders:by_client_order_id?client_order_id=..
+// Trading (ticket purpose "trade"; body = JSON object of at most kMaxRequestBody bytes):
+//   "submit_order"      POST   /v2/orders               body
+//   "replace_order"     PATCH  /v2/orders/{target}      body
+//   "cancel_order"      DELETE /v2/orders/{target}
+//   "cancel_all_orders" DELETE /v2/orders
+//   "close_position"    DELETE /v2/positions/{target}?qty=..|percentage=..
 bool is_known_operation(std::string_view op) noexcept;
+// Operations that change the account (submit, replace, cancel, close).
+bool is_trading_operation(std::string_view op) noexcept;
+// The purpose a ticket for this operation must carry: "trade" for trading operations,
+// "orders" for the order look-ups, else the operation itself. Empty for an unknown one.
+std::string_view ticket_purpose(std::string_view op) noexcept;
+// Whether the operation takes a target / a body (it then requires one).
+bool operation_takes_target(std::string_view op) noexcept;
+bool operation_takes_body(std::string_view op) noexcept;
+constexpr std::size_t kMaxRequestBody = 16 * 1024;
+constexpr std::size_t kMaxTargetLen = 64;
 
 enum class Outcome {
     Ok,              // Alpaca answered (any HTTP status); http_status and body are Alpaca's
@@ -59,6 +79,8 @@ struct SidecarRequest {
     std::string operation;
     SecureBytes ticket;
     std::vector<std::pair<std::string, std::string>> query;  // keys/values: [A-Za-z0-9_.,:-]
+    std::string target;  // order id or symbol: [A-Za-z0-9.-], empty when the op takes none
+    std::string body;    // a JSON object for submit_order/replace_order, else empty
 };
 
 struct SidecarResponse {
@@ -81,7 +103,8 @@ std::uint32_t decode_frame_length(const std::uint8_t prefix[kFramePrefixLen],
                                   std::size_t max_payload);
 
 // Decode a payload (the bytes after the prefix). Throw Error(Protocol) on any malformation:
-// bad JSON, wrong version, missing/mistyped fields, unknown operation, bad query characters.
+// bad JSON, wrong version, missing/mistyped fields, unknown operation, bad query characters,
+// a target or body the operation does not take (or lacks), a body that is not a JSON object.
 SidecarRequest decode_request(const std::uint8_t *payload, std::size_t len);
 SidecarResponse decode_response(const std::uint8_t *payload, std::size_t len);
 

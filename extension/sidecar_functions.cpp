@@ -1,5 +1,6 @@
 // The SQL entry points that go through alpaca-sidecar: alpaca._alpaca_get sends one request
-// (operation, ticket, query) and returns Alpaca's JSON answer as text in the database encoding.
+// (operation, ticket, query) and returns Alpaca's JSON answer as text in the database encoding;
+// alpaca._alpaca_send does the same for the order operations (a target and a JSON body).
 #include "common/encoding.hpp"
 #include "common/secure_memory.hpp"
 #include "common/wire.hpp"
@@ -102,4 +103,54 @@ PGA_FUNCTION(pga_alpaca_get) {
         PG_RETURN_NULL();
     }
     pga::ext::throw_for_response(resp, cred);
+}
+
+// alpaca._live_trading_allowed() RETURNS boolean: pg_alpaca.allow_live_trading.
+PGA_FUNCTION(pga_live_trading_allowed) {
+    PG_RETURN_BOOL(pga::ext::live_trading_allowed());
+}
+
+// alpaca._alpaca_send(cred uuid, op text, ticket text, target text, query text[], body text)
+// RETURNS text: an order operation (get_order, get_order_by_client_id, submit_order,
+// replace_order, cancel_order, cancel_all_orders, close_position). The order is sent when the
+// statement runs: nothing here can be rolled back.
+PGA_FUNCTION(pga_alpaca_send) {
+    for (int i = 0; i < 3; ++i) {
+        if (PG_ARGISNULL(i))
+            throw pga::pg::PgError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                   "cred, op and ticket must not be NULL");
+    }
+    const std::string cred = pga::format_uuid(pga::pg::uuid_value(PG_GETARG_DATUM(0)));
+    pga::SidecarRequest req;
+    req.operation = std::string(pga::pg::text_view(PG_GETARG_DATUM(1)));
+    if (!pga::is_known_operation(req.operation) ||
+        (!pga::is_trading_operation(req.operation) && req.operation != "get_order" &&
+         req.operation != "get_order_by_client_id"))
+        throw pga::pg::PgError(ERRCODE_INVALID_PARAMETER_VALUE,
+                               "unknown order operation" + quoted_if_plain(req.operation));
+    req.ticket = pga::secure_copy(pga::pg::text_view(PG_GETARG_DATUM(2)));
+    if (!PG_ARGISNULL(3)) req.target = std::string(pga::pg::text_view(PG_GETARG_DATUM(3)));
+    if (!PG_ARGISNULL(4)) req.query = query_pairs(PG_GETARG_DATUM(4));
+    if (!PG_ARGISNULL(5)) {
+        // The body goes to Alpaca as UTF-8.
+        std::string_view b = pga::pg::text_view(PG_GETARG_DATUM(5));
+        char *conv =
+            pga::pg::call([&] { return pg_server_to_any(b.data(), (int)b.size(), PG_UTF8); });
+        std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
+        if (conv_len > pga::kMaxRequestBody)
+            throw pga::pg::PgError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                                   "the order is larger than 16384 bytes of JSON");
+        req.body.assign(conv, conv_len);
+    }
+    req.request_id = random_request_id();
+
+    const pga::SidecarResponse resp = pga::ext::exchange_with_sidecar(req);
+    if (resp.outcome == pga::Outcome::Ok && resp.http_status >= 200 && resp.http_status < 300) {
+        const std::string &b = resp.body;
+        char *conv =
+            pga::pg::call([&] { return pg_any_to_server(b.data(), (int)b.size(), PG_UTF8); });
+        std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
+        return pga::pg::text_datum(std::string_view(conv, conv_len));
+    }
+    pga::ext::throw_for_trade_response(resp, cred, req.operation);
 }

@@ -127,4 +127,50 @@ namespace pga::ext {
                   "alpaca-sidecar reported an unexpected HTTP status " + std::to_string(s));
 }
 
+[[noreturn]] void throw_for_trade_response(const pga::SidecarResponse &r, const std::string &cred,
+                                           const std::string &op) {
+    using pga::pg::PgError;
+    const bool trading = pga::is_trading_operation(op);
+    if (r.outcome == pga::Outcome::Unreachable && trading &&
+        r.message.find("state unknown") != std::string::npos) {
+        throw PgError(MAKE_SQLSTATE('P', 'A', '0', '0', '5'),
+                      "the outcome of " + op + " for credential " + cred + " is unknown", r.message,
+                      "Look the order up (alpaca_get_order_by_client_id with the same "
+                      "client_order_id) before trying again; a retry with the same "
+                      "client_order_id is safe.");
+    }
+    if (r.outcome != pga::Outcome::Ok) throw_for_response(r, cred);
+    const int s = r.http_status;
+    const std::string am = alpaca_message(r.body);
+    const std::string said = "Alpaca answered " + std::to_string(s) + (am.empty() ? "" : ": " + am);
+    if (s == 403 && trading) {
+        const pga::AlpacaError e = pga::parse_error_body(r.body);
+        if (e.code && *e.code == 40310000) {
+            throw PgError(MAKE_SQLSTATE('P', 'A', '0', '0', '1'),
+                          "insufficient buying power or quantity for credential " + cred, said,
+                          "Check alpaca_account() and alpaca_positions(); open orders hold "
+                          "buying power and quantity.");
+        }
+    }
+    if (s == 404) {
+        throw PgError(MAKE_SQLSTATE('P', 'A', '0', '0', '3'),
+                      op == "close_position" ? "no such position" : "no such order", said,
+                      "Check the order id (alpaca_orders(cred, 'all')) or the symbol.");
+    }
+    if (s == 422 && (op == "cancel_order" || op == "replace_order")) {
+        const pga::AlpacaError e = pga::parse_error_body(r.body);
+        if (e.code && *e.code == 42210000) {
+            throw PgError(MAKE_SQLSTATE('P', 'A', '0', '0', '4'),
+                          op == "cancel_order" ? "the order cannot be cancelled"
+                                               : "the order cannot be replaced",
+                          said, "Only open orders can be cancelled or replaced.");
+        }
+    }
+    if ((s == 422 || s == 400) && trading) {
+        throw PgError(MAKE_SQLSTATE('P', 'A', '0', '0', '2'), "Alpaca rejected the order", said,
+                      "Check the order's arguments against Alpaca's rules.");
+    }
+    throw_for_response(r, cred);
+}
+
 }  // namespace pga::ext

@@ -38,6 +38,7 @@ constexpr const char *kDefaultSocket = "/run/alpaca-sidecar/alpaca-sidecar.sock"
 
 char *g_sidecar_socket = nullptr;  // owned by the GUC machinery
 int g_request_timeout_ms = 15000;
+bool g_allow_live_trading = false;
 
 // GUC check hook (called by PostgreSQL, C linkage not required). Must not throw.
 bool check_sidecar_socket(char **newval, void **extra, GucSource source) {
@@ -198,6 +199,17 @@ void define_sidecar_gucs() {
                             "and Alpaca itself) and reading the answer.",
                             &g_request_timeout_ms, 15000, 100, 600000, PGC_USERSET, GUC_UNIT_MS,
                             nullptr, nullptr, nullptr);
+    // The cluster's key of live trading (README, "Trading"); the credential's owner holds
+    // the other (alpaca_update_credential(id, live_trading => true)).
+    DefineCustomBoolVariable("pg_alpaca.allow_live_trading",
+                             "Whether live credentials may trade at all on this cluster.",
+                             "Off by default. A live credential trades only when this is on AND "
+                             "its owner opted in for it; paper credentials need neither.",
+                             &g_allow_live_trading, false, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+}
+
+bool live_trading_allowed() noexcept {
+    return g_allow_live_trading;
 }
 
 pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req) {

@@ -13,6 +13,9 @@ namespace pga::ext {
 // _PG_init (no C++ object is alive there, so a GUC error may longjmp).
 void define_sidecar_gucs();
 
+// pg_alpaca.allow_live_trading (superuser-only, default off).
+bool live_trading_allowed() noexcept;
+
 // Sends req to the sidecar and returns its answer (any outcome; the caller maps it). The
 // ticket is wiped from req and from the sent frame. Throws pga::pg::PgError: 08001 when the
 // sidecar cannot be reached, 08006 when the connection breaks, 57014 on timeout or cancel,

@@ -82,6 +82,24 @@ COMMIT;
 SQL
 done
 
+title "trading (paper): alice places a limit order, sees it open, cancels it"
+app_psql -v user="${USERS[0]}" <<'SQL'
+BEGIN;
+SELECT alpaca_set_user(:'user') \g /dev/null
+SELECT id AS cred FROM alpaca_list_credentials() LIMIT 1 \gset
+\echo '-- alpaca_submit_order(cred, ''AAPL'', ''buy'', qty => 1, type => ''limit'', limit_price => 100, time_in_force => ''gtc'')'
+SELECT id AS order_id, client_order_id, symbol, side, type, qty, limit_price, status
+FROM alpaca_submit_order(:'cred', 'AAPL', 'buy', qty => 1, type => 'limit', limit_price => 100,
+                         time_in_force => 'gtc') \gset
+SELECT :'order_id' AS order_id, :'client_order_id' AS client_order_id, :'status' AS status;
+\echo '-- in alpaca_orders(cred, ''open'')'
+SELECT symbol, side, type, qty, limit_price, status FROM alpaca_orders(:'cred', 'open', 500)
+WHERE id = :'order_id';
+\echo '-- alpaca_cancel_order(cred, order_id)'
+SELECT id, client_order_id, status, canceled_at IS NOT NULL AS canceled FROM alpaca_cancel_order(:'cred', :'order_id');
+COMMIT;
+SQL
+
 title "isolation: bob asks for alice's credential"
 cred=$(app_psql -tA -v user="${USERS[0]}" <<'SQL'
 BEGIN;
@@ -99,6 +117,7 @@ SQL
 
 title "audit log (as alpaca_admin)"
 "$PGA_PG_BIN/psql" -X -q -U admin -c "SELECT app_user, action, purpose, outcome, count(*) FROM alpaca.audit_log GROUP BY 1,2,3,4 ORDER BY 1,2,3"
+"$PGA_PG_BIN/psql" -X -q -U admin -c "SELECT app_user, action, client_order_id, outcome, db_role FROM alpaca.audit_log WHERE purpose = 'trade' AND client_order_id IS NOT NULL ORDER BY id"
 title "sidecar log (one line per request, no keys)"
 tail -n 5 "$PGA_SIDECAR_LOG"
 if [ $KEEP -eq 1 ]; then

@@ -15,4 +15,13 @@ std::string alpaca_path(const std::string &operation);
 std::string alpaca_url(const std::string &base, const std::string &operation,
                        const std::vector<std::pair<std::string, std::string>> &query);
 
+// The HTTP method of an operation: GET, POST (submit), PATCH (replace), DELETE (cancel, close).
+std::string alpaca_method(const std::string &operation);
+
+// base + path with the target (order id, symbol; restricted to [A-Za-z0-9.-] by the wire
+// decoder) + query.
+std::string alpaca_url(const std::string &base, const std::string &operation,
+                       const std::string &target,
+                       const std::vector<std::pair<std::string, std::string>> &query);
+
 }  // namespace pga::sidecar

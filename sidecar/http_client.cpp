@@ -25,7 +25,8 @@ using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
 // Appends "name: value" to list through a wiped buffer.
 void append_header(Slist &list, std::string_view name, std::string_view value) {
     SecureBytes line = secure_copy(name);
-    line.insert(line.end(), {':', ' '});
+    line.push_back(':');  // "Name:" alone tells curl to send no such header
+    if (!value.empty()) line.push_back(' ');
     line.insert(line.end(), value.begin(), value.end());
     line.push_back(0);
     curl_slist *grown = curl_slist_append(list.get(), reinterpret_cast<const char *>(line.data()));
@@ -145,15 +146,37 @@ HttpClient::HttpClient(const CurlShare &share) : easy_(curl_easy_init()) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 }
 
-HttpResponse HttpClient::get(const HttpRequest &req) {
+HttpResponse HttpClient::perform(const HttpRequest &req) {
     HttpResponse resp;
     Transfer t{&resp, req.max_body_bytes, &req.should_abort};
     Slist headers;
     append_header(headers, "APCA-API-KEY-ID", req.key_id);
     append_header(headers, "APCA-API-SECRET-KEY", req.secret_key);
     append_header(headers, "Accept", "application/json");
+    if (!req.body.empty()) {
+        append_header(headers, "Content-Type", "application/json");
+        append_header(headers, "Expect", "");  // no 100-continue round trip
+    }
 
     CURL *c = easy_.get();
+    // The handle is reused: every request sets its method and body afresh.
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, nullptr);
+    if (req.method == "POST" || req.method == "PATCH" ||
+        (req.method == "DELETE" && !req.body.empty())) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.c_str());
+    }
+    // A request that changes the account goes on a fresh connection: on a reused keep-alive
+    // connection that dies before any answer byte, libcurl silently sends the request again
+    // (it takes the server for having closed an idle connection), and a lost answer to a POST
+    // must never turn into a second POST behind our back (sidecar/trade_flow decides).
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, req.method == "GET" ? 0L : 1L);
+    if (req.method == "PATCH" || req.method == "DELETE") {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    } else if (req.method != "GET" && req.method != "POST") {
+        throw Error(ErrorCode::InvalidParameter, "unsupported HTTP method");
+    }
     curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(c, CURLOPT_CAINFO, req.ca_file.empty() ? nullptr : req.ca_file.c_str());
@@ -165,6 +188,9 @@ HttpResponse HttpClient::get(const HttpRequest &req) {
 
     resp.curl_code = curl_easy_perform(c);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);  // the list is wiped and freed below
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, nullptr);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, nullptr);
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     if (resp.curl_code == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
     } else {

@@ -9,8 +9,10 @@ namespace pga::sidecar {
 std::optional<RedeemedCredential> redeem_for_request(Redeemer &redeemer, const SidecarRequest &req,
                                                      Clock::time_point deadline,
                                                      SidecarResponse &resp) {
+    // Trading operations redeem with purpose "trade": a ticket minted to read cannot trade.
     const auto redeem_started = Clock::now();
-    RedeemResult redeemed = redeemer.redeem(req.ticket, req.operation, deadline);
+    RedeemResult redeemed =
+        redeemer.redeem(req.ticket, std::string(ticket_purpose(req.operation)), deadline);
     metrics::observe(metrics::Histogram::Redeem, redeem_started);
     switch (redeemed.status) {
         case RedeemStatus::Ok:

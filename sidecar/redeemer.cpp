@@ -1,11 +1,15 @@
 #include "sidecar/redeemer.hpp"
 
+#include "sidecar/log.hpp"
+
 #include <cstring>
 
 namespace pga::sidecar {
 namespace {
 
 constexpr const char *kStatement = "pga_redeem";
+constexpr const char *kAuditStatement = "pga_audit_trade";
+constexpr const char *kAuditCall = "SELECT alpaca._audit_trade($1, $2, $3, $4)";
 // Every name the sidecar sends is schema-qualified, in schema alpaca where nobody but the
 // extension creates objects, and its connections run with an empty search_path: nothing
 // created in a schema its role can see can receive a ticket or make the call ambiguous.
@@ -74,6 +78,12 @@ Redeemer::Conn Redeemer::connect(std::string &error) {
     Result prep(PQprepare(conn.get(), kStatement, kRedeemCall, 2, types));
     if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
         error = "cannot prepare the redeem statement: " + one_line(PQerrorMessage(conn.get()));
+        return nullptr;
+    }
+    const Oid audit_types[4] = {25, 25, 25, 25};
+    Result prep_audit(PQprepare(conn.get(), kAuditStatement, kAuditCall, 4, audit_types));
+    if (!prep_audit || PQresultStatus(prep_audit.get()) != PGRES_COMMAND_OK) {
+        error = "cannot prepare the trade audit statement: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;
     }
     return conn;
@@ -184,6 +194,33 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
         if (out.status != RedeemStatus::DatabaseError) return out;
     }
     return out;
+}
+
+void Redeemer::audit_trade(const SecureBytes &ticket, const std::string &operation,
+                           const std::string &client_order_id, const std::string &outcome,
+                           Clock::time_point deadline) {
+    SecureBytes ticket_z(ticket);
+    ticket_z.push_back(0);
+    const char *params[4] = {reinterpret_cast<const char *>(ticket_z.data()), operation.c_str(),
+                             client_order_id.empty() ? nullptr : client_order_id.c_str(),
+                             outcome.c_str()};
+    std::string error;
+    Conn conn = acquire(deadline, error);
+    if (!conn) {
+        const std::string msg = "trade audit not written: " + error;
+        log_event(LogLevel::Warn, "audit", {{"operation", operation}, {"message", msg}});
+        return;
+    }
+    Result res(PQexecPrepared(conn.get(), kAuditStatement, 4, params, nullptr, nullptr, 0));
+    if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
+        const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+        const char *primary =
+            res ? PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+        const std::string msg = std::string("trade audit not written: ") + (state ? state : "") +
+                                " " + one_line(primary ? primary : PQerrorMessage(conn.get()));
+        log_event(LogLevel::Warn, "audit", {{"operation", operation}, {"message", msg}});
+    }
+    release(std::move(conn));
 }
 
 }  // namespace pga::sidecar

@@ -46,6 +46,14 @@ class Redeemer {
     RedeemResult redeem(const SecureBytes &ticket, const std::string &purpose,
                         Clock::time_point deadline);
 
+    // Records a trading call (operation, client_order_id, outcome; never a key) through
+    // alpaca._audit_trade on a pooled connection in autocommit mode, so the row is committed
+    // at once. The ticket proves the redeem; each redeemed ticket gives one audit row. Failures
+    // are logged, never thrown.
+    void audit_trade(const SecureBytes &ticket, const std::string &operation,
+                     const std::string &client_order_id, const std::string &outcome,
+                     Clock::time_point deadline);
+
     // Connections currently open (idle + in use), for the status log.
     int open_connections();
 

@@ -2,7 +2,9 @@
 
 #include "sidecar/client_wait.hpp"
 #include "sidecar/redeem_step.hpp"
+#include "sidecar/order_safety.hpp"
 #include "sidecar/request_log.hpp"
+#include "sidecar/trade_flow.hpp"
 #include "sidecar/upstream_retries.hpp"
 
 #include <chrono>
@@ -38,6 +40,11 @@ void fill_answer(UpstreamResult &up, const Config &cfg, SidecarResponse &resp) {
             break;
     }
     HttpResponse &last = up.last;
+    if (!up.unknown_outcome.empty()) {
+        resp.outcome = Outcome::Unreachable;
+        resp.message = up.unknown_outcome;
+        return;
+    }
     if (last.curl_code != CURLE_OK) {
         if (last.too_large)
             resp.outcome = Outcome::TooLarge;
@@ -76,7 +83,8 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
     const std::string &base = cred->environment == "live" ? cfg.live_base_url : cfg.paper_base_url;
 
     HttpRequest http_req;
-    http_req.url = alpaca_url(base, req.operation, req.query);
+    http_req.method = alpaca_method(req.operation);
+    http_req.url = alpaca_url(base, req.operation, req.target, req.query);
     http_req.key_id = as_view(cred->api_key);
     http_req.secret_key = as_view(cred->secret_key);
     http_req.ca_file = cfg.ca_file;
@@ -84,9 +92,28 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
     http_req.max_body_bytes = cfg.max_response_bytes;
     http_req.should_abort = client_gone;
 
-    UpstreamResult up = get_with_retries(http, http_req, limiter_, cred->credential_id, cfg,
-                                         deadline, req.request_id, client_gone);
+    UpstreamResult up;
+    if (is_trading_operation(req.operation)) {
+        TradeEnv env{http,        limiter_, cred->credential_id,
+                     cfg,         deadline, req.request_id,
+                     client_gone, http_req, base};
+        up = run_trade(req, env);
+    } else {
+        up = get_with_retries(http, http_req, limiter_, cred->credential_id, cfg, deadline,
+                              req.request_id, client_gone);
+    }
     fill_answer(up, cfg, resp);
+    if (is_trading_operation(req.operation)) {
+        // The trade's own audit row, committed on the sidecar's connection: it stays whatever
+        // the application's transaction does.
+        std::string coid = resp.outcome == Outcome::Ok ? json_client_order_id(resp.body) : "";
+        if (coid.empty()) coid = json_client_order_id(req.body);
+        const std::string outcome = resp.outcome == Outcome::Ok
+                                        ? "http " + std::to_string(resp.http_status)
+                                        : std::string(outcome_name(resp.outcome));
+        redeemer_.audit_trade(req.ticket, req.operation, coid, outcome,
+                              std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    }
     log_request(req, cred->credential_id, cred->environment, resp, started);
     return resp;
 }

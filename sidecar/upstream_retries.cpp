@@ -22,7 +22,7 @@ std::int64_t unix_now_ms() {
 UpstreamResult get_with_retries(HttpClient &http, HttpRequest &http_req, RateLimiter &limiter,
                                 const std::string &credential_id, const Config &cfg,
                                 Clock::time_point deadline, const std::string &request_id,
-                                const std::function<bool()> &client_gone) {
+                                const std::function<bool()> &client_gone, bool idempotent) {
     using End = UpstreamResult::End;
     using std::chrono::milliseconds;
     RetryPolicy retry(RetryConfig{cfg.max_attempts, milliseconds(cfg.retry_base_delay_ms),
@@ -46,7 +46,7 @@ UpstreamResult get_with_retries(HttpClient &http, HttpRequest &http_req, RateLim
         }
         http_req.timeout_ms = std::min(cfg.request_timeout_ms, remaining);
         const auto call_started = Clock::now();
-        out.last = http.get(http_req);
+        out.last = http.perform(http_req);
         metrics::observe(metrics::Histogram::AlpacaCall, call_started);
         out.attempts = attempt;
         log_attempt(request_id, attempt, out.last);
@@ -58,6 +58,7 @@ UpstreamResult get_with_retries(HttpClient &http, HttpRequest &http_req, RateLim
         const int status = transport_error ? 0 : int(out.last.status);
         if (transport_error && is_permanent_transport_error(out.last)) break;
         if (!is_retryable_status(status)) break;
+        if (!idempotent && status != 429) break;
         auto delay = retry.next_delay(attempt, status, out.last.ratelimit_reset,
                                       out.last.retry_after, unix_now_ms());
         if (!delay || delay->count() >= ms_until(deadline)) break;

@@ -25,12 +25,18 @@ struct UpstreamResult {
     int attempts = 0;  // attempts made
     HttpResponse last;
     std::chrono::milliseconds next_slot{0};
+    // Trading (sidecar/trade_flow): set when the request may have been carried out and Alpaca
+    // could not tell; the answer is then outcome unreachable with this message.
+    std::string unknown_outcome;
 };
 
 // http_req is complete but for timeout_ms, which each attempt sets from the time left.
+// idempotent false (a POST/PATCH/DELETE that changes the account): only a 429, which Alpaca
+// sends before it accepts anything, is retried here; every other answer or failure is the
+// caller's to judge (sidecar/trade_flow).
 UpstreamResult get_with_retries(HttpClient &http, HttpRequest &http_req, RateLimiter &limiter,
                                 const std::string &credential_id, const Config &cfg,
                                 Clock::time_point deadline, const std::string &request_id,
-                                const std::function<bool()> &client_gone);
+                                const std::function<bool()> &client_gone, bool idempotent = true);
 
 }  // namespace pga::sidecar

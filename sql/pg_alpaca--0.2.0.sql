@@ -181,6 +181,7 @@ CREATE TABLE alpaca.credentials (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     last_validated_at   timestamptz,
     last_used_at        timestamptz,
+    live_trading        boolean NOT NULL DEFAULT false,
     CONSTRAINT credentials_account_key_unique UNIQUE (account_id, api_key_fingerprint)
 );
 CREATE INDEX credentials_owner_idx ON alpaca.credentials (owner_id);
@@ -195,7 +196,8 @@ CREATE TABLE alpaca.audit_log (
     credential_id uuid,
     action        text NOT NULL,
     purpose       text,
-    outcome       text NOT NULL DEFAULT 'ok'
+    outcome       text NOT NULL DEFAULT 'ok',
+    client_order_id text
 );
 CREATE INDEX audit_log_app_user_idx ON alpaca.audit_log (app_user, at);
 CREATE INDEX audit_log_credential_idx ON alpaca.audit_log (credential_id, at);
@@ -203,7 +205,8 @@ CREATE INDEX audit_log_credential_idx ON alpaca.audit_log (credential_id, at);
 -- Nonces of redeemed tickets: a ticket is good once. Rows are purged after expiry.
 CREATE TABLE alpaca.redeemed_tickets (
     nonce      bytea PRIMARY KEY,
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    audited    boolean NOT NULL DEFAULT false
 );
 CREATE INDEX redeemed_tickets_expires_idx ON alpaca.redeemed_tickets (expires_at);
 
@@ -245,7 +248,7 @@ ALTER TABLE alpaca.redeemed_tickets OWNER TO alpaca_owner;
 -- Applications read metadata through RLS; the secret columns are not granted to anyone.
 GRANT SELECT ON alpaca.accounts TO alpaca_app;
 GRANT SELECT (id, account_id, owner_id, label, environment, key_hint, is_active, created_at,
-              updated_at, last_validated_at, last_used_at)
+              updated_at, last_validated_at, last_used_at, live_trading)
     ON alpaca.credentials TO alpaca_app;
 GRANT SELECT ON alpaca.audit_log TO alpaca_app, alpaca_admin;
 
@@ -399,7 +402,8 @@ $$;
 
 CREATE FUNCTION alpaca_update_credential(id uuid, api_key text DEFAULT NULL,
                                          secret_key text DEFAULT NULL,
-                                         is_active boolean DEFAULT NULL, label text DEFAULT NULL)
+                                         is_active boolean DEFAULT NULL, label text DEFAULT NULL,
+                                         live_trading boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_variable
@@ -436,9 +440,15 @@ BEGIN
     UPDATE alpaca.credentials c
        SET is_active = coalesce(alpaca_update_credential.is_active, c.is_active),
            label = coalesce(alpaca_update_credential.label, c.label),
+           live_trading = coalesce(alpaca_update_credential.live_trading, c.live_trading),
            updated_at = now()
      WHERE c.id = cur.id;
     PERFORM alpaca._audit('update', cur.id);
+    -- The owner's key of live trading is an action of its own in the audit log.
+    IF live_trading IS DISTINCT FROM cur.live_trading AND live_trading IS NOT NULL THEN
+        PERFORM alpaca._audit(CASE WHEN live_trading THEN 'live_trading_on' ELSE 'live_trading_off' END,
+                              cur.id);
+    END IF;
 END $$;
 
 CREATE FUNCTION alpaca_delete_credential(id uuid) RETURNS boolean
@@ -462,9 +472,9 @@ DECLARE
     active boolean;
     t text;
 BEGIN
-    IF purpose IS NULL OR purpose NOT IN ('validate', 'account', 'positions', 'orders', 'clock') THEN
+    IF purpose IS NULL OR purpose NOT IN ('validate', 'account', 'positions', 'orders', 'clock', 'trade') THEN
         RAISE EXCEPTION 'unknown ticket purpose'
-            USING ERRCODE = '22023', HINT = 'Use validate, account, positions, orders or clock.';
+            USING ERRCODE = '22023', HINT = 'Use validate, account, positions, orders, clock or trade.';
     END IF;
     IF ttl IS NULL OR ttl <= interval '0' OR ttl > interval '5 minutes' THEN
         RAISE EXCEPTION 'ticket ttl must be more than 0 and at most 5 minutes' USING ERRCODE = '22023';
@@ -509,7 +519,7 @@ BEGIN
         DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < clock_timestamp() - interval '1 minute';
     END IF;
     PERFORM alpaca._set_user(claims.app_user);
-    SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active INTO cur
+    SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active, c.live_trading INTO cur
       FROM alpaca.credentials c WHERE c.id = claims.credential_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'ticket names a credential that does not exist, is not committed yet, or is not owned by its user'
@@ -517,6 +527,12 @@ BEGIN
     END IF;
     IF NOT cur.is_active THEN
         RAISE EXCEPTION 'ticket names a deactivated credential' USING ERRCODE = '42501';
+    END IF;
+    -- The two keys of live trading, checked again where the keys leave (README, "Trading").
+    IF purpose = 'trade' AND cur.environment = 'live'
+       AND NOT (alpaca._live_trading_allowed() AND cur.live_trading) THEN
+        RAISE EXCEPTION 'live trading is not enabled for the credential of this ticket'
+            USING ERRCODE = '42501';
     END IF;
     PERFORM alpaca._audit('decrypt', cur.id, purpose, 'ok', claims.app_user);
     PERFORM set_config(alpaca._user_setting_name(), '', true);
@@ -995,6 +1011,492 @@ GRANT EXECUTE ON FUNCTION alpaca._sidecar_status_json() TO alpaca_maintainer;
 GRANT EXECUTE ON FUNCTION alpaca._rotation_note(alpaca.rotation_state), alpaca_rotation_progress(),
     alpaca_sidecar_status() TO alpaca_admin;
 
+-- Trading (README, "Trading"): orders are sent when the statement runs (a ROLLBACK does not
+-- undo them); every order carries a client_order_id; the sidecar never repeats a POST
+-- blindly; a live credential trades only with pg_alpaca.allow_live_trading AND its own
+-- live_trading opt-in. Each trading call's audit row is committed by the sidecar
+-- (alpaca._audit_trade), so it stays when the application rolls back.
+--------------------------------------------------------------------------------------------
+CREATE FUNCTION alpaca._live_trading_allowed() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'pga_live_trading_allowed' LANGUAGE C STABLE;
+CREATE FUNCTION alpaca._alpaca_send(cred uuid, op text, ticket text, target text, query text[],
+        body text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pga_alpaca_send' LANGUAGE C VOLATILE;
+
+-- The two keys of live trading; paper credentials need neither. 42501 names what is missing.
+CREATE FUNCTION alpaca._check_trading(cred uuid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    cluster_on boolean;
+BEGIN
+    SELECT x.environment, x.live_trading INTO c FROM alpaca.credentials x WHERE x.id = cred;
+    IF NOT FOUND THEN
+        PERFORM alpaca._not_found(cred);
+    END IF;
+    IF c.environment <> 'live' THEN
+        RETURN;
+    END IF;
+    cluster_on := alpaca._live_trading_allowed();
+    IF NOT cluster_on AND NOT c.live_trading THEN
+        RAISE EXCEPTION 'live trading is off for credential %: pg_alpaca.allow_live_trading is off and its owner has not opted in', cred
+            USING ERRCODE = '42501',
+                  DETAIL = 'pg_alpaca.allow_live_trading is off and the credential''s owner has not opted in.',
+                  HINT = 'A superuser sets pg_alpaca.allow_live_trading = on; the owner calls alpaca_update_credential(id, live_trading => true).';
+    ELSIF NOT cluster_on THEN
+        RAISE EXCEPTION 'live trading is off for this cluster (pg_alpaca.allow_live_trading)'
+            USING ERRCODE = '42501',
+                  HINT = 'Only a superuser can turn pg_alpaca.allow_live_trading on.';
+    ELSIF NOT c.live_trading THEN
+        RAISE EXCEPTION 'credential % is live and its owner has not opted in to live trading', cred
+            USING ERRCODE = '42501',
+                  HINT = 'Call alpaca_update_credential(id, live_trading => true).';
+    END IF;
+END $$;
+
+-- Argument checks shared by the order functions: 22023 naming the argument.
+CREATE FUNCTION alpaca._check_client_order_id(client_order_id text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF client_order_id IS NOT NULL AND client_order_id !~ '^[A-Za-z0-9._:-]{1,128}$' THEN
+        RAISE EXCEPTION 'client_order_id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -'
+            USING ERRCODE = '22023';
+    END IF;
+END $$;
+
+CREATE FUNCTION alpaca._check_amount(value numeric, what text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF value <= 0 OR value = 'NaN'::numeric THEN
+        RAISE EXCEPTION '% must be greater than 0', what USING ERRCODE = '22023';
+    END IF;
+    IF value >= 1e15 OR scale(value) > 9 THEN
+        RAISE EXCEPTION '% must be below 1e15 with at most 9 decimal places', what
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN value::text;
+END $$;
+
+CREATE FUNCTION alpaca._symbol_class(symbol text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF symbol IS NULL OR length(symbol) > 32 OR symbol !~ '^[A-Za-z0-9]+([./-][A-Za-z0-9]+)*$' THEN
+        RAISE EXCEPTION 'symbol must be 1 to 32 characters of A-Z a-z 0-9, with single . / - between them'
+            USING ERRCODE = '22023';
+    END IF;
+    IF symbol ~ '^[A-Za-z]{1,6}[0-9]{6}[CP][0-9]{8}$' THEN
+        RETURN 'us_option';
+    ELSIF symbol ~ '/' OR symbol ~ '^[A-Z]{2,6}(USD|USDT|USDC)$' THEN
+        RETURN 'crypto';
+    END IF;
+    RETURN 'us_equity';
+END $$;
+
+-- Checks alpaca_submit_order's arguments and builds Alpaca's JSON body. A missing
+-- client_order_id becomes 'pga-' || 32 hex digits of a random UUID.
+CREATE FUNCTION alpaca._order_body(symbol text, side text, qty numeric, notional numeric,
+        type text, time_in_force text, limit_price numeric, stop_price numeric,
+        trail_price numeric, trail_percent numeric, extended_hours boolean,
+        client_order_id text, order_class text, take_profit_limit_price numeric,
+        stop_loss_stop_price numeric, stop_loss_limit_price numeric, position_intent text,
+        legs jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cls text := coalesce(order_class, 'simple');
+    asset text;
+    leg jsonb;
+    out_legs jsonb := '[]';
+    coid text := coalesce(client_order_id, 'pga-' || replace(gen_random_uuid()::text, '-', ''));
+BEGIN
+    IF cls NOT IN ('simple', 'bracket', 'oco', 'oto', 'mleg') THEN
+        RAISE EXCEPTION 'order_class must be simple, bracket, oco, oto or mleg' USING ERRCODE = '22023';
+    END IF;
+    IF cls = 'mleg' THEN
+        IF symbol IS NOT NULL THEN
+            RAISE EXCEPTION 'symbol must be NULL for an mleg order (the legs name the contracts)'
+                USING ERRCODE = '22023';
+        END IF;
+        asset := 'us_option';
+    ELSE
+        asset := alpaca._symbol_class(symbol);
+        IF side IS NULL OR side NOT IN ('buy', 'sell') THEN
+            RAISE EXCEPTION 'side must be buy or sell' USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    IF side IS NOT NULL AND side NOT IN ('buy', 'sell') THEN
+        RAISE EXCEPTION 'side must be buy or sell' USING ERRCODE = '22023';
+    END IF;
+    IF type IS NULL OR type NOT IN ('market', 'limit', 'stop', 'stop_limit', 'trailing_stop') THEN
+        RAISE EXCEPTION 'type must be market, limit, stop, stop_limit or trailing_stop' USING ERRCODE = '22023';
+    END IF;
+    IF time_in_force IS NULL OR time_in_force NOT IN ('day', 'gtc', 'opg', 'cls', 'ioc', 'fok') THEN
+        RAISE EXCEPTION 'time_in_force must be day, gtc, opg, cls, ioc or fok' USING ERRCODE = '22023';
+    END IF;
+    IF (qty IS NULL) = (notional IS NULL) THEN
+        RAISE EXCEPTION 'give exactly one of qty and notional' USING ERRCODE = '22023';
+    END IF;
+    PERFORM alpaca._check_amount(qty, 'qty'), alpaca._check_amount(notional, 'notional'),
+            alpaca._check_amount(limit_price, 'limit_price'),
+            alpaca._check_amount(stop_price, 'stop_price'),
+            alpaca._check_amount(trail_price, 'trail_price'),
+            alpaca._check_amount(trail_percent, 'trail_percent'),
+            alpaca._check_amount(take_profit_limit_price, 'take_profit_limit_price'),
+            alpaca._check_amount(stop_loss_stop_price, 'stop_loss_stop_price'),
+            alpaca._check_amount(stop_loss_limit_price, 'stop_loss_limit_price');
+    IF trail_percent > 100 THEN
+        RAISE EXCEPTION 'trail_percent must be at most 100' USING ERRCODE = '22023';
+    END IF;
+    IF notional IS NOT NULL AND type <> 'market' THEN
+        RAISE EXCEPTION 'notional is only for market orders' USING ERRCODE = '22023';
+    END IF;
+    IF notional IS NOT NULL AND asset = 'us_equity' AND time_in_force <> 'day' THEN
+        RAISE EXCEPTION 'notional is only for day orders (time_in_force day)' USING ERRCODE = '22023';
+    END IF;
+    -- Prices by type.
+    IF type IN ('limit', 'stop_limit') AND limit_price IS NULL THEN
+        RAISE EXCEPTION 'limit_price is required for % orders', type USING ERRCODE = '22023';
+    END IF;
+    IF type NOT IN ('limit', 'stop_limit') AND limit_price IS NOT NULL THEN
+        RAISE EXCEPTION 'limit_price is not allowed for % orders', type USING ERRCODE = '22023';
+    END IF;
+    IF type IN ('stop', 'stop_limit') AND stop_price IS NULL THEN
+        RAISE EXCEPTION 'stop_price is required for % orders', type USING ERRCODE = '22023';
+    END IF;
+    IF type NOT IN ('stop', 'stop_limit') AND stop_price IS NOT NULL THEN
+        RAISE EXCEPTION 'stop_price is not allowed for % orders', type USING ERRCODE = '22023';
+    END IF;
+    IF type = 'trailing_stop' AND (trail_price IS NULL) = (trail_percent IS NULL) THEN
+        RAISE EXCEPTION 'trailing_stop orders need exactly one of trail_price and trail_percent'
+            USING ERRCODE = '22023';
+    END IF;
+    IF type <> 'trailing_stop' AND (trail_price IS NOT NULL OR trail_percent IS NOT NULL) THEN
+        RAISE EXCEPTION 'trail_price and trail_percent are only for trailing_stop orders'
+            USING ERRCODE = '22023';
+    END IF;
+    IF extended_hours AND (type <> 'limit' OR time_in_force NOT IN ('day', 'gtc')) THEN
+        RAISE EXCEPTION 'extended_hours is only for limit orders with time_in_force day or gtc'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Asset class rules.
+    IF asset = 'us_option' THEN
+        IF time_in_force NOT IN ('day', 'gtc') THEN
+            RAISE EXCEPTION 'time_in_force must be day or gtc for options' USING ERRCODE = '22023';
+        END IF;
+        IF type = 'trailing_stop' THEN
+            RAISE EXCEPTION 'type trailing_stop is not available for options' USING ERRCODE = '22023';
+        END IF;
+        IF notional IS NOT NULL THEN
+            RAISE EXCEPTION 'notional is not available for options: give qty' USING ERRCODE = '22023';
+        END IF;
+        IF qty <> trunc(qty) THEN
+            RAISE EXCEPTION 'qty must be a whole number of contracts for options' USING ERRCODE = '22023';
+        END IF;
+        IF cls IN ('bracket', 'oco', 'oto') THEN
+            RAISE EXCEPTION 'order_class % is not available for options', cls USING ERRCODE = '22023';
+        END IF;
+        IF extended_hours THEN
+            RAISE EXCEPTION 'extended_hours is not available for options' USING ERRCODE = '22023';
+        END IF;
+    ELSIF asset = 'crypto' THEN
+        IF time_in_force NOT IN ('gtc', 'ioc') THEN
+            RAISE EXCEPTION 'time_in_force must be gtc or ioc for crypto' USING ERRCODE = '22023';
+        END IF;
+        IF type NOT IN ('market', 'limit', 'stop_limit') THEN
+            RAISE EXCEPTION 'type must be market, limit or stop_limit for crypto' USING ERRCODE = '22023';
+        END IF;
+        IF cls <> 'simple' THEN
+            RAISE EXCEPTION 'order_class must be simple for crypto' USING ERRCODE = '22023';
+        END IF;
+        IF extended_hours THEN
+            RAISE EXCEPTION 'extended_hours is not available for crypto' USING ERRCODE = '22023';
+        END IF;
+    ELSIF qty <> trunc(qty) OR notional IS NOT NULL THEN
+        IF time_in_force <> 'day' OR type <> 'market' OR cls <> 'simple' THEN
+            RAISE EXCEPTION 'fractional and notional equity orders must be simple market day orders'
+                USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    -- Order class rules.
+    IF cls IN ('bracket', 'oco') AND (take_profit_limit_price IS NULL OR stop_loss_stop_price IS NULL) THEN
+        RAISE EXCEPTION '% orders need take_profit_limit_price and stop_loss_stop_price', cls
+            USING ERRCODE = '22023';
+    END IF;
+    IF cls = 'oto' AND take_profit_limit_price IS NULL AND stop_loss_stop_price IS NULL THEN
+        RAISE EXCEPTION 'oto orders need take_profit_limit_price or stop_loss_stop_price'
+            USING ERRCODE = '22023';
+    END IF;
+    IF cls = 'oco' AND type <> 'limit' THEN
+        RAISE EXCEPTION 'oco orders must be limit orders' USING ERRCODE = '22023';
+    END IF;
+    IF cls IN ('simple', 'mleg') AND (take_profit_limit_price IS NOT NULL OR stop_loss_stop_price IS NOT NULL
+                                      OR stop_loss_limit_price IS NOT NULL) THEN
+        RAISE EXCEPTION 'take_profit_limit_price and stop_loss_* are only for bracket, oco and oto orders'
+            USING ERRCODE = '22023';
+    END IF;
+    IF stop_loss_limit_price IS NOT NULL AND stop_loss_stop_price IS NULL THEN
+        RAISE EXCEPTION 'stop_loss_limit_price needs stop_loss_stop_price' USING ERRCODE = '22023';
+    END IF;
+    IF position_intent IS NOT NULL
+       AND position_intent NOT IN ('buy_to_open', 'buy_to_close', 'sell_to_open', 'sell_to_close') THEN
+        RAISE EXCEPTION 'position_intent must be buy_to_open, buy_to_close, sell_to_open or sell_to_close'
+            USING ERRCODE = '22023';
+    END IF;
+    IF cls = 'mleg' THEN
+        IF legs IS NULL OR jsonb_typeof(legs) <> 'array' OR jsonb_array_length(legs) NOT BETWEEN 2 AND 4 THEN
+            RAISE EXCEPTION 'legs must be a JSON array of 2 to 4 legs for an mleg order' USING ERRCODE = '22023';
+        END IF;
+        FOR leg IN SELECT e FROM jsonb_array_elements(legs) e LOOP
+            IF jsonb_typeof(leg) <> 'object'
+               OR EXISTS (SELECT 1 FROM jsonb_object_keys(leg) k
+                          WHERE k NOT IN ('symbol', 'ratio_qty', 'side', 'position_intent')) THEN
+                RAISE EXCEPTION 'each leg must be an object with symbol, ratio_qty, side and optionally position_intent'
+                    USING ERRCODE = '22023';
+            END IF;
+            IF alpaca._symbol_class(leg->>'symbol') <> 'us_option' THEN
+                RAISE EXCEPTION 'legs: symbol must be an OCC option symbol' USING ERRCODE = '22023';
+            END IF;
+            IF coalesce(leg->>'side', '') NOT IN ('buy', 'sell') THEN
+                RAISE EXCEPTION 'legs: side must be buy or sell' USING ERRCODE = '22023';
+            END IF;
+            IF coalesce(leg->>'ratio_qty', '') !~ '^[1-9][0-9]{0,5}$' THEN
+                RAISE EXCEPTION 'legs: ratio_qty must be a whole number from 1 to 999999' USING ERRCODE = '22023';
+            END IF;
+            IF leg->>'position_intent' IS NOT NULL AND leg->>'position_intent'
+               NOT IN ('buy_to_open', 'buy_to_close', 'sell_to_open', 'sell_to_close') THEN
+                RAISE EXCEPTION 'legs: position_intent must be buy_to_open, buy_to_close, sell_to_open or sell_to_close'
+                    USING ERRCODE = '22023';
+            END IF;
+            out_legs := out_legs || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+                'symbol', leg->>'symbol', 'ratio_qty', leg->>'ratio_qty', 'side', leg->>'side',
+                'position_intent', leg->>'position_intent')));
+        END LOOP;
+    ELSIF legs IS NOT NULL THEN
+        RAISE EXCEPTION 'legs are only for mleg orders' USING ERRCODE = '22023';
+    END IF;
+    PERFORM alpaca._check_client_order_id(coid);
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'symbol', symbol, 'side', side, 'qty', qty::text, 'notional', notional::text,
+        'type', type, 'time_in_force', time_in_force, 'limit_price', limit_price::text,
+        'stop_price', stop_price::text, 'trail_price', trail_price::text,
+        'trail_percent', trail_percent::text,
+        'extended_hours', CASE WHEN extended_hours THEN true END,
+        'client_order_id', coid, 'order_class', CASE WHEN order_class IS NOT NULL THEN cls END,
+        'take_profit', CASE WHEN take_profit_limit_price IS NOT NULL
+                            THEN jsonb_build_object('limit_price', take_profit_limit_price::text) END,
+        'stop_loss', CASE WHEN stop_loss_stop_price IS NOT NULL
+                          THEN jsonb_strip_nulls(jsonb_build_object('stop_price', stop_loss_stop_price::text,
+                                                                    'limit_price', stop_loss_limit_price::text)) END,
+        'position_intent', position_intent,
+        'legs', CASE WHEN cls = 'mleg' THEN out_legs END));
+END $$;
+
+-- One call to Alpaca for an order function: the live check (trading operations), a ticket of
+-- purpose trade (orders for the look-ups), the request, last_used_at and the caller's own audit
+-- row ('call', in the caller's transaction; the sidecar commits the trade's own row).
+CREATE FUNCTION alpaca._trade(cred uuid, op text, target text, query text[], body jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    trading boolean := op IN ('submit_order', 'replace_order', 'cancel_order', 'cancel_all_orders',
+                              'close_position');
+    answer text;
+BEGIN
+    PERFORM alpaca._require_user();
+    IF trading THEN
+        PERFORM alpaca._check_trading(cred);
+    END IF;
+    answer := alpaca._alpaca_send(cred, op,
+        alpaca._issue_ticket(cred, CASE WHEN trading THEN 'trade' ELSE 'orders' END, interval '60 seconds'),
+        target, coalesce(query, '{}'), body::text);
+    UPDATE alpaca.credentials c SET last_used_at = now() WHERE c.id = cred;
+    PERFORM alpaca._audit('call', cred, op, 'ok');
+    RETURN answer;
+END $$;
+
+CREATE FUNCTION alpaca_submit_order(cred uuid, symbol text, side text, qty numeric DEFAULT NULL,
+        notional numeric DEFAULT NULL, type text DEFAULT 'market',
+        time_in_force text DEFAULT 'day', limit_price numeric DEFAULT NULL,
+        stop_price numeric DEFAULT NULL, trail_price numeric DEFAULT NULL,
+        trail_percent numeric DEFAULT NULL, extended_hours boolean DEFAULT false,
+        client_order_id text DEFAULT NULL, order_class text DEFAULT NULL,
+        take_profit_limit_price numeric DEFAULT NULL, stop_loss_stop_price numeric DEFAULT NULL,
+        stop_loss_limit_price numeric DEFAULT NULL, position_intent text DEFAULT NULL,
+        legs jsonb DEFAULT NULL)
+RETURNS SETOF alpaca.order_row
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM alpaca._parse_orders('[' || alpaca._trade($1, 'submit_order', NULL, NULL,
+        alpaca._order_body($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                           $17, $18, $19)) || ']');
+$$;
+
+-- VOLATILE: the planner must not fold it into an error when the argument is a constant.
+CREATE FUNCTION alpaca._null_argument(what text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '% must not be NULL', what USING ERRCODE = '22023';
+END $$;
+
+CREATE FUNCTION alpaca_get_order(cred uuid, order_id uuid) RETURNS SETOF alpaca.order_row
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM alpaca._parse_orders('[' || alpaca._trade($1, 'get_order',
+        coalesce($2::text, alpaca._null_argument('order_id')), ARRAY['nested', 'true'], NULL) || ']');
+$$;
+
+CREATE FUNCTION alpaca._by_client_id_query(client_order_id text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF client_order_id IS NULL THEN
+        RAISE EXCEPTION 'client_order_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    PERFORM alpaca._check_client_order_id(client_order_id);
+    RETURN ARRAY['client_order_id', client_order_id, 'nested', 'true'];
+END $$;
+
+CREATE FUNCTION alpaca_get_order_by_client_id(cred uuid, client_order_id text)
+RETURNS SETOF alpaca.order_row
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM alpaca._parse_orders('[' || alpaca._trade($1, 'get_order_by_client_id', NULL,
+        alpaca._by_client_id_query($2), NULL) || ']');
+$$;
+
+CREATE FUNCTION alpaca._replace_body(qty numeric, limit_price numeric, stop_price numeric,
+        trail numeric, time_in_force text, client_order_id text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF qty IS NULL AND limit_price IS NULL AND stop_price IS NULL AND trail IS NULL
+       AND time_in_force IS NULL THEN
+        RAISE EXCEPTION 'give at least one of qty, limit_price, stop_price, trail and time_in_force'
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM alpaca._check_amount(qty, 'qty'), alpaca._check_amount(limit_price, 'limit_price'),
+            alpaca._check_amount(stop_price, 'stop_price'), alpaca._check_amount(trail, 'trail');
+    IF time_in_force IS NOT NULL AND time_in_force NOT IN ('day', 'gtc', 'opg', 'cls', 'ioc', 'fok') THEN
+        RAISE EXCEPTION 'time_in_force must be day, gtc, opg, cls, ioc or fok' USING ERRCODE = '22023';
+    END IF;
+    PERFORM alpaca._check_client_order_id(client_order_id);
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'qty', qty::text, 'limit_price', limit_price::text, 'stop_price', stop_price::text,
+        'trail', trail::text, 'time_in_force', time_in_force,
+        'client_order_id', coalesce(client_order_id, 'pga-' || replace(gen_random_uuid()::text, '-', ''))));
+END $$;
+
+CREATE FUNCTION alpaca_replace_order(cred uuid, order_id uuid, qty numeric DEFAULT NULL,
+        limit_price numeric DEFAULT NULL, stop_price numeric DEFAULT NULL,
+        trail numeric DEFAULT NULL, time_in_force text DEFAULT NULL,
+        client_order_id text DEFAULT NULL)
+RETURNS SETOF alpaca.order_row
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM alpaca._parse_orders('[' || alpaca._trade($1, 'replace_order',
+        coalesce($2::text, alpaca._null_argument('order_id')), NULL,
+        alpaca._replace_body($3, $4, $5, $6, $7, $8)) || ']');
+$$;
+
+CREATE FUNCTION alpaca_cancel_order(cred uuid, order_id uuid) RETURNS SETOF alpaca.order_row
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM alpaca._parse_orders('[' || alpaca._trade($1, 'cancel_order',
+        coalesce($2::text, alpaca._null_argument('order_id')), NULL, NULL) || ']');
+$$;
+
+-- One row per order Alpaca cancelled (or tried to): its id, the HTTP status of its cancel,
+-- and the order as it then was (NULL fields when that cancel failed).
+CREATE FUNCTION alpaca_cancel_all_orders(cred uuid)
+RETURNS TABLE(order_id uuid, http_status int, status text, client_order_id text, symbol text)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (e->>'id')::uuid, (e->>'status')::int, e->'body'->>'status',
+           e->'body'->>'client_order_id', e->'body'->>'symbol'
+    FROM jsonb_array_elements(alpaca._trade($1, 'cancel_all_orders', NULL, NULL, NULL)::jsonb) e;
+$$;
+
+CREATE FUNCTION alpaca._close_query(symbol text, qty numeric, percentage numeric) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM alpaca._symbol_class(symbol);
+    IF qty IS NOT NULL AND percentage IS NOT NULL THEN
+        RAISE EXCEPTION 'give at most one of qty and percentage' USING ERRCODE = '22023';
+    END IF;
+    PERFORM alpaca._check_amount(qty, 'qty'), alpaca._check_amount(percentage, 'percentage');
+    IF percentage > 100 THEN
+        RAISE EXCEPTION 'percentage must be more than 0 and at most 100' USING ERRCODE = '22023';
+    END IF;
+    IF qty IS NOT NULL THEN
+        RETURN ARRAY['qty', qty::text];
+    ELSIF percentage IS NOT NULL THEN
+        RETURN ARRAY['percentage', percentage::text];
+    END IF;
+    RETURN '{}';
+END $$;
+
+CREATE FUNCTION alpaca_close_position(cred uuid, symbol text, qty numeric DEFAULT NULL,
+        percentage numeric DEFAULT NULL) RETURNS SETOF alpaca.order_row
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM alpaca._parse_orders('[' || alpaca._trade($1, 'close_position',
+        replace($2, '/', ''), alpaca._close_query($2, $3, $4), NULL) || ']');
+$$;
+
+-- Called by the sidecar after a trading request (autocommit: the row is committed at once).
+-- The ticket proves the redeem; one row per redeemed ticket.
+CREATE FUNCTION alpaca._audit_trade(ticket text, operation text, client_order_id text,
+        outcome text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    claims record;
+BEGIN
+    SELECT * INTO claims FROM alpaca._verify_ticket(ticket);
+    IF claims.purpose <> 'trade' THEN
+        RAISE EXCEPTION 'ticket was not issued for trading' USING ERRCODE = '42501';
+    END IF;
+    UPDATE alpaca.redeemed_tickets r SET audited = true WHERE r.nonce = claims.nonce AND NOT r.audited;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ticket was not redeemed, or its trade is already recorded' USING ERRCODE = '42501';
+    END IF;
+    IF operation IS NULL OR operation NOT IN ('submit_order', 'replace_order', 'cancel_order',
+                                              'cancel_all_orders', 'close_position') THEN
+        RAISE EXCEPTION 'unknown trading operation' USING ERRCODE = '22023';
+    END IF;
+    IF client_order_id !~ '^[A-Za-z0-9._:-]{1,128}$' THEN
+        client_order_id := NULL;
+    END IF;
+    INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome, client_order_id)
+    VALUES (claims.app_user, claims.credential_id, operation, 'trade',
+            left(regexp_replace(coalesce(outcome, '?'), '[^a-z0-9 _]', '', 'g'), 64), client_order_id);
+END $$;
+
+-- Trading: ownership and privileges.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA alpaca FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._secret_key_id(alpaca_secret) TO PUBLIC;
+ALTER FUNCTION alpaca._check_trading(uuid) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._trade(uuid, text, text, text[], jsonb) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_submit_order(uuid, text, text, numeric, numeric, text, text, numeric, numeric, numeric, numeric, boolean, text, text, numeric, numeric, numeric, text, jsonb) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_get_order(uuid, uuid) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_get_order_by_client_id(uuid, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_replace_order(uuid, uuid, numeric, numeric, numeric, numeric, text, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_cancel_order(uuid, uuid) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_cancel_all_orders(uuid) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_close_position(uuid, text, numeric, numeric) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._audit_trade(text, text, text, text) OWNER TO alpaca_owner;
+REVOKE ALL ON FUNCTION alpaca_submit_order(uuid, text, text, numeric, numeric, text, text, numeric, numeric, numeric, numeric, boolean, text, text, numeric, numeric, numeric, text, jsonb),
+    alpaca_get_order(uuid, uuid), alpaca_get_order_by_client_id(uuid, text),
+    alpaca_replace_order(uuid, uuid, numeric, numeric, numeric, numeric, text, text),
+    alpaca_cancel_order(uuid, uuid), alpaca_cancel_all_orders(uuid),
+    alpaca_close_position(uuid, text, numeric, numeric) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._live_trading_allowed(),
+    alpaca._alpaca_send(uuid, text, text, text, text[], text), alpaca._check_trading(uuid),
+    alpaca._check_client_order_id(text), alpaca._check_amount(numeric, text),
+    alpaca._symbol_class(text),
+    alpaca._order_body(text, text, numeric, numeric, text, text, numeric, numeric, numeric, numeric, boolean, text, text, numeric, numeric, numeric, text, jsonb),
+    alpaca._null_argument(text), alpaca._by_client_id_query(text),
+    alpaca._replace_body(numeric, numeric, numeric, numeric, text, text),
+    alpaca._close_query(text, numeric, numeric), alpaca._verify_ticket(text) TO alpaca_owner;
+GRANT EXECUTE ON FUNCTION alpaca_submit_order(uuid, text, text, numeric, numeric, text, text, numeric, numeric, numeric, numeric, boolean, text, text, numeric, numeric, numeric, text, jsonb),
+    alpaca_get_order(uuid, uuid), alpaca_get_order_by_client_id(uuid, text),
+    alpaca_replace_order(uuid, uuid, numeric, numeric, numeric, numeric, text, text),
+    alpaca_cancel_order(uuid, uuid), alpaca_cancel_all_orders(uuid),
+    alpaca_close_position(uuid, text, numeric, numeric) TO alpaca_app;
+GRANT EXECUTE ON FUNCTION alpaca._audit_trade(text, text, text, text) TO alpaca_sidecar;
+
 --------------------------------------------------------------------------------------------
 -- Ownership and privileges
 --------------------------------------------------------------------------------------------
@@ -1011,7 +1513,7 @@ ALTER FUNCTION alpaca_create_account(text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._store_credential(uuid, text, text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_store_credential(uuid, text, text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_list_credentials(uuid) OWNER TO alpaca_owner;
-ALTER FUNCTION alpaca_update_credential(uuid, text, text, boolean, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_update_credential(uuid, text, text, boolean, text, boolean) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_delete_credential(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._issue_ticket(uuid, text, interval) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_issue_ticket(uuid, text, interval) OWNER TO alpaca_owner;
@@ -1042,7 +1544,7 @@ GRANT INSERT ON alpaca.audit_log TO alpaca_maintainer;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA alpaca FROM PUBLIC;
 REVOKE ALL ON FUNCTION alpaca_set_user(text), alpaca_set_user_jwt(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),
-    alpaca_update_credential(uuid, text, text, boolean, text), alpaca_delete_credential(uuid),
+    alpaca_update_credential(uuid, text, text, boolean, text, boolean), alpaca_delete_credential(uuid),
     alpaca_issue_ticket(uuid, text, interval),
     alpaca_validate_credential(uuid), alpaca_account(uuid), alpaca_positions(uuid),
     alpaca_orders(uuid, text, int), alpaca_key_status(), alpaca_retire_key(bigint),
@@ -1067,7 +1569,7 @@ GRANT EXECUTE ON FUNCTION alpaca._key_ring(), alpaca._reseal_credential(alpaca_s
 
 GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_set_user_jwt(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),
-    alpaca_update_credential(uuid, text, text, boolean, text), alpaca_delete_credential(uuid),
+    alpaca_update_credential(uuid, text, text, boolean, text, boolean), alpaca_delete_credential(uuid),
     alpaca_issue_ticket(uuid, text, interval), alpaca_validate_credential(uuid),
     alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int),
     alpaca_import_fernet_credential(uuid, text, text, text, text, text),

@@ -78,7 +78,7 @@ SELECT pga_try(format('SELECT alpaca_store_credential(%L, %L, %L)', :'alice_acco
 SELECT pga_try(format('SELECT alpaca_store_credential(%L, NULL, %L)', :'alice_account', 's')) AS null_key;
 SELECT pga_try($$SELECT alpaca_store_credential(NULL, 'PKX', 's')$$) AS null_account;
 SELECT pga_try($$SELECT alpaca_create_account('')$$) AS empty_account_name;
-SELECT pga_try(format('SELECT alpaca_issue_ticket(%L, %L)', :'alice_cred', 'trade')) AS bad_purpose;
+SELECT pga_try(format('SELECT alpaca_issue_ticket(%L, %L)', :'alice_cred', 'withdraw')) AS bad_purpose;
 SELECT pga_try(format('SELECT alpaca_issue_ticket(%L, %L, %L)', :'alice_cred', 'positions', '6 minutes')) AS long_ttl;
 SELECT pga_try(format('SELECT alpaca_issue_ticket(%L, %L, %L)', :'alice_cred', 'positions', '-1 second')) AS negative_ttl;
 SELECT pga_try($$SELECT alpaca_issue_ticket('not-a-uuid', 'positions')$$) AS bad_uuid;

@@ -482,3 +482,96 @@ TEST(Wire, DeeplyNestedHeaderDoesNotOverflowTheStack) {
 }
 
 }  // namespace
+
+// ---- Order operations: a target (order id, symbol) and a JSON body ----
+
+namespace {
+
+pga::SidecarRequest trade_request(const std::string &op) {
+    pga::SidecarRequest r;
+    r.request_id = "t1";
+    r.operation = op;
+    r.ticket = pga::secure_copy("pgat1.ticket");
+    return r;
+}
+
+}  // namespace
+
+TEST(Wire, TradeOperationsAndPurposes) {
+    for (const char *op :
+         {"submit_order", "replace_order", "cancel_order", "cancel_all_orders", "close_position"}) {
+        EXPECT_TRUE(pga::is_known_operation(op)) << op;
+        EXPECT_TRUE(pga::is_trading_operation(op)) << op;
+        EXPECT_EQ(pga::ticket_purpose(op), "trade") << op;
+    }
+    EXPECT_EQ(pga::ticket_purpose("get_order"), "orders");
+    EXPECT_EQ(pga::ticket_purpose("get_order_by_client_id"), "orders");
+    EXPECT_EQ(pga::ticket_purpose("positions"), "positions");
+    EXPECT_EQ(pga::ticket_purpose("trade"), "");  // not an operation
+    EXPECT_FALSE(pga::is_trading_operation("orders"));
+    EXPECT_FALSE(pga::is_trading_operation("get_order"));
+}
+
+TEST(Wire, TradeRequestRoundTripWithTargetAndBody) {
+    auto in = trade_request("replace_order");
+    in.target = "61e69015-8549-4bfd-b9c3-01e75843f47d";
+    in.body = R"({"qty":"2","client_order_id":"pga-1"})";
+    const auto frame = pga::encode_request(in);
+    const auto out = pga::decode_request(frame.data() + 4, frame.size() - 4);
+    EXPECT_EQ(out.operation, "replace_order");
+    EXPECT_EQ(out.target, in.target);
+    EXPECT_EQ(out.body, in.body);
+    EXPECT_EQ(pga::as_view(out.ticket), "pgat1.ticket");
+}
+
+TEST(Wire, TradeRequestRefusals) {
+    auto expect_refused = [](pga::SidecarRequest r, const char *why) {
+        EXPECT_THROW(pga::encode_request(r), pga::Error) << why;
+    };
+    auto r = trade_request("submit_order");
+    expect_refused(r, "submit without a body");
+    r.body = "[1]";
+    expect_refused(r, "body not an object");
+    r.body = "{\"a\":";
+    expect_refused(r, "body not JSON");
+    r.body = "{\"qty\":\"" + std::string(pga::kMaxRequestBody, '1') + "\"}";
+    expect_refused(r, "body too large");
+    r.body = "{}";
+    r.target = "AAPL";
+    expect_refused(r, "submit takes no target");
+
+    auto c = trade_request("cancel_order");
+    expect_refused(c, "cancel without a target");
+    for (const char *bad :
+         {"../account", "a/b", "a b", "a?x=1", "a%2F", "x#y", "..", ".x", "a..b"}) {
+        c.target = bad;
+        expect_refused(c, bad);
+    }
+    c.target = std::string(pga::kMaxTargetLen + 1, 'a');
+    expect_refused(c, "target too long");
+    c.target = "BRK.B";
+    EXPECT_NO_THROW(pga::encode_request(c));
+    c.body = "{}";
+    expect_refused(c, "cancel takes no body");
+
+    auto g = trade_request("positions");
+    g.body = "{}";
+    expect_refused(g, "a read takes no body");
+}
+
+TEST(Wire, TradeRequestDecoderIsAsStrict) {
+    // A body on a read and a target the op does not take are refused on decode too.
+    auto r = trade_request("cancel_order");
+    r.target = "abc";
+    auto frame = pga::encode_request(r);
+    std::vector<std::uint8_t> p(frame.begin() + 4, frame.end());
+    p.push_back('{');
+    p.push_back('}');
+    EXPECT_THROW(pga::decode_request(p.data(), p.size()), pga::Error);
+    const std::string hdr =
+        R"({"v":1,"id":"x","op":"positions","ticket":"t","query":{},"target":"AAPL"})";
+    std::vector<std::uint8_t> q(4);
+    q[3] = static_cast<std::uint8_t>(hdr.size());
+    q.insert(q.end(), hdr.begin(), hdr.end());
+    EXPECT_THROW(pga::decode_request(q.data(), q.size()), pga::Error);
+}
