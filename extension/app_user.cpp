@@ -67,3 +67,9 @@ PGA_FUNCTION(pga_set_user) {
     });
     PG_RETURN_VOID();
 }
+
+// alpaca._end_user() RETURNS void: the extension's own code is done acting for a user.
+PGA_FUNCTION(pga_end_user) {
+    pga::ext::end_user();
+    PG_RETURN_VOID();
+}

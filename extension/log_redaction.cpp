@@ -49,6 +49,8 @@ const char *const kSensitiveNames[] = {
     "_redeem_prepare",
     "_fernet_decrypt",
     "_alpaca_get",
+    "_alpaca_send",
+    "_audit_trade",
 };
 const char kRedacted[] = "[redacted by pg_alpaca]";
 const char kAuditPrefix[] = "AUDIT: ";

@@ -10,7 +10,8 @@
 //      purpose, single use (nonce row), owner and active flag under RLS as the ticket's user,
 //      and writes the audit row;
 //   3. decrypt the two envelopes (a failure here rolls everything back: nothing left);
-//   4. COMMIT (SPI_commit): the nonce row and the audit row are durable;
+//   4. COMMIT (SPI_commit) and flush that commit to the WAL: the nonce row and the audit row are
+//      durable even with synchronous_commit off;
 //   5. only then return the keys as the OUT parameters, and wipe our copies.
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "extension/vault_state.hpp"
 
 extern "C" {
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -122,6 +124,10 @@ PGA_FUNCTION(pga_redeem_ticket) {
         pga::open_secret(ring, env.secret_key, env.credential_id, "secret_key");
     // Fails with 2D000 inside a subtransaction (a plpgsql block with an exception handler).
     pga::pg::call([] { SPI_commit(); });
+    // Durable before the keys leave, whatever synchronous_commit says (any role may turn it off
+    // for its session): a crash right after this cannot lose the mark and let the ticket work
+    // again.
+    pga::pg::call([] { XLogFlush(XactLastCommitEnd); });
     pga::pg::call([] { SPI_finish(); });
 
     std::vector<text *> owned;

@@ -206,4 +206,13 @@ void set_verified_user(const std::string &user) {
     });
 }
 
+void end_user() {
+    g_verified.clear();  // every level: nobody is verified any more in this transaction
+    const char *name = user_setting_name();
+    pga::pg::call([&] {
+        (void)set_config_option(name, "", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                false);
+    });
+}
+
 }  // namespace pga::ext

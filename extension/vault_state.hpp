@@ -39,4 +39,9 @@ std::optional<std::string> current_app_user();
 // user_source = setting, or for a superuser or the extension's own code (alpaca_owner).
 void set_verified_user(const std::string &user);
 
+// Leaves no application user for the rest of the transaction: the setting emptied and, with
+// user_source = jwt, no verified user remembered (so a later SET LOCAL names nobody). The
+// extension's own code calls it after acting for a user it named (batch import, redeem).
+void end_user();
+
 }  // namespace pga::ext

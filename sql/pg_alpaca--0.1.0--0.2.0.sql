@@ -40,6 +40,10 @@ CREATE FUNCTION alpaca._current_user() RETURNS text
     AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION alpaca._set_user(user_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
+-- After acting for a user it named (batch import, redeem): no user, and none remembered as
+-- verified, for the rest of the transaction.
+CREATE FUNCTION alpaca._end_user() RETURNS void
+    AS 'MODULE_PATHNAME', 'pga_end_user' LANGUAGE C VOLATILE;
 
 -- Row shapes declared once.
 -- The row shapes of Alpaca's answers, declared once: the parsers and the fetching functions
@@ -339,7 +343,7 @@ BEGIN
     ON CONFLICT (id) DO NOTHING;
     new_id := alpaca._import_fernet_credential(account_id, api_key_token, secret_key_token,
         fernet_key, coalesce(environment, 'paper'), label);
-    PERFORM set_config(alpaca._user_setting_name(), '', true);
+    PERFORM alpaca._end_user();
     RETURN new_id;
 END $$;
 -- Batch import of a whole table of the earlier system, by an administrator. `source` must have
@@ -541,7 +545,7 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     PERFORM alpaca._audit('decrypt', cur.id, purpose, 'ok', claims.app_user);
-    PERFORM set_config(alpaca._user_setting_name(), '', true);
+    PERFORM alpaca._end_user();
     RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
 END $$;
 
@@ -1201,3 +1205,7 @@ GRANT EXECUTE ON FUNCTION alpaca_submit_order(uuid, text, text, numeric, numeric
     alpaca_cancel_order(uuid, uuid), alpaca_cancel_all_orders(uuid),
     alpaca_close_position(uuid, text, numeric, numeric) TO alpaca_app;
 GRANT EXECUTE ON FUNCTION alpaca._audit_trade(text, text, text, text) TO alpaca_sidecar;
+
+-- alpaca._end_user (created at the top) is the extension's own.
+REVOKE ALL ON FUNCTION alpaca._end_user() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._end_user() TO alpaca_owner;

@@ -87,6 +87,10 @@ CREATE FUNCTION alpaca._current_user() RETURNS text
     AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION alpaca._set_user(user_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
+-- After acting for a user it named (batch import, redeem): no user, and none remembered as
+-- verified, for the rest of the transaction.
+CREATE FUNCTION alpaca._end_user() RETURNS void
+    AS 'MODULE_PATHNAME', 'pga_end_user' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION alpaca._user_setting_name() RETURNS text
     AS 'MODULE_PATHNAME', 'pga_user_setting_name' LANGUAGE C STABLE;
@@ -535,7 +539,7 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     PERFORM alpaca._audit('decrypt', cur.id, purpose, 'ok', claims.app_user);
-    PERFORM set_config(alpaca._user_setting_name(), '', true);
+    PERFORM alpaca._end_user();
     RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
 END $$;
 
@@ -816,7 +820,7 @@ BEGIN
     ON CONFLICT (id) DO NOTHING;
     new_id := alpaca._import_fernet_credential(account_id, api_key_token, secret_key_token,
         fernet_key, coalesce(environment, 'paper'), label);
-    PERFORM set_config(alpaca._user_setting_name(), '', true);
+    PERFORM alpaca._end_user();
     RETURN new_id;
 END $$;
 
@@ -1566,6 +1570,7 @@ GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, 
     TO alpaca_owner;
 GRANT EXECUTE ON FUNCTION alpaca._key_ring(), alpaca._reseal_credential(alpaca_secret, alpaca_secret, uuid)
     TO alpaca_maintainer;
+GRANT EXECUTE ON FUNCTION alpaca._end_user() TO alpaca_owner;
 
 GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_set_user_jwt(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),

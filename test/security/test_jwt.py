@@ -469,6 +469,31 @@ class JwtUserSource(JwtBase):
         CROSS_USER_READS.append((setup, n))
         self.assertEqual(n, 0)
 
+    def test_import_leaves_nobody_verified(self):
+        """The review's attack: a role in alpaca_admin and alpaca_app imports a row for bob
+        (alpaca._import_row acts as bob), then names bob with SET LOCAL: nobody."""
+        import hardening_lib as H
+        role = f"ops_{uuid.uuid4().hex[:8]}"
+        with S.connect() as su:
+            su.execute(f"CREATE ROLE {role} LOGIN IN ROLE alpaca_admin, alpaca_app")
+        try:
+            key = H.fernet_key()
+            with S.connect(role=role) as ops:
+                with ops.transaction():
+                    ops.execute("SELECT alpaca._import_row(%s, gen_random_uuid(), %s, %s, %s, 'paper', NULL)",
+                                (self.bob, H.fernet_encrypt(key, "PKJWTIMPORT000000001"),
+                                 H.fernet_encrypt(key, "jwt-import-secret"), key))
+                    ops.execute(f"SET LOCAL app.current_user_id = '{self.bob}'")
+                    self.assertIsNone(ops.execute("SELECT alpaca_current_user()").fetchone()[0])
+                    n = ops.execute("SELECT count(*) FROM alpaca_list_credentials() WHERE id = %s",
+                                    (self.bob_cred,)).fetchone()[0]
+                    raise psycopg.Rollback()  # leave no imported row behind
+            CROSS_USER_READS.append(("SET LOCAL after _import_row", n))
+            self.assertEqual(n, 0)
+        finally:
+            with S.connect() as su:
+                su.execute(f"DROP ROLE {role}")
+
     def test_token_for_another_audience(self):
         """bob's token minted for another service does not make bob the user here."""
         tok = token(self.keys["PS256"], self.bob, aud="another-service")

@@ -650,6 +650,28 @@ class LogCanaries(unittest.TestCase):
         self.assert_no_keys("unlisted wrapper (errors)", mark, keys, controls,
                             must_see=("no application user is set", "must not contain spaces"))
 
+    def test_trading_calls_log_no_ticket(self):
+        """Attacks 'anyone reading logs ... cannot see a ticket' through the trading path: the
+        sidecar's trade audit call (alpaca._audit_trade) carries the redeemed trade ticket as a
+        bind parameter; with log_statement = all it must be masked like the redeem's."""
+        user = self.user()
+        with self.app() as app:
+            key, secret = self.canary_pair("trade")
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                acct = app.execute("SELECT alpaca_create_account('trade canaries')").fetchone()[0]
+                cred = app.execute("SELECT alpaca_store_credential(%s, %s, %s)",
+                                   (acct, key, secret)).fetchone()[0]
+            mark = self.log_mark()
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                app.execute("SELECT * FROM alpaca_submit_order(%s, 'AAPL', 'buy', qty => 1)", (cred,))
+            controls = [self.control(app)]
+        text = self.log_since(mark)
+        self.assertIn("_audit_trade", text, "the sidecar's trade audit statement was logged")
+        self.assertNotIn("pgat1.", text.replace("pgat1.AAAA", ""), "a ticket reached the log")
+        self.assert_no_keys("trading", mark, [key, secret], controls)
+
     def test_pgaudit(self):
         """Attacks 'anyone reading logs ... cannot see a key, secret or ticket': pgaudit with
         log = all and log_parameter = on logs every statement and every nested function call

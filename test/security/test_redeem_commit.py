@@ -8,6 +8,7 @@ The invariant checked after every attack: each time keys came back, the ticket i
 (a replay is refused) and exactly one committed `decrypt` audit row exists for it.
 """
 import unittest
+import uuid
 
 import psycopg
 from psycopg import pq
@@ -195,6 +196,31 @@ class RedeemCommitsFirst(unittest.TestCase):
         row = self.redeem_ok(t)
         self.assertEqual((str(row[0]), row[1], row[2]), (str(self.cred), "paper", S.ALICE))
         self.assert_consumed_and_audited(t, before, got_keys=True)
+
+
+class RedeemIsDurable(unittest.TestCase):
+    def test_mark_survives_a_crash_with_synchronous_commit_off(self):
+        """The sidecar role turns synchronous_commit off for its session, redeems, and the
+        server crashes right after: the single-use mark and the audit row must survive (the
+        procedure flushes its commit), so the ticket cannot work a second time."""
+        import hardening_lib as H
+        user = f"durable-{uuid.uuid4().hex[:6]}"
+        with S.connect(role="app") as app:
+            cred = S.store(app, user, S.BOB, S.fixture_secret(S.BOB), account_name="durable")
+            t = S.as_user(app, user, "SELECT alpaca_issue_ticket(%s, 'account')", (cred,))[0][0]
+        with S.connect(role=SIDECAR) as sc:
+            sc.execute("SET synchronous_commit = off")
+            self.assertEqual(sc.execute(CALL, (t, "account")).fetchone()[2], S.BOB)
+            H.pg_restart(mode="immediate")
+        with S.connect(role=SIDECAR) as sc:
+            with self.assertRaises(psycopg.Error) as cm:
+                sc.execute(CALL, (t, "account"))
+            self.assertEqual(cm.exception.sqlstate, "42501")
+        with S.connect() as su:
+            n = su.execute("SELECT count(*) FROM alpaca.audit_log WHERE action = 'decrypt' AND "
+                           "credential_id = %s", (cred,)).fetchone()[0]
+        self.assertEqual(n, 1)
+        H.sidecar_ensure_running()
 
 
 if __name__ == "__main__":
