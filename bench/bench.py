@@ -51,6 +51,8 @@ SIZES = {
     "B3_RUNS": (3, 1),
     "B4_CALLS": (1000, 50),
     "B4_RUNS": (3, 1),
+    "B8_CALLS": (300, 20),
+    "B8_RUNS": (3, 1),
     "B5_SECONDS": (10, 1),
     "B5_RUNS": (3, 1),
     "B5_DELAY_MS": (20, 20),
@@ -493,6 +495,72 @@ def b4(args):
     return figures
 
 
+def curl_post_latencies(key_id, calls, tag):
+    """POST /v2/orders `calls` times (the order B8 places, each with its own client_order_id) on
+    one keep-alive connection; per-request ms."""
+    url = ENV["PGA_STANDIN_PAPER_URL"] + "/v2/orders"
+    with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as f:
+        for i in range(calls):
+            body = json.dumps({"symbol": "AAPL", "side": "buy", "qty": "1", "type": "limit",
+                               "time_in_force": "day", "limit_price": "0.01",
+                               "client_order_id": f"b8-curl-{tag}-{i}"})
+            f.write(f'header = "APCA-API-KEY-ID: {key_id}"\n')
+            f.write(f'header = "APCA-API-SECRET-KEY: {fixture_secret(key_id)}"\n')
+            f.write('header = "Content-Type: application/json"\n')
+            f.write(f'cacert = "{ENV["PGA_CA_FILE"]}"\n')
+            f.write(f'data = {json.dumps(body)}\nurl = "{url}"\noutput = "/dev/null"\n')
+            f.write('write-out = "%{time_total} %{num_connects}\\n"\n')
+            if i + 1 < calls:
+                f.write("next\n")
+        cfg = f.name
+    try:
+        p = subprocess.run(["curl", "-sS", "--http1.1", "--fail", "-K", cfg],
+                           capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(cfg)
+    rows = [line.split() for line in p.stdout.splitlines() if line.strip()]
+    if sum(int(c) for _, c in rows) != 1:
+        raise RuntimeError("curl did not keep its connection alive")
+    return [float(t) * 1000.0 for t, _ in rows]
+
+
+# B8: placing an order through the sidecar vs a keep-alive curl POST of the same order
+def b8(args):
+    calls, runs = size("B8_CALLS", args.smoke), size("B8_RUNS", args.smoke)
+    db = ENV.get("PGDATABASE", "alpaca")
+    opts = "-c app.current_user_id=b8"
+    control("POST", "/ratelimit", {"limit": 10000000})
+    order_cred = store_one(db, "b8", "PKBENCH10", "b8 orders")
+    read_cred = store_one(db, "b8", "PKBENCH10", "b8 reads")
+    pgbench(db, "b8_submit.sql", 1, transactions=max(10, calls // 10),
+            defines={"cred": order_cred}, options=opts)
+    curl_post_latencies("PKBENCH10", max(10, calls // 10), "warm")
+    o50, o99, b50, b99, over, ratio = [], [], [], [], [], []
+    for r in range(runs):
+        _, lat = pgbench(db, "b8_submit.sql", 1, transactions=calls,
+                         defines={"cred": order_cred}, latency_log=True, options=opts)
+        cl = curl_post_latencies("PKBENCH10", calls, f"r{r}")
+        # The read overhead of the same run (B4 at 10 positions) for the target's ratio.
+        _, rl = pgbench(db, "b4_positions.sql", 1, transactions=calls,
+                        defines={"cred": read_cred}, latency_log=True, options=opts)
+        rc = curl_latencies("PKBENCH10", calls)
+        o50.append(pct(lat, 50)), o99.append(pct(lat, 99))
+        b50.append(pct(cl, 50)), b99.append(pct(cl, 99))
+        over.append(o50[-1] - b50[-1])
+        read_over = max(pct(rl, 50) - pct(rc, 50), 1e-3)
+        ratio.append(over[-1] / read_over)
+    log(f"B8: ours p50 {spread(o50)} p99 {spread(o99)}; curl POST p50 {spread(b50)} p99 {spread(b99)}; "
+        f"overhead / B4 overhead {spread(ratio)}")
+    return [
+        Figure("B8", "`alpaca_submit_order` latency p50 (ms); ratio column = overhead ms", o50, b50, "ms",
+               over, "+", "(report)", None),
+        Figure("B8", "the same, p99 (ms)", o99, b99, "ms", [o - b for o, b in zip(o99, b99)], "+",
+               "(report)", None),
+        Figure("B8", "submit overhead / read overhead (B4, 10 positions) of the same run", over,
+               over, "", ratio, "", "overhead ≤ 1.5 × the B4 overhead", lambda x: x <= 1.5),
+    ]
+
+
 def b5(args):
     seconds, runs = size("B5_SECONDS", args.smoke), size("B5_RUNS", args.smoke)
     delay = size("B5_DELAY_MS", args.smoke)
@@ -748,7 +816,7 @@ def main():
         "CREATE ROLE bench LOGIN IN ROLE alpaca_app, alpaca_sidecar; END IF; END $$")
     prepare_db(ENV.get("PGDATABASE", "alpaca"))
     figures = []
-    steps = [("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5), ("B11", b11)]
+    steps = [("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5), ("B8", b8), ("B11", b11)]
     for fid, fn in steps:
         if fid in only:
             figures += fn(args)
