@@ -15,10 +15,19 @@
 
 #include "common/error.hpp"
 
+// RapidJSON's out-of-line helpers (SkipWhitespace_SIMD, ...) stay inside the library that uses
+// them: called directly, not through the PLT of a shared object such as pg_alpaca.so.
+#include <cassert>
+#include <cmath>
+#include <cstdlib>
+#include <iterator>
+#include <new>
+#pragma GCC visibility push(hidden)
 #include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#pragma GCC visibility pop
 
 #include <array>
 #include <cstring>
@@ -132,10 +141,15 @@ struct Slot {
     std::string_view text;
 };
 
+// O(1): length and three characters (a hit is confirmed by comparing the whole key).
 std::uint32_t key_hash(const char *s, std::size_t n) noexcept {
-    std::uint32_t h = 2166136261u;
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(s[i])) * 16777619u;
-    return h;
+    if (n == 0) return 0;
+    const auto c = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[i])); };
+    std::uint32_t h = static_cast<std::uint32_t>(n) * 0x9E3779B1u;
+    h ^= c(0) * 0x85EBCA77u;
+    h ^= c(n - 1) * 0xC2B2AE3Du;
+    h ^= c(n / 2) * 0x27D4EB2Fu;
+    return h ^ (h >> 15);
 }
 
 struct Shape {
@@ -293,10 +307,11 @@ using LegsWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 // The SAX handler: tracks depth, collects the current element's slots, captures legs.
 class Handler {
   public:
+    // check_nul: the document may decode to a NUL (it holds "\u0000"); raw NULs were refused.
     Handler(const Shape &shape, RecordSink sink, rapidjson::StringBuffer &legs_buf,
-            LegsWriter &legs)
+            LegsWriter &legs, bool check_nul)
         : shape_(shape), sink_(sink), legs_buf_(legs_buf), legs_(legs),
-          elem_depth_(shape.array ? 2 : 1) {}
+          elem_depth_(shape.array ? 2 : 1), check_nul_(check_nul) {}
 
     bool Null() { return capturing() ? legs_.Null() : scalar(Seen::Null, {}, false); }
     bool Bool(bool b) { return capturing() ? legs_.Bool(b) : scalar(Seen::Bool, {}, b); }
@@ -311,12 +326,12 @@ class Handler {
         return scalar(Seen::Number, {s, len}, false);
     }
     bool String(const char *s, SizeType len, bool) {
-        if (std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
+        if (check_nul_ && std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
         if (capturing()) return legs_.String(s, len);
         return scalar(Seen::String, {s, len}, false);
     }
     bool Key(const char *s, SizeType len, bool) {
-        if (std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
+        if (check_nul_ && std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
         if (capturing()) return legs_.Key(s, len);
         if (in_elem_ && depth_ == elem_depth_) pending_ = shape_.find(s, len);
         return true;
@@ -416,7 +431,7 @@ class Handler {
     void end_element() {
         in_elem_ = false;
         if (failed_) return;
-        std::array<FieldValue, kMaxFields> values;
+        std::array<FieldValue, kMaxFields> &values = values_;
         for (int i = 0; i < shape_.n; ++i) {
             const auto k = static_cast<std::size_t>(i);
             if (const char *bad = validate(shape_.specs[i].kind, slots_[k], values[k])) {
@@ -443,6 +458,7 @@ class Handler {
     rapidjson::StringBuffer &legs_buf_;
     LegsWriter &legs_;
     const int elem_depth_;
+    const bool check_nul_;
     int depth_ = 0;
     bool root_array_ = false;
     bool in_elem_ = false;
@@ -453,6 +469,7 @@ class Handler {
     bool too_deep_ = false, nul_ = false, failed_ = false;
     std::exception_ptr deferred_;
     std::array<Slot, kMaxFields> slots_{};
+    std::array<FieldValue, kMaxFields> values_{};
 };
 
 OptString opt(const FieldValue &v) {
@@ -471,7 +488,7 @@ OptBool opt_bool(const FieldValue &v) {
 }  // namespace
 
 // ---------------------------------------------------------------- AlpacaReader
-struct AlpacaReader::Impl {
+struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
     std::vector<char> buf;  // in-situ copy of the document (+ NUL + SIMD padding)
     rapidjson::StringBuffer legs_buf;
     LegsWriter legs{legs_buf};
@@ -499,7 +516,10 @@ struct AlpacaReader::Impl {
             }
         } release{*this};
 
-        Handler h(shape, sink, legs_buf, legs);
+        static constexpr std::string_view kNulEscape = "\\u0000";
+        const bool check_nul =
+            std::string_view(json).find(kNulEscape) != std::string_view::npos;
+        Handler h(shape, sink, legs_buf, legs, check_nul);
         rapidjson::InsituStringStream is(buf.data());
         const rapidjson::ParseResult result = reader.Parse<kParseFlags>(is, h);
         if (h.too_deep())

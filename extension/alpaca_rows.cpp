@@ -578,19 +578,22 @@ std::string cpp_columns(const RowShape &shape) {
     return s;
 }
 
-[[noreturn]] void mismatch(const RowShape &shape, const std::string &what) {
+[[noreturn]] void mismatch(const RowShape &shape, Oid fn, const std::string &what) {
+    const std::string name = pga::pg::call([&] {
+        const char *n = get_func_name(fn);
+        return std::string(n ? n : "?");
+    });
     throw PgError(ERRCODE_INTERNAL_ERROR,
-                  std::string("pg_alpaca: the result type of ") + shape.fn +
-                      " does not match its C++ column list: " + what,
+                  "pg_alpaca: the result type of " + name + " does not match the C++ column list of " +
+                      shape.sql_type + ": " + what,
                   "C++ fills: " + cpp_columns(shape),
-                  std::string("The SQL objects and pg_alpaca.so disagree; the C++ list belongs to ") +
-                      shape.sql_type + " of this library version (ALTER EXTENSION pg_alpaca UPDATE, "
-                      "or install the matching library).");
+                  "The SQL objects and pg_alpaca.so disagree: run ALTER EXTENSION pg_alpaca UPDATE, "
+                  "or install the library that matches the installed SQL script.");
 }
 
 // Matches desc against shape's column list by name and type (cached per backend for a
 // composite type, keyed by its typcache identity, which changes with any ALTER TYPE).
-void check_shape(RowShape &shape, TupleDesc desc) {
+void check_shape(RowShape &shape, TupleDesc desc, Oid fn) {
     std::uint64_t id = 0;
     if (desc->tdtypeid != RECORDOID) {
         id = pga::pg::call([&] {
@@ -602,7 +605,7 @@ void check_shape(RowShape &shape, TupleDesc desc) {
     }
     shape.checked_type = InvalidOid;
     if (desc->natts > (int)shape.attr_column.size())
-        mismatch(shape, "it has " + std::to_string(desc->natts) + " attributes");
+        mismatch(shape, fn, "it has " + std::to_string(desc->natts) + " attributes");
     std::array<bool, 64> used{};
     for (int a = 0; a < desc->natts; ++a) {
         const Form_pg_attribute att = TupleDescAttr(desc, a);
@@ -612,17 +615,17 @@ void check_shape(RowShape &shape, TupleDesc desc) {
         int c = 0;
         while (c < shape.ncolumns && std::strcmp(shape.columns[c].name, name) != 0) ++c;
         if (c == shape.ncolumns)
-            mismatch(shape, "column \"" + std::string(name) + "\" (" + type_name(att->atttypid) +
+            mismatch(shape, fn, "column \"" + std::string(name) + "\" (" + type_name(att->atttypid) +
                                 ") has no C++ filler");
         if (att->atttypid != shape.columns[c].type)
-            mismatch(shape, "column \"" + std::string(name) + "\" is " + type_name(att->atttypid) +
+            mismatch(shape, fn, "column \"" + std::string(name) + "\" is " + type_name(att->atttypid) +
                                 " in SQL but " + type_name(shape.columns[c].type) + " in C++");
         used[(std::size_t)c] = true;
         shape.attr_column[(std::size_t)a] = (std::int16_t)c;
     }
     for (int c = 0; c < shape.ncolumns; ++c)
         if (!used[(std::size_t)c])
-            mismatch(shape, "column \"" + std::string(shape.columns[c].name) + "\" (" +
+            mismatch(shape, fn, "column \"" + std::string(shape.columns[c].name) + "\" (" +
                                 type_name(shape.columns[c].type) + ") is missing in SQL");
     shape.natts = desc->natts;
     if (desc->tdtypeid != RECORDOID) {
@@ -683,7 +686,7 @@ Datum parse_rows(FunctionCallInfo fcinfo, RowShape &shape, ReadFn read) {
                       std::string(shape.fn) + " must be called in the FROM clause or select list");
     rsinfo = pga::pg::begin_materialized_srf(fcinfo);
     TupleDesc desc = rsinfo->setDesc;
-    check_shape(shape, desc);
+    check_shape(shape, desc, fcinfo->flinfo->fn_oid);
     std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
 
     std::unique_ptr<MemoryContextData, ContextDeleter> cxt(pga::pg::call([&] {
