@@ -409,13 +409,9 @@ class Handler {
     // A value (or the start of a container) found at nesting depth `at`.
     void value_at(int at, Seen seen, std::string_view text, bool b) {
         if (at == 0) {
-            defer(shape_.what, shape_.array ? "expected an array" : "expected a JSON object");
+            defer_root();
         } else if (shape_.array && at == 1) {
-            // An element that is not an object.
-            const std::size_t index = next_index_++;
-            if (!failed_)
-                defer(std::string(shape_.what) + "[" + std::to_string(index) + "]",
-                      "expected a JSON object");
+            defer_element(next_index_++);  // an element that is not an object
         } else if (at == elem_depth_ && in_elem_ && pending_ >= 0) {
             Slot &s = slots_[static_cast<std::size_t>(pending_)];
             if (s.seen == Seen::Absent) s = Slot{seen, b, text};  // first occurrence wins
@@ -435,8 +431,7 @@ class Handler {
         for (int i = 0; i < shape_.n; ++i) {
             const auto k = static_cast<std::size_t>(i);
             if (const char *bad = validate(shape_.specs[i].kind, slots_[k], values[k])) {
-                const Record r(values.data(), shape_.what, shape_.array, index_);
-                defer(r.where() + "." + shape_.specs[i].name, bad);
+                defer_field(i, bad);
                 return;
             }
         }
@@ -447,7 +442,20 @@ class Handler {
             failed_ = true;
         }
     }
-    void defer(const std::string &where, const char *what) {
+    // The error paths stay out of line: the hot SAX callbacks keep small frames.
+    [[gnu::noinline, gnu::cold]] void defer_root() {
+        defer(shape_.what, shape_.array ? "expected an array" : "expected a JSON object");
+    }
+    [[gnu::noinline, gnu::cold]] void defer_element(std::size_t index) {
+        if (!failed_)
+            defer(std::string(shape_.what) + "[" + std::to_string(index) + "]",
+                  "expected a JSON object");
+    }
+    [[gnu::noinline, gnu::cold]] void defer_field(int field, const char *what) {
+        const Record r(values_.data(), shape_.what, shape_.array, index_);
+        defer(r.where() + "." + shape_.specs[field].name, what);
+    }
+    [[gnu::noinline, gnu::cold]] void defer(const std::string &where, const char *what) {
         if (failed_) return;
         failed_ = true;
         deferred_ = std::make_exception_ptr(Error(ErrorCode::Protocol, "alpaca " + where + ": " + what));

@@ -99,7 +99,7 @@ constexpr std::uint16_t kNumericShort = 0x8000, kNumericShortSign = 0x2000,
                         kNumericShortWeightSign = 0x0040, kNumericShortWeightMask = 0x003F,
                         kNumericNeg = 0x4000, kNumericDscaleMask = 0x3FFF;
 constexpr int kNumericShortDscaleShift = 7, kNumericShortDscaleMax = 0x1F80 >> 7;
-constexpr std::size_t kFastDigits = 1000;  // longer integer or fraction parts: numeric_in
+constexpr std::size_t kFastDigits = 64;  // longer integer or fraction parts: numeric_in
 
 // ---------------------------------------------------------------- columns
 // One row under construction. Allocations come from a context reset after every row and never

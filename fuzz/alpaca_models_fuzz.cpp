@@ -12,6 +12,10 @@
 
 namespace {
 
+struct SinkStop {
+    int unused = 0;
+};
+
 void check(bool cond) {
     if (!cond) std::abort();
 }
@@ -78,7 +82,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     });
     {
         static pga::AlpacaReader reader;
-        struct SinkStop {};
         std::size_t seen = 0;
         bool owning_ok = true;
         std::size_t owning = 0;

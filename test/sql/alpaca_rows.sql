@@ -241,8 +241,8 @@ SELECT * FROM alpaca_parse_positions('[{"symbol":"AAPL"},]');
 -- numeric from the digits: value, text, scale, binary form (numeric_send) and stored size
 -- (short or long header) equal numeric_in's for decimals of every shape Alpaca sends and more:
 -- signs, zeros with scales, leading/trailing zeros, groups of 4 digits at every offset,
--- weights beyond the short header's range (+-64 groups), scales beyond 63, exponents (left to
--- numeric_in), 1000-digit parts.
+-- scales beyond 63 (the long header), 64-digit parts; and what is left to numeric_in:
+-- exponents, longer parts, weights beyond the short header's range (+-64 groups).
 CREATE TEMP TABLE dec_cases AS
 SELECT row_number() OVER () AS i, d FROM (
     SELECT unnest(ARRAY['0', '-0', '0.0', '-0.000', '00', '007', '1', '-1', '9999', '10000', '-10000',
@@ -252,7 +252,8 @@ SELECT row_number() OVER () AS i, d FROM (
         '67012.35', '0.0012345678', '-0.0150614347998415', repeat('9', 252) || '.5',
         repeat('1', 256), '1' || repeat('0', 259), '0.' || repeat('0', 255) || '1',
         '0.' || repeat('0', 259) || '1', '1.' || repeat('3', 63), '1.' || repeat('3', 64),
-        '-' || repeat('7', 1000) || '.' || repeat('7', 1000), repeat('8', 1001)]) AS d
+        '-' || repeat('7', 1000) || '.' || repeat('7', 1000), repeat('8', 1001),
+        repeat('1', 64) || '.' || repeat('2', 64), '-' || repeat('3', 65) || '.' || repeat('4', 65)]) AS d
     UNION ALL  -- every integer and fraction length up to 13 digits, both signs
     SELECT CASE WHEN k % 2 = 0 THEN '-' ELSE '' END || left('9876543210987', a) ||
            CASE WHEN f > 0 THEN '.' || left('0102030405067', f) ELSE '' END
