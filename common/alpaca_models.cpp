@@ -42,11 +42,12 @@ using rapidjson::SizeType;
 // Strings are validated as UTF-8 once, up front (fast on ASCII), so the reader may use its SIMD
 // string scanner, which it only does without kParseValidateEncodingFlag. Not iterative: the
 // handler refuses the 65th level before the reader recurses into it, so recursion is bounded.
-constexpr unsigned kParseFlags = rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
+constexpr unsigned kParseFlags =
+    rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
 constexpr int kMaxDepth = 64;              // Alpaca nests 4 levels; deeper is hostile or broken
 constexpr int kMaxDecimalExponent = 1000;  // PostgreSQL numeric refuses larger exponents
 constexpr std::size_t kMaxErrorMessage = 1000;
-constexpr std::size_t kPadding = 64;                 // SIMD loads may read past the NUL
+constexpr std::size_t kPadding = 64;                  // SIMD loads may read past the NUL
 constexpr std::size_t kKeepBuffer = 8 * 1024 * 1024;  // kept between documents
 
 [[noreturn]] void fail(const std::string &where, const std::string &what) {
@@ -144,7 +145,9 @@ struct Slot {
 // O(1): length and three characters (a hit is confirmed by comparing the whole key).
 std::uint32_t key_hash(const char *s, std::size_t n) noexcept {
     if (n == 0) return 0;
-    const auto c = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[i])); };
+    const auto c = [&](std::size_t i) {
+        return static_cast<std::uint32_t>(static_cast<unsigned char>(s[i]));
+    };
     std::uint32_t h = static_cast<std::uint32_t>(n) * 0x9E3779B1u;
     h ^= c(0) * 0x85EBCA77u;
     h ^= c(n - 1) * 0xC2B2AE3Du;
@@ -187,23 +190,41 @@ struct Shape {
 
 const Shape &account_shape() {
     using K = Kind;
-    static const Spec specs[] = {
-        {"id", K::RequiredText}, {"account_number", K::RequiredText}, {"status", K::RequiredText},
-        {"crypto_status", K::Text}, {"currency", K::Text}, {"cash", K::Decimal},
-        {"buying_power", K::Decimal}, {"regt_buying_power", K::Decimal},
-        {"daytrading_buying_power", K::Decimal}, {"non_marginable_buying_power", K::Decimal},
-        {"options_buying_power", K::Decimal}, {"equity", K::Decimal}, {"last_equity", K::Decimal},
-        {"portfolio_value", K::Decimal}, {"long_market_value", K::Decimal},
-        {"short_market_value", K::Decimal}, {"initial_margin", K::Decimal},
-        {"maintenance_margin", K::Decimal}, {"last_maintenance_margin", K::Decimal},
-        {"sma", K::Decimal}, {"multiplier", K::Decimal}, {"accrued_fees", K::Decimal},
-        {"pending_transfer_in", K::Decimal}, {"pending_transfer_out", K::Decimal},
-        {"daytrade_count", K::Integer}, {"options_approved_level", K::Integer},
-        {"options_trading_level", K::Integer}, {"pattern_day_trader", K::Boolean},
-        {"shorting_enabled", K::Boolean}, {"trading_blocked", K::Boolean},
-        {"transfers_blocked", K::Boolean}, {"account_blocked", K::Boolean},
-        {"trade_suspended_by_user", K::Boolean}, {"created_at", K::Text},
-        {"balance_asof", K::Text}};
+    static const Spec specs[] = {{"id", K::RequiredText},
+                                 {"account_number", K::RequiredText},
+                                 {"status", K::RequiredText},
+                                 {"crypto_status", K::Text},
+                                 {"currency", K::Text},
+                                 {"cash", K::Decimal},
+                                 {"buying_power", K::Decimal},
+                                 {"regt_buying_power", K::Decimal},
+                                 {"daytrading_buying_power", K::Decimal},
+                                 {"non_marginable_buying_power", K::Decimal},
+                                 {"options_buying_power", K::Decimal},
+                                 {"equity", K::Decimal},
+                                 {"last_equity", K::Decimal},
+                                 {"portfolio_value", K::Decimal},
+                                 {"long_market_value", K::Decimal},
+                                 {"short_market_value", K::Decimal},
+                                 {"initial_margin", K::Decimal},
+                                 {"maintenance_margin", K::Decimal},
+                                 {"last_maintenance_margin", K::Decimal},
+                                 {"sma", K::Decimal},
+                                 {"multiplier", K::Decimal},
+                                 {"accrued_fees", K::Decimal},
+                                 {"pending_transfer_in", K::Decimal},
+                                 {"pending_transfer_out", K::Decimal},
+                                 {"daytrade_count", K::Integer},
+                                 {"options_approved_level", K::Integer},
+                                 {"options_trading_level", K::Integer},
+                                 {"pattern_day_trader", K::Boolean},
+                                 {"shorting_enabled", K::Boolean},
+                                 {"trading_blocked", K::Boolean},
+                                 {"transfers_blocked", K::Boolean},
+                                 {"account_blocked", K::Boolean},
+                                 {"trade_suspended_by_user", K::Boolean},
+                                 {"created_at", K::Text},
+                                 {"balance_asof", K::Text}};
     static_assert(sizeof specs / sizeof specs[0] == account_field::count);
     static const Shape shape("account", false, specs, account_field::count);
     return shape;
@@ -211,14 +232,23 @@ const Shape &account_shape() {
 
 const Shape &position_shape() {
     using K = Kind;
-    static const Spec specs[] = {
-        {"symbol", K::RequiredText}, {"asset_id", K::Text}, {"exchange", K::Text},
-        {"asset_class", K::Text}, {"side", K::Text}, {"qty", K::Decimal},
-        {"qty_available", K::Decimal}, {"avg_entry_price", K::Decimal},
-        {"market_value", K::Decimal}, {"cost_basis", K::Decimal}, {"unrealized_pl", K::Decimal},
-        {"unrealized_plpc", K::Decimal}, {"unrealized_intraday_pl", K::Decimal},
-        {"unrealized_intraday_plpc", K::Decimal}, {"current_price", K::Decimal},
-        {"lastday_price", K::Decimal}, {"change_today", K::Decimal}};
+    static const Spec specs[] = {{"symbol", K::RequiredText},
+                                 {"asset_id", K::Text},
+                                 {"exchange", K::Text},
+                                 {"asset_class", K::Text},
+                                 {"side", K::Text},
+                                 {"qty", K::Decimal},
+                                 {"qty_available", K::Decimal},
+                                 {"avg_entry_price", K::Decimal},
+                                 {"market_value", K::Decimal},
+                                 {"cost_basis", K::Decimal},
+                                 {"unrealized_pl", K::Decimal},
+                                 {"unrealized_plpc", K::Decimal},
+                                 {"unrealized_intraday_pl", K::Decimal},
+                                 {"unrealized_intraday_plpc", K::Decimal},
+                                 {"current_price", K::Decimal},
+                                 {"lastday_price", K::Decimal},
+                                 {"change_today", K::Decimal}};
     static_assert(sizeof specs / sizeof specs[0] == position_field::count);
     static const Shape shape("positions", true, specs, position_field::count);
     return shape;
@@ -226,17 +256,22 @@ const Shape &position_shape() {
 
 const Shape &order_shape() {
     using K = Kind;
-    static const Spec specs[] = {
-        {"id", K::RequiredText}, {"client_order_id", K::Text}, {"symbol", K::Text},
-        {"asset_id", K::Text}, {"asset_class", K::Text}, {"side", K::Text}, {"type", K::Text},
-        {"order_type", K::Text}, {"time_in_force", K::Text}, {"status", K::Text},
-        {"order_class", K::Text}, {"position_intent", K::Text}, {"qty", K::Decimal},
-        {"notional", K::Decimal}, {"filled_qty", K::Decimal}, {"filled_avg_price", K::Decimal},
-        {"limit_price", K::Decimal}, {"stop_price", K::Decimal}, {"trail_price", K::Decimal},
-        {"trail_percent", K::Decimal}, {"hwm", K::Decimal}, {"created_at", K::Text},
-        {"updated_at", K::Text}, {"submitted_at", K::Text}, {"filled_at", K::Text},
-        {"expired_at", K::Text}, {"canceled_at", K::Text}, {"failed_at", K::Text},
-        {"replaced_at", K::Text}, {"extended_hours", K::Boolean}, {"legs", K::JsonArray}};
+    static const Spec specs[] = {{"id", K::RequiredText},     {"client_order_id", K::Text},
+                                 {"symbol", K::Text},         {"asset_id", K::Text},
+                                 {"asset_class", K::Text},    {"side", K::Text},
+                                 {"type", K::Text},           {"order_type", K::Text},
+                                 {"time_in_force", K::Text},  {"status", K::Text},
+                                 {"order_class", K::Text},    {"position_intent", K::Text},
+                                 {"qty", K::Decimal},         {"notional", K::Decimal},
+                                 {"filled_qty", K::Decimal},  {"filled_avg_price", K::Decimal},
+                                 {"limit_price", K::Decimal}, {"stop_price", K::Decimal},
+                                 {"trail_price", K::Decimal}, {"trail_percent", K::Decimal},
+                                 {"hwm", K::Decimal},         {"created_at", K::Text},
+                                 {"updated_at", K::Text},     {"submitted_at", K::Text},
+                                 {"filled_at", K::Text},      {"expired_at", K::Text},
+                                 {"canceled_at", K::Text},    {"failed_at", K::Text},
+                                 {"replaced_at", K::Text},    {"extended_hours", K::Boolean},
+                                 {"legs", K::JsonArray}};
     static_assert(sizeof specs / sizeof specs[0] == order_field::count);
     static const Shape shape("orders", true, specs, order_field::count);
     return shape;
@@ -268,7 +303,8 @@ const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
             return nullptr;
         case Kind::Decimal:
             if (s.seen == Seen::Absent || s.seen == Seen::Null) return nullptr;
-            if (s.seen != Seen::String && s.seen != Seen::Number) return "expected a decimal string";
+            if (s.seen != Seen::String && s.seen != Seen::Number)
+                return "expected a decimal string";
             if (s.seen == Seen::String && s.text.empty()) return nullptr;  // Alpaca's "no value"
             if (!is_decimal_text(s.text)) return "expected a decimal string";
             out.present = true;
@@ -310,8 +346,12 @@ class Handler {
     // check_nul: the document may decode to a NUL (it holds "\u0000"); raw NULs were refused.
     Handler(const Shape &shape, RecordSink sink, rapidjson::StringBuffer &legs_buf,
             LegsWriter &legs, bool check_nul)
-        : shape_(shape), sink_(sink), legs_buf_(legs_buf), legs_(legs),
-          elem_depth_(shape.array ? 2 : 1), check_nul_(check_nul) {}
+        : shape_(shape),
+          sink_(sink),
+          legs_buf_(legs_buf),
+          legs_(legs),
+          elem_depth_(shape.array ? 2 : 1),
+          check_nul_(check_nul) {}
 
     bool Null() { return capturing() ? legs_.Null() : scalar(Seen::Null, {}, false); }
     bool Bool(bool b) { return capturing() ? legs_.Bool(b) : scalar(Seen::Bool, {}, b); }
@@ -458,7 +498,8 @@ class Handler {
     [[gnu::noinline, gnu::cold]] void defer(const std::string &where, const char *what) {
         if (failed_) return;
         failed_ = true;
-        deferred_ = std::make_exception_ptr(Error(ErrorCode::Protocol, "alpaca " + where + ": " + what));
+        deferred_ =
+            std::make_exception_ptr(Error(ErrorCode::Protocol, "alpaca " + where + ": " + what));
     }
 
     const Shape &shape_;
@@ -506,11 +547,11 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
         // JSON text never holds a raw NUL; the in-situ reader would take one for the end.
         if (std::memchr(json.data(), 0, json.size()) != nullptr)
             fail(shape.what, "malformed JSON (NUL byte)");
-        const std::size_t bad = invalid_utf8_at(
-            reinterpret_cast<const unsigned char *>(json.data()), json.size());
+        const std::size_t bad =
+            invalid_utf8_at(reinterpret_cast<const unsigned char *>(json.data()), json.size());
         if (bad != std::string_view::npos)
-            fail(shape.what, "malformed JSON (Invalid encoding in string.) at offset " +
-                                 std::to_string(bad));
+            fail(shape.what,
+                 "malformed JSON (Invalid encoding in string.) at offset " + std::to_string(bad));
         const std::size_t need = json.size() + 1 + kPadding;
         if (buf.size() < need) buf.resize(need);
         std::memcpy(buf.data(), json.data(), json.size());
@@ -525,8 +566,7 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
         } release{*this};
 
         static constexpr std::string_view kNulEscape = "\\u0000";
-        const bool check_nul =
-            std::string_view(json).find(kNulEscape) != std::string_view::npos;
+        const bool check_nul = std::string_view(json).find(kNulEscape) != std::string_view::npos;
         Handler h(shape, sink, legs_buf, legs, check_nul);
         rapidjson::InsituStringStream is(buf.data());
         const rapidjson::ParseResult result = reader.Parse<kParseFlags>(is, h);

@@ -30,24 +30,62 @@ namespace pga {
 // the one reported). The names are Alpaca's JSON keys.
 namespace account_field {
 enum : int {
-    id, account_number, status, crypto_status, currency,  // text (the first three required)
-    cash, buying_power, regt_buying_power, daytrading_buying_power, non_marginable_buying_power,
-    options_buying_power, equity, last_equity, portfolio_value, long_market_value,
-    short_market_value, initial_margin, maintenance_margin, last_maintenance_margin, sma,
-    multiplier, accrued_fees, pending_transfer_in, pending_transfer_out,  // decimals
-    daytrade_count, options_approved_level, options_trading_level,        // integers
-    pattern_day_trader, shorting_enabled, trading_blocked, transfers_blocked, account_blocked,
+    id,
+    account_number,
+    status,
+    crypto_status,
+    currency,  // text (the first three required)
+    cash,
+    buying_power,
+    regt_buying_power,
+    daytrading_buying_power,
+    non_marginable_buying_power,
+    options_buying_power,
+    equity,
+    last_equity,
+    portfolio_value,
+    long_market_value,
+    short_market_value,
+    initial_margin,
+    maintenance_margin,
+    last_maintenance_margin,
+    sma,
+    multiplier,
+    accrued_fees,
+    pending_transfer_in,
+    pending_transfer_out,  // decimals
+    daytrade_count,
+    options_approved_level,
+    options_trading_level,  // integers
+    pattern_day_trader,
+    shorting_enabled,
+    trading_blocked,
+    transfers_blocked,
+    account_blocked,
     trade_suspended_by_user,  // booleans
-    created_at, balance_asof, // timestamp / date text
+    created_at,
+    balance_asof,  // timestamp / date text
     count
 };
 }
 namespace position_field {
 enum : int {
     symbol,  // required
-    asset_id, exchange, asset_class, side,
-    qty, qty_available, avg_entry_price, market_value, cost_basis, unrealized_pl, unrealized_plpc,
-    unrealized_intraday_pl, unrealized_intraday_plpc, current_price, lastday_price,
+    asset_id,
+    exchange,
+    asset_class,
+    side,
+    qty,
+    qty_available,
+    avg_entry_price,
+    market_value,
+    cost_basis,
+    unrealized_pl,
+    unrealized_plpc,
+    unrealized_intraday_pl,
+    unrealized_intraday_plpc,
+    current_price,
+    lastday_price,
     change_today,  // decimals
     count
 };
@@ -55,11 +93,33 @@ enum : int {
 namespace order_field {
 enum : int {
     id,  // required
-    client_order_id, symbol, asset_id, asset_class, side, type, order_type, time_in_force, status,
-    order_class, position_intent,
-    qty, notional, filled_qty, filled_avg_price, limit_price, stop_price, trail_price,
-    trail_percent, hwm,  // decimals
-    created_at, updated_at, submitted_at, filled_at, expired_at, canceled_at, failed_at,
+    client_order_id,
+    symbol,
+    asset_id,
+    asset_class,
+    side,
+    type,
+    order_type,
+    time_in_force,
+    status,
+    order_class,
+    position_intent,
+    qty,
+    notional,
+    filled_qty,
+    filled_avg_price,
+    limit_price,
+    stop_price,
+    trail_price,
+    trail_percent,
+    hwm,  // decimals
+    created_at,
+    updated_at,
+    submitted_at,
+    filled_at,
+    expired_at,
+    canceled_at,
+    failed_at,
     replaced_at,     // timestamps
     extended_hours,  // boolean
     legs,            // the "legs" array re-serialised as compact JSON (numbers by their text)
@@ -98,11 +158,12 @@ class Record {
 class RecordSink {
   public:
     // f must outlive the read call it is passed to (a lambda written in the call does).
-    template <typename F,
-              typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RecordSink>>>
+    template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RecordSink>>>
     RecordSink(F &&f)  // NOLINT(bugprone-forwarding-reference-overload)
         : obj_(const_cast<void *>(static_cast<const void *>(&f))),
-          call_([](void *o, const Record &r) { (*static_cast<std::remove_reference_t<F> *>(o))(r); }) {}
+          call_([](void *o, const Record &r) {
+              (*static_cast<std::remove_reference_t<F> *>(o))(r);
+          }) {}
     void operator()(const Record &r) const { call_(obj_, r); }
 
   private:

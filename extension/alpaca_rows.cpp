@@ -50,8 +50,8 @@ extern "C" {
 
 namespace {
 
-using pga::pg::PgError;
 using pga::Record;
+using pga::pg::PgError;
 
 // Prefix of every message about a document that is not Alpaca's shape (README, Troubleshooting).
 const std::string kMalformed = "malformed Alpaca answer: ";
@@ -157,12 +157,14 @@ class RowBuilder {
             if (uuid_fast(v, u->data)) return UUIDPGetDatum(u);
         }
         const std::string s(v);
-        return input(field, [&] { return DirectFunctionCall1(uuid_in, CStringGetDatum(s.c_str())); });
+        return input(field,
+                     [&] { return DirectFunctionCall1(uuid_in, CStringGetDatum(s.c_str())); });
     }
 
     Datum jsonb(std::string_view v, const char *field) {
         const std::string s(v);
-        return input(field, [&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.c_str())); });
+        return input(field,
+                     [&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.c_str())); });
     }
 
     // The OCC fields of an option position, parsed once per row.
@@ -283,11 +285,10 @@ class RowBuilder {
         auto *p = static_cast<char *>(alloc(len));
         SET_VARSIZE(p, len);
         if (is_short) {
-            const std::uint16_t h =
-                (std::uint16_t)(kNumericShort | (neg ? kNumericShortSign : 0) |
-                                (dscale << kNumericShortDscaleShift) |
-                                (weight < 0 ? kNumericShortWeightSign : 0) |
-                                (weight & kNumericShortWeightMask));
+            const std::uint16_t h = (std::uint16_t)(kNumericShort | (neg ? kNumericShortSign : 0) |
+                                                    (dscale << kNumericShortDscaleShift) |
+                                                    (weight < 0 ? kNumericShortWeightSign : 0) |
+                                                    (weight & kNumericShortWeightMask));
             std::memcpy(p + VARHDRSZ, &h, 2);
         } else {
             const std::uint16_t sd =
@@ -310,8 +311,7 @@ class RowBuilder {
         static const int kDays[2][12] = {{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31},
                                          {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}};
         if (year < 1000 || month < 1 || month > 12 || day < 1 ||
-            day > kDays[isleap(year) ? 1 : 0][month - 1] || hour > 23 || minute > 59 ||
-            second > 59)
+            day > kDays[isleap(year) ? 1 : 0][month - 1] || hour > 23 || minute > 59 || second > 59)
             return false;
         std::size_t i = 19;
         std::int64_t fsec = 0;
@@ -465,9 +465,12 @@ bool occ_strike(RowBuilder &b, const Column &c, Datum &out) {
 }
 
 // COL(name, type, filler): the column `name` filled from the JSON field of the same name.
-#define ACCOUNT_COL(name, type, fill) {#name, type, fill, pga::account_field::name, #name}
-#define POSITION_COL(name, type, fill) {#name, type, fill, pga::position_field::name, #name}
-#define ORDER_COL(name, type, fill) {#name, type, fill, pga::order_field::name, #name}
+#define ACCOUNT_COL(name, type, fill) \
+    { #name, type, fill, pga::account_field::name, #name }
+#define POSITION_COL(name, type, fill) \
+    { #name, type, fill, pga::position_field::name, #name }
+#define ORDER_COL(name, type, fill) \
+    { #name, type, fill, pga::order_field::name, #name }
 
 // alpaca.account_row
 const Column kAccountColumns[] = {
@@ -583,12 +586,13 @@ std::string cpp_columns(const RowShape &shape) {
         const char *n = get_func_name(fn);
         return std::string(n ? n : "?");
     });
-    throw PgError(ERRCODE_INTERNAL_ERROR,
-                  "pg_alpaca: the result type of " + name + " does not match the C++ column list of " +
-                      shape.sql_type + ": " + what,
-                  "C++ fills: " + cpp_columns(shape),
-                  "The SQL objects and pg_alpaca.so disagree: run ALTER EXTENSION pg_alpaca UPDATE, "
-                  "or install the library that matches the installed SQL script.");
+    throw PgError(
+        ERRCODE_INTERNAL_ERROR,
+        "pg_alpaca: the result type of " + name + " does not match the C++ column list of " +
+            shape.sql_type + ": " + what,
+        "C++ fills: " + cpp_columns(shape),
+        "The SQL objects and pg_alpaca.so disagree: run ALTER EXTENSION pg_alpaca UPDATE, "
+        "or install the library that matches the installed SQL script.");
 }
 
 // Matches desc against shape's column list by name and type (cached per backend for a
@@ -615,18 +619,21 @@ void check_shape(RowShape &shape, TupleDesc desc, Oid fn) {
         int c = 0;
         while (c < shape.ncolumns && std::strcmp(shape.columns[c].name, name) != 0) ++c;
         if (c == shape.ncolumns)
-            mismatch(shape, fn, "column \"" + std::string(name) + "\" (" + type_name(att->atttypid) +
-                                ") has no C++ filler");
+            mismatch(shape, fn,
+                     "column \"" + std::string(name) + "\" (" + type_name(att->atttypid) +
+                         ") has no C++ filler");
         if (att->atttypid != shape.columns[c].type)
-            mismatch(shape, fn, "column \"" + std::string(name) + "\" is " + type_name(att->atttypid) +
-                                " in SQL but " + type_name(shape.columns[c].type) + " in C++");
+            mismatch(shape, fn,
+                     "column \"" + std::string(name) + "\" is " + type_name(att->atttypid) +
+                         " in SQL but " + type_name(shape.columns[c].type) + " in C++");
         used[(std::size_t)c] = true;
         shape.attr_column[(std::size_t)a] = (std::int16_t)c;
     }
     for (int c = 0; c < shape.ncolumns; ++c)
         if (!used[(std::size_t)c])
-            mismatch(shape, fn, "column \"" + std::string(shape.columns[c].name) + "\" (" +
-                                type_name(shape.columns[c].type) + ") is missing in SQL");
+            mismatch(shape, fn,
+                     "column \"" + std::string(shape.columns[c].name) + "\" (" +
+                         type_name(shape.columns[c].type) + ") is missing in SQL");
     shape.natts = desc->natts;
     if (desc->tdtypeid != RECORDOID) {
         shape.checked_type = desc->tdtypeid;

@@ -581,13 +581,14 @@ TEST(AlpacaReader, StreamsElementsInOrderWithViews) {
     pga::AlpacaReader reader;
     std::vector<std::string> symbols, qty;
     std::vector<std::size_t> index;
-    reader.read_positions(R"([{"symbol":"A","qty":"1.5"},{"qty":2,"symbol":"B\u00e9"},{"symbol":"C"}])",
-                          [&](const pga::Record &r) {
-                              symbols.emplace_back(r[pga::position_field::symbol].text);
-                              const auto &q = r[pga::position_field::qty];
-                              qty.emplace_back(q.present ? std::string(q.text) : "-");
-                              index.push_back(r.index());
-                          });
+    reader.read_positions(
+        R"([{"symbol":"A","qty":"1.5"},{"qty":2,"symbol":"B\u00e9"},{"symbol":"C"}])",
+        [&](const pga::Record &r) {
+            symbols.emplace_back(r[pga::position_field::symbol].text);
+            const auto &q = r[pga::position_field::qty];
+            qty.emplace_back(q.present ? std::string(q.text) : "-");
+            index.push_back(r.index());
+        });
     EXPECT_EQ(symbols, (std::vector<std::string>{"A", "B\xc3\xa9", "C"}));
     EXPECT_EQ(qty, (std::vector<std::string>{"1.5", "2", "-"}));
     EXPECT_EQ(index, (std::vector<std::size_t>{0, 1, 2}));
@@ -612,7 +613,8 @@ TEST(AlpacaReader, ReusedAcrossDocumentsOfEverySize) {
 }
 
 TEST(AlpacaReader, FirstOccurrenceOfAKeyWins) {
-    auto ps = pga::parse_positions(R"([{"symbol":"A","qty":"1","qty":"2","side":null,"side":"long"}])");
+    auto ps =
+        pga::parse_positions(R"([{"symbol":"A","qty":"1","qty":"2","side":null,"side":"long"}])");
     EXPECT_EQ(ps[0].qty, "1");
     EXPECT_FALSE(ps[0].side);  // the first "side" was null
     auto os = pga::parse_orders(R"([{"id":"a","legs":[{"id":"l1"}],"legs":[{"id":"l2"}]}])");
@@ -677,8 +679,9 @@ TEST(AlpacaReader, InvalidUtf8IsReportedWithItsOffset) {
                     "malformed JSON (Invalid encoding in string.) at offset 13");
     expect_protocol([] { pga::parse_positions("[{\"symbol\":\"\xed\xa0\x80\"}]"); },  // surrogate
                     "at offset 12");
-    expect_protocol([] { pga::parse_positions("[{\"symbol\":\"\xf4\x90\x80\x80\"}]"); },  // > U+10FFFF
-                    "at offset 12");
+    expect_protocol(
+        [] { pga::parse_positions("[{\"symbol\":\"\xf4\x90\x80\x80\"}]"); },  // > U+10FFFF
+        "at offset 12");
     expect_protocol([] { pga::parse_positions("[{\"symbol\":\"\xe2\x82\"}]"); }, "at offset 12");
     const auto ps = pga::parse_positions("[{\"symbol\":\"\xe2\x82\xac\xf0\x9f\x98\x80\xc3\xa9\"}]");
     EXPECT_EQ(ps[0].symbol, "\xe2\x82\xac\xf0\x9f\x98\x80\xc3\xa9");
