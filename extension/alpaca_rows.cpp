@@ -39,6 +39,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/errcodes.h"
@@ -705,6 +706,8 @@ Datum parse_rows(FunctionCallInfo fcinfo, RowShape &shape, ReadFn read) {
     std::array<bool, 64> nulls{};
 
     auto sink = [&](const Record &r) {
+        // A long document stays cancellable (pg_cancel_backend, statement_timeout).
+        if (InterruptPending) pga::pg::call([] { CHECK_FOR_INTERRUPTS(); });
         RowBuilder b(r, cxt.get(), verify_text);
         for (int a = 0; a < natts; ++a) {
             const int c = shape.attr_column[(std::size_t)a];
