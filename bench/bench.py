@@ -29,8 +29,10 @@ import psycopg
 PG_BIN = os.environ.get("PGA_PG_BIN", "/usr/lib/postgresql/15/bin")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = os.environ
-AS_ROOT = os.geteuid() == 0
-RUNNER = ENV.get("PGA_RUNNER", "postgres")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scripts"))
+import stackctl  # noqa: E402  (the one stack controller)
+
+STACK = stackctl.Stack(ENV["PGA_STACK_DIR"])
 
 SECRET40 = "Zq8vT3mB1nX6cR0pL5kW9hJ2gF7dS4aE1y"  # + 5 digits: 40 bytes, like an Alpaca secret
 PASSPHRASE = "bench-passphrase-0123456789"
@@ -195,10 +197,6 @@ def pct(xs, p):
         return float("nan")
     k = min(len(s) - 1, max(0, int(round(p / 100.0 * len(s) + 0.5)) - 1))
     return s[k]
-
-
-def as_runner(cmd):
-    return (["runuser", "-u", RUNNER, "--"] + cmd) if AS_ROOT else cmd
 
 
 def control(method, path, body=None):
@@ -388,7 +386,7 @@ def b3(args):
                                  defines={"cred": floor_cred})[0])
         log(f"B3 {clients} client(s): ours {spread(ours)}, pgp {spread(pgp)}, cbc {spread(cbc)}")
         figures.append(Figure(
-            "B3", f"`alpaca_redeem_ticket` calls/s, {clients} client{'s' if clients > 1 else ''}"
+            "B3", f"`alpaca.redeem_ticket` calls/s, {clients} client{'s' if clients > 1 else ''}"
             " vs two `pgp_sym_decrypt` by id", ours, pgp, "/s",
             [o / b for o, b in zip(ours, pgp)], "", "≥ 5 × pgp_sym_decrypt", lambda r: r >= 5))
         figures.append(Figure(
@@ -618,13 +616,11 @@ def b6_b7(args):
 
     # B7 on the large database: a new primary key, then re-encrypt everything under it.
     db = dbs[large]
-    keyfile = ENV["PGA_KEY_FILE"]
     secrets = 2 * large
     batch = size("B7_BATCH", args.smoke)
     rot = []
     for r in range(size("B7_RUNS", args.smoke)):
-        subprocess.run(as_runner([os.path.join(ENV["PGA_STACK_DIR"], "bin", "alpaca-keygen"),
-                                  "add", keyfile]), check=True, capture_output=True)
+        STACK.add_key()
         sql(db, "SELECT pg_reload_conf()")
         time.sleep(0.5)
         primary = sql(db, "SELECT key_id FROM alpaca_key_status() WHERE is_primary")[0][0]
@@ -844,6 +840,91 @@ def more_figures(args, only):
 
 
 # ------------------------------------------------------------------------------------------
+# B11: one alpaca_set_user_jwt per algorithm, against alpaca_set_user
+# ------------------------------------------------------------------------------------------
+def b11(args):
+    """Server-side cost of verifying one token (key set cached, stat of its file included):
+    N calls in one statement, so no round trip is counted; the same for alpaca_set_user."""
+    import base64, hashlib, hmac  # noqa: E401  (B11 only)
+    n, runs = (200, 1) if args.smoke else (5000, 3)
+    b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    tmp = tempfile.mkdtemp(prefix="pga-bench-jwt-")
+    ossl = lambda *a, data=None: subprocess.run(["openssl", *a], input=data, capture_output=True,  # noqa: E731
+                                                check=True).stdout
+    keys, jwks, secret = {}, [], os.urandom(32)
+    for alg, gen in (("RS256", ["RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+                     ("PS256", ["RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+                     ("ES256", ["EC", "-pkeyopt", "ec_paramgen_curve:P-256"]), ("EdDSA", ["ED25519"])):
+        path = os.path.join(tmp, alg + ".pem")
+        ossl("genpkey", "-algorithm", *gen, "-out", path)
+        spki = ossl("pkey", "-in", path, "-pubout", "-outform", "DER")
+        if alg in ("RS256", "PS256"):
+            mod = ossl("rsa", "-in", path, "-noout", "-modulus").decode().strip().split("=", 1)[1]
+            jwk = {"kty": "RSA", "alg": alg, "n": b64u(bytes.fromhex(mod)), "e": "AQAB"}
+        elif alg == "ES256":
+            jwk = {"kty": "EC", "crv": "P-256", "x": b64u(spki[-64:-32]), "y": b64u(spki[-32:])}
+        else:
+            jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64u(spki[-32:])}
+        jwks.append(dict(jwk, kid=alg))
+        keys[alg] = path
+    jwks.append({"kty": "oct", "kid": "HS256", "k": b64u(secret)})
+    now = int(time.time())
+    tokens = {}
+    for alg in ("RS256", "PS256", "ES256", "EdDSA", "HS256"):
+        si = (b64u(json.dumps({"alg": alg, "typ": "JWT", "kid": alg}).encode()) + "." +
+              b64u(json.dumps({"sub": "bench-user", "exp": now + 7200, "iat": now}).encode())).encode()
+        if alg == "HS256":
+            sig = hmac.new(secret, si, hashlib.sha256).digest()
+        elif alg == "EdDSA":
+            with open(os.path.join(tmp, "si"), "wb") as f:
+                f.write(si)
+            sig = ossl("pkeyutl", "-sign", "-inkey", keys[alg], "-rawin", "-in", os.path.join(tmp, "si"))
+        else:
+            pss = ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"] if alg == "PS256" else []
+            sig = ossl("dgst", "-sha256", *pss, "-sign", keys[alg], data=si)
+            if alg == "ES256":  # DER -> r||s
+                i, raw = (2 if sig[1] < 0x80 else 3), b""
+                for _ in range(2):
+                    ln = sig[i + 1]
+                    raw += sig[i + 2:i + 2 + ln].lstrip(b"\0").rjust(32, b"\0")
+                    i += 2 + ln
+                sig = raw
+        tokens[alg] = si.decode() + "." + b64u(sig)
+    shutil.rmtree(tmp)
+    path = os.path.join(STACK.dir, "keys", "bench.jwks")
+    stackctl.write_file(path, json.dumps({"keys": jwks}), stackctl.RUNNER,
+                        stackctl.primary_group(stackctl.RUNNER), 0o600)
+    STACK.cluster.set({"pg_alpaca.jwt_keys_file": path})
+    time.sleep(0.5)
+    log(f"B11: {n} verifications per statement, {runs} runs per algorithm")
+
+    def per_call_us(conn, fn, arg):
+        with conn.transaction():
+            conn.execute(f"SELECT count({fn}(%s)) FROM generate_series(1, 10)", (arg,))  # warm-up
+            t = time.perf_counter()
+            got = conn.execute(f"SELECT count({fn}(%s)) FROM generate_series(1, %s)", (arg, n)).fetchone()[0]
+            took = time.perf_counter() - t
+        assert got == n, got
+        return took / n * 1e6
+
+    figures = []
+    with connect(ENV.get("PGDATABASE", "alpaca"), user="bench") as conn:
+        base = {}
+        for alg in tokens:
+            ours, bl = [], []
+            for _ in range(runs):
+                bl.append(per_call_us(conn, "alpaca_set_user", "bench-user"))
+                ours.append(per_call_us(conn, "alpaca_set_user_jwt", tokens[alg]))
+            base[alg] = bl
+            figures.append(Figure("B11", f"`alpaca_set_user_jwt` with {alg}, µs a call (baseline: "
+                                  "`alpaca_set_user`)", ours, bl, "µs",
+                                  [o / b for o, b in zip(ours, bl)], "", "(information)", None))
+    STACK.cluster.set({"pg_alpaca.jwt_keys_file": None})
+    os.unlink(path)
+    return figures
+
+
+# ------------------------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--crypto-bench", required=True)
@@ -861,7 +942,7 @@ def main():
         "CREATE ROLE bench LOGIN IN ROLE alpaca_app, alpaca_sidecar; END IF; END $$")
     prepare_db(ENV.get("PGDATABASE", "alpaca"))
     figures = []
-    steps = [("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5)]
+    steps = [("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5), ("B11", b11)]
     for fid, fn in steps:
         if fid in only:
             figures += fn(args)

@@ -46,8 +46,7 @@ constexpr unsigned kParseFlags =
     rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
 constexpr int kMaxDepth = 64;              // Alpaca nests 4 levels; deeper is hostile or broken
 constexpr int kMaxDecimalExponent = 1000;  // PostgreSQL numeric refuses larger exponents
-constexpr std::size_t kMaxErrorMessage = 1000;
-constexpr std::size_t kPadding = 64;                  // SIMD loads may read past the NUL
+constexpr std::size_t kPadding = 64;       // SIMD loads may read past the NUL
 constexpr std::size_t kKeepBuffer = 8 * 1024 * 1024;  // kept between documents
 
 [[noreturn]] void fail(const std::string &where, const std::string &what) {
@@ -754,16 +753,8 @@ AlpacaError parse_error_body(std::string_view json) noexcept {
         impl.read(error_shape(), json, [&](const Record &r) {
             std::int64_t c = 0;
             if (r[0].present && parse_int64_text(r[0].text, c)) out.code = c;
-            if (r[1].present && r[1].boolean) {  // a real string, not a number
-                std::string_view m = r[1].text;
-                if (m.size() > kMaxErrorMessage) {
-                    // Cut on a UTF-8 character boundary (the text was validated as UTF-8).
-                    std::size_t cut = kMaxErrorMessage;
-                    while (cut > 0 && (static_cast<unsigned char>(m[cut]) & 0xc0) == 0x80) --cut;
-                    m = m.substr(0, cut);
-                }
-                out.message = std::string(m);
-            }
+            if (r[1].present && r[1].boolean)  // a real string, not a number
+                out.message = escape_for_error(r[1].text, kMaxAlpacaErrorMessage);
         });
     } catch (...) {
         out = AlpacaError{};

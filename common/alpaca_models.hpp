@@ -236,6 +236,10 @@ struct AlpacaOrder {
     OptString legs_json;  // the "legs" array re-serialised as compact JSON; nullopt if null/absent
 };
 
+// Alpaca's text goes into SQL error messages: printable ASCII of at most this many
+// characters (other bytes escaped as \xNN, longer text cut with "...").
+constexpr std::size_t kMaxAlpacaErrorMessage = 300;
+
 struct AlpacaError {
     OptInt code;
     std::string message;  // may be empty when the body is not Alpaca's error shape

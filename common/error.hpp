@@ -4,8 +4,10 @@
 #pragma once
 #include "cpp_only.hpp"
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace pga {
 
@@ -32,5 +34,23 @@ class Error : public std::runtime_error {
     ErrorCode code_;
     std::string hint_;
 };
+
+// How much of an input an error message may repeat, by default.
+constexpr std::size_t kMaxQuotedInput = 64;
+
+// Renders untrusted bytes for an error message. Printable ASCII (0x20..0x7e) is kept; every
+// other byte becomes \xNN (upper-case hex). The result is printable ASCII of at most `max`
+// characters (max is taken as at least 3): when the rendering would be longer it is cut after
+// a whole character or escape, never inside one, and ends in "...". Idempotent: text it
+// returned comes back unchanged with the same or a larger max.
+std::string escape_for_error(std::string_view in, std::size_t max = kMaxQuotedInput);
+
+// The same wrapped in `quote` characters, e.g. 'abc' or 'abcdef...'; at most `max` characters
+// in all (max is taken as at least 5). Quote characters inside are kept as they are.
+std::string quote_for_error(std::string_view in, std::size_t max = kMaxQuotedInput,
+                            char quote = '\'');
+
+// True when every byte is printable ASCII (0x20..0x7e): what every error message must be.
+bool is_printable_ascii(std::string_view s) noexcept;
 
 }  // namespace pga

@@ -22,12 +22,18 @@ constexpr std::string_view kInfoTicket = "pg_alpaca ticket-mac v1";
 constexpr std::string_view kInfoFingerprint = "pg_alpaca fingerprint v1";
 constexpr std::size_t kMaxKeyFileSize = 1 << 20;
 
-[[noreturn]] void config_error(const std::string &where, const std::string &what) {
-    throw Error(ErrorCode::ConfigFile, where + ": " + what);
+constexpr std::size_t kMaxShownPath = 200;
+
+// Messages name the key file (escaped and bounded: a path is operator input like any other)
+// and, for a line, its number. Nothing of the file's text is ever shown. The message is built
+// before the path is escaped, so errno is read first.
+[[noreturn]] void config_error(const std::string &path, const std::string &what) {
+    throw Error(ErrorCode::ConfigFile, escape_for_error(path, kMaxShownPath) + ": " + what);
 }
 
-std::string at_line(const std::string &source, std::size_t line) {
-    return source + ":" + std::to_string(line);
+[[noreturn]] void line_error(const std::string &path, std::size_t line, const std::string &what) {
+    throw Error(ErrorCode::ConfigFile,
+                escape_for_error(path, kMaxShownPath) + ":" + std::to_string(line) + ": " + what);
 }
 
 bool is_blank(char c) {
@@ -105,31 +111,30 @@ KeyRing KeyRing::parse(std::string_view text, const std::string &source_name) {
         std::size_t kb = sep;
         while (kb < line.size() && (line[kb] == ' ' || line[kb] == '\t')) ++kb;
         if (sep == line.size() || kb == line.size())
-            config_error(at_line(source_name, line_no),
-                         "malformed line: expected '<key id> <base64 key>'");
+            line_error(source_name, line_no, "malformed line: expected '<key id> <base64 key>'");
         std::string_view id_text = line.substr(0, sep);
         std::string_view key_text = line.substr(kb);
         std::uint32_t id = 0;
         if (!parse_key_id(id_text, id))
-            config_error(at_line(source_name, line_no),
-                         "key id must be a decimal number from 1 to 4294967295 without leading "
-                         "zeros");
+            line_error(source_name, line_no,
+                       "key id must be a decimal number from 1 to 4294967295 without leading "
+                       "zeros");
         for (char c : key_text)
             if (c == ' ' || c == '\t')
-                config_error(at_line(source_name, line_no),
-                             "malformed line: expected '<key id> <base64 key>' and nothing more");
+                line_error(source_name, line_no,
+                           "malformed line: expected '<key id> <base64 key>' and nothing more");
         if (!base64_decode(key_text, key))
-            config_error(at_line(source_name, line_no),
-                         "key for id " + std::to_string(id) + " is not valid base64");
+            line_error(source_name, line_no,
+                       "key for id " + std::to_string(id) + " is not valid base64");
         if (key.size() != kAesKeyLen)
-            config_error(at_line(source_name, line_no), "key for id " + std::to_string(id) +
-                                                            " must be 32 bytes, got " +
-                                                            std::to_string(key.size()));
+            line_error(source_name, line_no,
+                       "key for id " + std::to_string(id) + " must be 32 bytes, got " +
+                           std::to_string(key.size()));
         auto [it, fresh] = line_of.emplace(id, line_no);
         if (!fresh)
-            config_error(at_line(source_name, line_no), "duplicate key id " + std::to_string(id) +
-                                                            " (first on line " +
-                                                            std::to_string(it->second) + ")");
+            line_error(source_name, line_no,
+                       "duplicate key id " + std::to_string(id) + " (first on line " +
+                           std::to_string(it->second) + ")");
         ring.entries_.push_back(derive(id, key.data()));
     }
     if (ring.entries_.empty()) config_error(source_name, "key file holds no key");

@@ -20,7 +20,7 @@ constexpr std::size_t kMaxTicketLen = 2048;
 constexpr std::size_t kMaxQueryPairs = 16;
 constexpr std::size_t kMaxQueryKeyLen = 64;
 constexpr std::size_t kMaxQueryValueLen = 1024;
-constexpr std::size_t kMaxMessageLen = 2048;  // bytes of UTF-8
+constexpr std::size_t kMaxMessageLen = 2048;  // bytes accepted on the wire
 constexpr std::size_t kMaxResponseHeaderLen = 64 * 1024;
 constexpr int kMaxHttpStatus = 999;
 constexpr int kMaxAttempts = 1000;
@@ -104,46 +104,11 @@ void validate_response(const SidecarResponse &r, ErrorCode code) {
     if (r.attempts < 0 || r.attempts > kMaxAttempts) fail(code, "attempts out of range");
 }
 
-// Length of the longest valid UTF-8 prefix of s that is at most max bytes, with every invalid
-// sequence replaced: returns the sanitised text.
-std::string sanitize_message(std::string_view s) {
-    std::string out;
-    out.reserve(std::min(s.size(), kMaxMessageLen));
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        std::size_t n = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            n = 1;
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 4;
-            cp = c & 0x07;
-        }
-        bool ok = n > 0 && i + n <= s.size();
-        for (std::size_t k = 1; ok && k < n; ++k) {
-            const auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc & 0xc0) != 0x80) ok = false;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        if (ok) {
-            static const std::uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-            if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) ok = false;
-        }
-        if (ok && cp == 0) ok = false;  // a NUL would cut the message short downstream
-        const std::string_view piece = ok ? s.substr(i, n) : std::string_view("?");
-        if (out.size() + piece.size() > kMaxMessageLen) break;
-        out.append(piece.data(), piece.size());
-        i += ok ? n : 1;
-    }
-    return out;
+// The message ends up in SQL errors (errdetail): printable ASCII of bounded length, whatever
+// the sidecar or a peer impersonating it sent. escape_for_error is idempotent, so a decoded
+// message encodes and decodes to itself.
+std::string shown_message(std::string_view s) {
+    return escape_for_error(s, kMaxResponseMessage);
 }
 
 // RapidJSON output stream that writes straight into SecureBytes (the request holds a ticket).
@@ -273,7 +238,7 @@ SecureBytes encode_request(const SidecarRequest &req) {
 
 std::string encode_response(const SidecarResponse &resp) {
     validate_response(resp, ErrorCode::InvalidParameter);
-    const std::string message = sanitize_message(resp.message);
+    const std::string message = shown_message(resp.message);
 
     rapidjson::StringBuffer sb;
     rapidjson::Writer<rapidjson::StringBuffer> w(sb);
@@ -421,7 +386,7 @@ SidecarResponse decode_response(const std::uint8_t *payload, std::size_t len) {
             if (msg.find('\0') != std::string_view::npos) {
                 fail(ErrorCode::Protocol, "message contains a NUL character");
             }
-            resp.message = std::string(msg);
+            resp.message = shown_message(msg);
         } else {
             fail(ErrorCode::Protocol, "unknown header field");
         }

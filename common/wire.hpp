@@ -24,6 +24,9 @@ constexpr std::uint32_t kWireVersion = 1;
 constexpr std::size_t kFramePrefixLen = 4;
 constexpr std::size_t kMaxRequestPayload = 64 * 1024;
 constexpr std::size_t kDefaultMaxResponsePayload = 16 * 1024 * 1024;
+// A response message, as encoded and as decoded: printable ASCII, at most this long (other
+// bytes are escaped as \xNN, longer text cut with "...").
+constexpr std::size_t kMaxResponseMessage = 1024;
 
 // Operations the sidecar knows; each maps to one Alpaca GET and equals the ticket purpose.
 //   "validate" GET /v2/account (401/403 -> outcome ok with http_status 401/403)
@@ -35,7 +38,7 @@ bool is_known_operation(std::string_view op) noexcept;
 
 enum class Outcome {
     Ok,              // Alpaca answered (any HTTP status); http_status and body are Alpaca's
-    TicketRejected,  // alpaca_redeem_ticket refused the ticket
+    TicketRejected,  // alpaca.redeem_ticket refused the ticket
     Unreachable,     // DNS/connect/TLS/transport failure after retries (message says which)
     Timeout,         // upstream total timeout
     RateLimited,     // 429 after retries, or the local per-credential bucket is empty
@@ -60,7 +63,8 @@ struct SidecarResponse {
     Outcome outcome = Outcome::Internal;
     int http_status = 0;
     int attempts = 0;
-    std::string message;  // human readable, never contains a key, secret or ticket
+    std::string message;  // human readable, never contains a key, secret or ticket; decoded:
+                          // printable ASCII, at most kMaxResponseMessage characters
     std::string body;
 };
 

@@ -198,7 +198,8 @@ class RowBuilder {
             if (e.sqlstate() == ERRCODE_QUERY_CANCELED || e.sqlstate() == ERRCODE_OUT_OF_MEMORY)
                 throw;
             throw PgError(ERRCODE_INTERNAL_ERROR,
-                          kMalformed + r_.where() + "." + field + ": not a valid value", e.what());
+                          kMalformed + r_.where() + "." + field + ": not a valid value",
+                          pga::escape_for_error(e.what(), 200));
         } catch (...) {
             MemoryContextSwitchTo(old);
             throw;
@@ -570,7 +571,8 @@ RowShape g_orders{"alpaca_parse_orders", "alpaca.order_row", kOrderColumns,
                   (int)(sizeof kOrderColumns / sizeof kOrderColumns[0])};
 
 std::string type_name(Oid type) {
-    return pga::pg::call([&] { return std::string(format_type_be(type)); });
+    const char *name = pga::pg::call([&] { return (const char *)format_type_be(type); });
+    return std::string(name);
 }
 
 std::string cpp_columns(const RowShape &shape) {
@@ -583,10 +585,8 @@ std::string cpp_columns(const RowShape &shape) {
 }
 
 [[noreturn]] void mismatch(const RowShape &shape, Oid fn, const std::string &what) {
-    const std::string name = pga::pg::call([&] {
-        const char *n = get_func_name(fn);
-        return std::string(n ? n : "?");
-    });
+    const char *n = pga::pg::call([&] { return (const char *)get_func_name(fn); });
+    const std::string name = n ? n : "?";
     throw PgError(
         ERRCODE_INTERNAL_ERROR,
         "pg_alpaca: the result type of " + name + " does not match the C++ column list of " +
@@ -621,12 +621,13 @@ void check_shape(RowShape &shape, TupleDesc desc, Oid fn) {
         while (c < shape.ncolumns && std::strcmp(shape.columns[c].name, name) != 0) ++c;
         if (c == shape.ncolumns)
             mismatch(shape, fn,
-                     "column \"" + std::string(name) + "\" (" + type_name(att->atttypid) +
-                         ") has no C++ filler");
+                     "column " + pga::quote_for_error(name, 80, '"') + " (" +
+                         type_name(att->atttypid) + ") has no C++ filler");
         if (att->atttypid != shape.columns[c].type)
             mismatch(shape, fn,
-                     "column \"" + std::string(name) + "\" is " + type_name(att->atttypid) +
-                         " in SQL but " + type_name(shape.columns[c].type) + " in C++");
+                     "column " + pga::quote_for_error(name, 80, '"') + " is " +
+                         type_name(att->atttypid) + " in SQL but " +
+                         type_name(shape.columns[c].type) + " in C++");
         used[(std::size_t)c] = true;
         shape.attr_column[(std::size_t)a] = (std::int16_t)c;
     }

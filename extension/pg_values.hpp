@@ -1,5 +1,7 @@
-// Small conversions between PostgreSQL Datums and the C++ core's types. All of them are
-// safe to call from C++ (they never ereport): detoasting goes through pga::pg::call.
+// Small conversions between PostgreSQL Datums and the C++ core's types. All of them are safe
+// to call from C++: each PostgreSQL call in them goes through pga::pg::call, so an error
+// arrives as a pga::pg::PgError, never as a longjmp. Include this before any other
+// PostgreSQL header (it pulls in common/encoding.hpp first, then pg_guard.hpp).
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "common/envelope.hpp"
-#include "extension/pg_guard.hpp"
+
 #include "extension/pg_values.hpp"
 
 extern "C" {

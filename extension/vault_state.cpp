@@ -2,13 +2,18 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "common/error.hpp"
 #include "extension/pg_guard.hpp"
 
 extern "C" {
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "storage/proc.h"
 #include "utils/guc.h"
 }
 
@@ -17,6 +22,50 @@ namespace {
 
 char *g_key_file = nullptr;
 char *g_user_setting = nullptr;
+int g_user_source = static_cast<int>(UserSource::Setting);
+
+const struct config_enum_entry kUserSources[] = {
+    {"setting", static_cast<int>(UserSource::Setting), false},
+    {"jwt", static_cast<int>(UserSource::Jwt), false},
+    {nullptr, 0, false},
+};
+
+// The verified users of the current transaction, innermost last: each with the
+// subtransaction that set it, so ROLLBACK TO SAVEPOINT drops what the savepoint set, exactly as
+// it undoes the SET LOCAL. lxid guards against a transaction boundary the callbacks missed.
+struct VerifiedUser {
+    SubTransactionId subid;
+    std::string user;
+};
+std::vector<VerifiedUser> g_verified;
+LocalTransactionId g_verified_lxid = InvalidLocalTransactionId;
+
+// Callbacks run inside transaction machinery: no allocation, nothing that can throw.
+void on_xact(XactEvent event, void *) {
+    switch (event) {
+        case XACT_EVENT_COMMIT:
+        case XACT_EVENT_PARALLEL_COMMIT:
+        case XACT_EVENT_ABORT:
+        case XACT_EVENT_PARALLEL_ABORT:
+        case XACT_EVENT_PREPARE:
+            g_verified.clear();
+            g_verified_lxid = InvalidLocalTransactionId;
+            break;
+        default:
+            break;
+    }
+}
+
+void on_subxact(SubXactEvent event, SubTransactionId sub, SubTransactionId parent, void *) {
+    if (event == SUBXACT_EVENT_ABORT_SUB) {
+        g_verified.erase(std::remove_if(g_verified.begin(), g_verified.end(),
+                                        [sub](const VerifiedUser &v) { return v.subid == sub; }),
+                         g_verified.end());
+    } else if (event == SUBXACT_EVENT_COMMIT_SUB) {
+        for (auto &v : g_verified)
+            if (v.subid == sub) v.subid = parent;
+    }
+}
 
 struct LoadedRing {
     std::string path;
@@ -81,6 +130,14 @@ void define_vault_gucs() {
         "Transaction-scoped setting that names the application user for row-level security.",
         nullptr, &g_user_setting, "app.current_user_id", PGC_SUSET, 0, check_user_setting, nullptr,
         nullptr);
+    DefineCustomEnumVariable(
+        "pg_alpaca.user_source", "Where the application user comes from: setting or jwt.",
+        "setting: alpaca_set_user or the user setting names the user. jwt: only a token verified "
+        "by alpaca_set_user_jwt does (alpaca_set_user is refused for non-superusers).",
+        &g_user_source, static_cast<int>(UserSource::Setting), kUserSources, PGC_SIGHUP, 0, nullptr,
+        nullptr, nullptr);
+    RegisterXactCallback(on_xact, nullptr);
+    RegisterSubXactCallback(on_subxact, nullptr);
 }
 
 const pga::KeyRing &keyring() {
@@ -114,11 +171,39 @@ const char *user_setting_name() {
     return g_user_setting && *g_user_setting ? g_user_setting : "app.current_user_id";
 }
 
+UserSource user_source() {
+    return g_user_source == static_cast<int>(UserSource::Jwt) ? UserSource::Jwt
+                                                              : UserSource::Setting;
+}
+
 std::optional<std::string> current_app_user() {
     const char *name = user_setting_name();
     const char *value = pga::pg::call([&] { return GetConfigOption(name, true, false); });
     if (value == nullptr || *value == '\0') return std::nullopt;
+    if (user_source() == UserSource::Jwt) {
+        if (IsParallelWorker()) return std::nullopt;  // the leader's memory is not here
+        if (g_verified.empty() || g_verified_lxid != MyProc->lxid) return std::nullopt;
+        if (g_verified.back().user != value) return std::nullopt;
+    }
     return std::string(value);
+}
+
+void set_verified_user(const std::string &user) {
+    if (g_verified_lxid != MyProc->lxid) {
+        g_verified.clear();
+        g_verified_lxid = MyProc->lxid;
+    }
+    const SubTransactionId sub = GetCurrentSubTransactionId();
+    if (!g_verified.empty() && g_verified.back().subid == sub)
+        g_verified.back().user = user;  // one entry per subtransaction level
+    else
+        g_verified.push_back(VerifiedUser{sub, user});
+    const char *name = user_setting_name();
+    const char *value = g_verified.back().user.c_str();
+    pga::pg::call([&] {
+        (void)set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                false);
+    });
 }
 
 }  // namespace pga::ext

@@ -1,5 +1,13 @@
-// Per-backend vault state: the GUCs pg_alpaca.key_file and pg_alpaca.user_setting, the cached
-// key ring (re-read whenever the path or the file changes), and the current application user.
+// Per-backend vault state: the GUCs pg_alpaca.key_file, pg_alpaca.user_setting and
+// pg_alpaca.user_source, the cached key ring (re-read whenever the path or the file changes),
+// and the current application user.
+//
+// pg_alpaca.user_source = setting (the default): the user is the transaction-scoped setting
+// (SET LOCAL app.current_user_id, alpaca_set_user). = jwt: the user is the one a verified token
+// named in this transaction (alpaca_set_user_jwt). The verified user is kept in backend memory,
+// tied to the transaction and its subtransactions (dropped at commit or abort, restored at
+// ROLLBACK TO SAVEPOINT), and it also goes into the setting; current_app_user() answers only
+// when the setting still equals it, so a SET LOCAL of another name makes nobody a user.
 #pragma once
 
 #include <optional>
@@ -18,7 +26,17 @@ const pga::KeyRing &keyring();
 // Name of the transaction-scoped setting that holds the application user.
 const char *user_setting_name();
 
-// The application user, or nullopt when unset or empty (fail closed).
+enum class UserSource { Setting, Jwt };
+UserSource user_source();
+
+// The application user, or nullopt when unset or empty (fail closed). With user_source = jwt,
+// nullopt also when no verified user is recorded for this transaction, when the setting names
+// another, and in parallel workers (alpaca_current_user() is PARALLEL RESTRICTED).
 std::optional<std::string> current_app_user();
+
+// Records user as this transaction's verified user and sets the user setting (SET LOCAL).
+// Callers decide who may: alpaca_set_user_jwt after verifying a token; alpaca_set_user when
+// user_source = setting, or for a superuser or the extension's own code (alpaca_owner).
+void set_verified_user(const std::string &user);
 
 }  // namespace pga::ext

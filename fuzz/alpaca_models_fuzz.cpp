@@ -1,10 +1,12 @@
 // libFuzzer: Alpaca JSON models. Any input parses or throws pga::Error(Protocol); every decimal
-// that comes out passes is_decimal_text; legs re-serialise to JSON that parses as orders. The
-// streaming reader (one reused across inputs, as the extension does) hands over the same
-// elements as the owning parse, and an exception thrown by its sink comes back out (or the
-// document's own Protocol error, which takes precedence), never a crash.
+// that comes out passes is_decimal_text; legs re-serialise to JSON that parses as orders.
+// Messages and Alpaca's own error text are printable ASCII and bounded. The streaming reader
+// (one reused across inputs, as the extension does) hands over the same elements as the owning
+// parse, and an exception thrown by its sink comes back out (or the document's own Protocol
+// error, which takes precedence), never a crash.
 #include "common/alpaca_models.hpp"
 #include "common/error.hpp"
+#include "fuzz/fuzz_invariants.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -30,6 +32,7 @@ void expect_protocol_or_ok(F f) {
         f();
     } catch (const pga::Error &e) {
         check(e.code() == pga::ErrorCode::Protocol);
+        pga_fuzz::check_error(e, 200);
     }
 }
 
@@ -99,6 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             check(owning_ok && seen == owning);
         } catch (const pga::Error &e) {
             check(e.code() == pga::ErrorCode::Protocol && !owning_ok);
+            pga_fuzz::check_error(e, 200);
         }
         bool stopped = false;
         try {
@@ -109,11 +113,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             stopped = true;
         } catch (const pga::Error &e) {
             check(e.code() == pga::ErrorCode::Protocol);
+            pga_fuzz::check_error(e, 200);
         }
         (void)stopped;
     }
     const auto err = pga::parse_error_body(json);  // noexcept
-    check(err.message.size() <= 1000);
+    check(err.message.size() <= pga::kMaxAlpacaErrorMessage &&
+          pga::is_printable_ascii(err.message));
     (void)pga::is_decimal_text(json);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "common/envelope.hpp"
 #include "common/error.hpp"
 #include "common/keyring.hpp"
+#include "fuzz/fuzz_invariants.hpp"
 #include "fuzz/fuzz_keys.hpp"
 
 #include <cstdint>
@@ -48,6 +49,7 @@ void fuzz_text(std::string_view text) {
         parse_message = e.what();
         check(parse_message.rfind("invalid alpaca_secret: ", 0) == 0);
         check(printable_and_short(parse_message));
+        pga_fuzz::check_error(e, 200);
     }
     if (parsed) {
         check(env.key_id >= 1);
@@ -74,6 +76,7 @@ void fuzz_text(std::string_view text) {
             check(e.code() == pga::ErrorCode::DecryptFailed);
         }
         check(printable_and_short(m));
+        pga_fuzz::check_error(e, 200);
     }
 }
 

@@ -11,6 +11,7 @@
 #include "common/encoding.hpp"
 #include "common/error.hpp"
 #include "common/fernet.hpp"
+#include "fuzz/fuzz_invariants.hpp"
 
 #include <array>
 #include <cstdint>
@@ -35,6 +36,7 @@ const pga::FernetKey &key() {
 constexpr std::int64_t kNow = 499162801;  // the spec vectors' clock
 
 bool allowed_refusal(const pga::Error &e) {
+    pga_fuzz::check_error(e, 80);
     const std::string m = e.what();
     return e.code() == pga::ErrorCode::DecryptFailed && m.rfind("invalid token: ", 0) == 0 &&
            m.size() < 80;
@@ -88,6 +90,7 @@ void fuzz_key(std::string_view text) {
         check(pga::base64url_decode(text, raw) && raw.size() == 32);
     } catch (const pga::Error &e) {
         check(e.code() == pga::ErrorCode::InvalidParameter);
+        pga_fuzz::check_error(e, 80);
         check(std::string(e.what()) == "invalid Fernet key: must be base64url of exactly 32 bytes");
     }
 }

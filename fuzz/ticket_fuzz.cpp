@@ -10,6 +10,7 @@
 #include "common/encoding.hpp"
 #include "common/error.hpp"
 #include "common/keyring.hpp"
+#include "fuzz/fuzz_invariants.hpp"
 #include "fuzz/fuzz_keys.hpp"
 #include "common/ticket.hpp"
 
@@ -31,6 +32,7 @@ constexpr std::int64_t kNow = 1'790'000'000'000;
 using pga_fuzz::ring;
 
 bool allowed_refusal(const pga::Error &e) {
+    pga_fuzz::check_error(e, 60);
     const std::string m = e.what();
     if (e.code() == pga::ErrorCode::TicketInvalid)
         return m == "malformed ticket" || m == "ticket signature does not verify" ||
@@ -125,6 +127,7 @@ void fuzz_mint(std::string_view in) {
         ticket = pga::mint_ticket(ring(), c);
     } catch (const pga::Error &e) {
         check(e.code() == pga::ErrorCode::InvalidParameter);
+        pga_fuzz::check_error(e, 100);
         check(c.purpose.empty() || c.purpose.size() > pga::kMaxPurposeLen || c.app_user.empty() ||
               c.app_user.size() > pga::kMaxAppUserLen);
         return;

@@ -1,7 +1,9 @@
 // libFuzzer: wire frame decoding. Any input either decodes or throws pga::Error; whatever
-// decodes re-encodes to a frame that decodes to the same value.
+// decodes re-encodes to a frame that decodes to the same value. Refusals are short fixed text
+// (printable, bounded); a decoded response message is printable ASCII of bounded length.
 #include "common/error.hpp"
 #include "common/wire.hpp"
+#include "fuzz/fuzz_invariants.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -19,6 +21,7 @@ void fuzz_request(const std::uint8_t *data, std::size_t size) {
         req = pga::decode_request(data, size);
     } catch (const pga::Error &e) {
         check(e.code() == pga::ErrorCode::Protocol);
+        pga_fuzz::check_error(e, 120);
         return;
     }
     const pga::SecureBytes frame = pga::encode_request(req);  // must not throw
@@ -32,14 +35,30 @@ void fuzz_request(const std::uint8_t *data, std::size_t size) {
     check(again.query == req.query);
 }
 
+// Whatever message the sidecar hands the encoder (curl's text, PostgreSQL's, Alpaca's) crosses
+// the wire as printable ASCII, bounded, and decodes to exactly what the encoder sent.
+void fuzz_message(const std::uint8_t *data, std::size_t size) {
+    pga::SidecarResponse in;
+    in.request_id = "r1";
+    in.message.assign(reinterpret_cast<const char *>(data), size);
+    const std::string frame = pga::encode_response(in);
+    const auto *p = reinterpret_cast<const std::uint8_t *>(frame.data());
+    const auto out = pga::decode_response(p + 4, frame.size() - 4);
+    check(out.message == pga::escape_for_error(in.message, pga::kMaxResponseMessage));
+    check(out.message.size() <= pga::kMaxResponseMessage && pga::is_printable_ascii(out.message));
+}
+
 void fuzz_response(const std::uint8_t *data, std::size_t size) {
+    fuzz_message(data, size);
     pga::SidecarResponse resp;
     try {
         resp = pga::decode_response(data, size);
     } catch (const pga::Error &e) {
         check(e.code() == pga::ErrorCode::Protocol);
+        pga_fuzz::check_error(e, 120);
         return;
     }
+    check(resp.message.size() <= pga::kMaxResponseMessage && pga::is_printable_ascii(resp.message));
     const std::string frame = pga::encode_response(resp);
     const auto *p = reinterpret_cast<const std::uint8_t *>(frame.data());
     check(pga::decode_frame_length(p, 0xffffffffu) == frame.size() - 4);
@@ -69,7 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         try {
             const auto n = pga::decode_frame_length(data, pga::kMaxRequestPayload);
             check(n > 0 && n <= pga::kMaxRequestPayload);
-        } catch (const pga::Error &) {
+        } catch (const pga::Error &e) {
+            pga_fuzz::check_error(e, 120);
         }
     }
     return 0;

@@ -5,7 +5,7 @@
 #   scripts/bench.sh              full run (about 20 minutes): writes bench/results.md
 #   scripts/bench.sh --smoke      tiny sizes (under 2 minutes): writes DIR/results.md only
 #   options: --only B1,B3   run some figures;  --keep   leave the stack up;  --no-build
-#            --dir DIR      stack folder (default /tmp/pga-bench-<pid>)
+#            --dir DIR      stack folder (default: a new mktemp -d folder)
 #   sizes: PGA_BENCH_<NAME>=N, names in bench/bench.py (e.g. PGA_BENCH_B6_LARGE=200000)
 #
 # Exit status: 0 when every target holds, 3 when one does not, anything else on a failure.
@@ -13,7 +13,7 @@
 # check its exit status for 0 or 3).
 source "$(dirname "$0")/lib.sh"
 
-SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7 DIR=/tmp/pga-bench-$$
+SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B11 DIR=
 while [ $# -gt 0 ]; do
     case $1 in
         --smoke) SMOKE=1; shift ;;
@@ -35,11 +35,18 @@ fi
 [ -x "$BUILD_DIR/crypto_bench" ] && [ -x "$BUILD_DIR/alpaca-sidecar" ] ||
     die "missing $BUILD_DIR/crypto_bench or alpaca-sidecar: run without --no-build"
 
+OWN_DIR=
+if [ -z "$DIR" ]; then OWN_DIR=$(mktemp -d -t pga-bench.XXXXXX); chmod 755 "$OWN_DIR"; DIR=$OWN_DIR/stack; fi
+STACKSH=$PGA_ROOT/scripts/stack.sh
+
 # Fixtures: one account each with 10, 100 and 1 000 positions (deterministic).
-FIXTURES=$(mktemp -d /tmp/pga-bench-fixtures.XXXXXX)
+FIXTURES=$(mktemp -d -t pga-bench-fixtures.XXXXXX)
 cleanup() {
     local rc=$?
-    if [ $KEEP -eq 0 ]; then "$PGA_ROOT/scripts/stack.sh" down "$DIR" >/dev/null 2>&1 || true; fi
+    if [ $KEEP -eq 0 ]; then
+        "$STACKSH" down "$DIR" >/dev/null 2>&1 || true
+        [ -z "$OWN_DIR" ] || rm -rf "$OWN_DIR"
+    fi
     rm -rf "$FIXTURES"
     exit $rc
 }
@@ -50,34 +57,27 @@ for n in 10 100 1000; do
 done
 chmod -R a+rX "$FIXTURES"
 
-PGA_BUILD_DIR=$BUILD_DIR "$PGA_ROOT/scripts/stack.sh" up "$DIR" --fixtures "$FIXTURES"
+PGA_BUILD_DIR=$BUILD_DIR "$STACKSH" up "$DIR" --fixtures "$FIXTURES"
 # shellcheck disable=SC1091
 source "$DIR/stack.env"
 
 # PostgreSQL's default 128 MB of shared buffers is no setting for a million credentials (B6,
 # B7): give it 1 GB, a modest share of any machine that would hold such a vault.
-as_runner "$PGA_PG_BIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
-    -c "ALTER SYSTEM SET shared_buffers = '1GB'"
-as_runner "$PGA_PG_BIN/pg_ctl" -D "$DIR/pgdata" -l "$DIR/log/postgresql.log" -w -t 60 restart >/dev/null
+"$STACKSH" set-pg "$DIR" shared_buffers 1GB
+"$STACKSH" restart-pg "$DIR"
 
 # The sidecar as a benchmark needs it: enough workers for 32 concurrent calls that each wait
 # 20 ms upstream, and a per-credential rate limit above what one credential is asked here
 # (Alpaca's own 200 a minute would make every figure a rate-limit test). Restart it so.
-sed -i -e 's/^workers = .*/workers = 64/' -e '/^rate_limit_per_minute/d' "$DIR/sidecar.conf"
-echo "rate_limit_per_minute = 100000" >>"$DIR/sidecar.conf"
-kill -TERM "$(cat "$DIR/run/sidecar.pid")"
-PGA_WAIT=15 wait_for bash -c "! kill -0 $(cat "$DIR/run/sidecar.pid") 2>/dev/null" ||
-    die "the sidecar did not stop"
-rm -f "$DIR/run/sidecar.sock"
-as_runner bash -c "exec '$DIR/bin/alpaca-sidecar' --config '$DIR/sidecar.conf' \
-    >>'$DIR/log/sidecar.out' 2>&1 & echo \$! > '$DIR/run/sidecar.pid'"
-wait_for test -S "$DIR/run/sidecar.sock" || die "sidecar did not restart: $DIR/log/sidecar.out"
+"$STACKSH" set-sidecar "$DIR" workers 64
+"$STACKSH" set-sidecar "$DIR" rate_limit_per_minute 100000
+"$STACKSH" restart-sidecar "$DIR"
 
 if [ $SMOKE -eq 1 ]; then OUT=$DIR/results.md; else OUT=$PGA_ROOT/bench/results.md; fi
 args=(--crypto-bench "$BUILD_DIR/crypto_bench" --only "$ONLY" --out "$OUT")
 [ $SMOKE -eq 0 ] || args+=(--smoke)
 set +e
-PGA_RUNNER=$PGA_RUNNER /usr/bin/python3 "$PGA_ROOT/bench/bench.py" "${args[@]}"
+/usr/bin/python3 "$PGA_ROOT/bench/bench.py" "${args[@]}"
 rc=$?
 set -e
 [ $rc -eq 0 ] || [ $rc -eq 3 ] || die "benchmark failed (logs in $DIR/log; rerun with --keep to inspect)"

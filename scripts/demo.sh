@@ -14,7 +14,7 @@ log "building"
 build_cmake "$PGA_ROOT/build"
 build_extension
 
-DIR=$(mktemp -d /tmp/pg_alpaca_demo.XXXXXX)
+DIR=$(mktemp -d -t pg_alpaca_demo.XXXXXX)
 chmod 755 "$DIR"
 if [ $KEEP -eq 0 ]; then trap '"$PGA_ROOT/scripts/stack.sh" down "$DIR/stack" >/dev/null 2>&1 || true' EXIT; fi
 

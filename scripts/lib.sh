@@ -18,15 +18,8 @@ as_root() {
     fi
 }
 
-# The cluster, sidecar and stand-in run as an unprivileged user: initdb refuses root.
-if [ "$(id -u)" -eq 0 ]; then PGA_RUNNER=postgres; else PGA_RUNNER=$(id -un); fi
-export PGA_RUNNER
-as_runner() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u "$PGA_RUNNER" -- "$@"; else "$@"; fi
-}
-
 PGA_APT_PACKAGES=(build-essential cmake pkg-config clang-14 libclang-rt-14-dev
-    postgresql-$PGA_PG_MAJOR postgresql-server-dev-$PGA_PG_MAJOR postgresql-contrib libpq-dev
+    postgresql-$PGA_PG_MAJOR postgresql-server-dev-$PGA_PG_MAJOR postgresql-contrib postgresql-$PGA_PG_MAJOR-pgaudit libpq-dev
     libssl-dev libcurl4-openssl-dev rapidjson-dev googletest libgtest-dev libbenchmark-dev
     python3 python3-jsonschema python3-psycopg2 python3-psycopg openssl curl ca-certificates procps util-linux)
 
@@ -42,7 +35,9 @@ ensure_packages() {
         as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
     # Debian's postgresql package may start a system cluster; we never use it.
-    id "$PGA_RUNNER" >/dev/null 2>&1 || die "user $PGA_RUNNER does not exist"
+    # Who runs what is decided in one place, scripts/stackctl.py: it checks the runner and
+    # creates the sidecar's OS user when missing (it warns loudly when it cannot).
+    "$PGA_ROOT/scripts/stack.sh" users >/dev/null
 }
 
 # Builds the CMake targets (sidecar, keygen, unit tests) into $PGA_ROOT/build.
@@ -58,19 +53,5 @@ build_extension() {
     make -C "$PGA_ROOT" -j"$(nproc)" -s 2>&1 | grep -E 'warning|error' || true
     [ "${PIPESTATUS[0]}" -eq 0 ] || die "extension build failed"
     # One install at a time: parallel checkouts on one machine share the server's lib dir.
-    as_root flock /tmp/pga-install.lock make -C "$PGA_ROOT" -s install >/dev/null
-}
-
-# A free TCP port on loopback.
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Waits until "$@" succeeds, up to $PGA_WAIT seconds (default 20).
-wait_for() {
-    local deadline=$((SECONDS + ${PGA_WAIT:-20}))
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -lt $deadline ] || return 1
-        sleep 0.1
-    done
+    as_root flock "${TMPDIR:-/tmp}/pga-install.lock" make -C "$PGA_ROOT" -s install >/dev/null
 }

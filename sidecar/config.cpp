@@ -21,12 +21,17 @@
 namespace pga::sidecar {
 namespace {
 
+// Every message names the file: a path of printable ASCII is shown as it is, anything else
+// escaped and bounded like any other input (pga::escape_for_error).
+constexpr std::size_t kMaxShownPath = 200;
+
 [[noreturn]] void fail_at(const std::string &file, int line, const std::string &msg) {
-    throw Error(ErrorCode::ConfigFile, file + ":" + std::to_string(line) + ": " + msg);
+    throw Error(ErrorCode::ConfigFile,
+                escape_for_error(file, kMaxShownPath) + ":" + std::to_string(line) + ": " + msg);
 }
 
 [[noreturn]] void fail_file(const std::string &file, const std::string &msg) {
-    throw Error(ErrorCode::ConfigFile, file + ": " + msg);
+    throw Error(ErrorCode::ConfigFile, escape_for_error(file, kMaxShownPath) + ": " + msg);
 }
 
 std::string_view trim(std::string_view s) {
@@ -37,15 +42,9 @@ std::string_view trim(std::string_view s) {
     return s.substr(b, e - b + 1);
 }
 
-// Shows a value in a message: printable ASCII only, truncated.
+// Shows a value in a message: quoted, printable ASCII only, at most 64 characters.
 std::string shown(std::string_view v) {
-    std::string out;
-    for (char c : v.substr(0, 64)) {
-        const auto u = static_cast<unsigned char>(c);
-        out += (u >= 0x20 && u < 0x7f) ? c : '?';
-    }
-    if (v.size() > 64) out += "...";
-    return "'" + out + "'";
+    return quote_for_error(v, kMaxQuotedInput);
 }
 
 bool parse_decimal(std::string_view v, long long lo, long long hi, long long &out) {
@@ -134,7 +133,9 @@ void check_conninfo(const Line &l) {
             lower.find("password") == std::string::npos) {
             std::string_view d(err);
             while (!d.empty() && d.back() == '\n') d.remove_suffix(1);  // libpq ends with one
-            detail = std::string(trim(d));
+            // The option name is the input's own bytes: bounded and escaped (a 300-byte
+            // name of quotes and non-UTF-8 once made a 405-byte message that repeated it).
+            detail = escape_for_error(trim(d), kMaxQuotedInput + 32);
         }
         PQfreemem(err);
         l.fail("conninfo: not a valid libpq connection string" +
@@ -275,6 +276,11 @@ const std::map<std::string, Setter, std::less<>> &setters() {
          [](Config &c, const Line &l) {
              c.read_timeout_ms = long(number_in(l, "read_timeout_ms", 100, 600000));
          }},
+        {"max_pending_connections",
+         [](Config &c, const Line &l) {
+             c.max_pending_connections =
+                 std::size_t(number_in(l, "max_pending_connections", 1, 100000));
+         }},
     };
     return table;
 }
@@ -389,7 +395,9 @@ Config load_config(const std::string &path) {
 
 void check_config_environment(const Config &cfg, const std::string &filename) {
     if (!cfg.ca_file.empty() && access(cfg.ca_file.c_str(), R_OK) != 0) {
-        fail_file(filename, "ca_file: cannot read " + cfg.ca_file + ": " + std::strerror(errno));
+        const int err = errno;
+        fail_file(filename, "ca_file: cannot read " + quote_for_error(cfg.ca_file, kMaxShownPath) +
+                                ": " + std::strerror(err));
     }
     if (!cfg.socket_group.empty()) {
         group grp{};
@@ -397,19 +405,21 @@ void check_config_environment(const Config &cfg, const std::string &filename) {
         std::string buf(16384, '\0');
         const int rc = getgrnam_r(cfg.socket_group.c_str(), &grp, buf.data(), buf.size(), &found);
         if (rc != 0 || !found)
-            fail_file(filename, "socket_group: no group named " + cfg.socket_group);
+            fail_file(filename, "socket_group: no group named " + shown(cfg.socket_group));
     }
     const auto slash = cfg.socket_path.rfind('/');
     const std::string dir = slash == 0 ? "/" : cfg.socket_path.substr(0, slash);
     struct stat st {};
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fail_file(filename, "socket_path: directory " + dir + " does not exist");
+        fail_file(filename, "socket_path: directory " + quote_for_error(dir, kMaxShownPath) +
+                                " does not exist");
     }
     if (!cfg.log_file.empty()) {
         const auto ls = cfg.log_file.rfind('/');
         const std::string ldir = ls == 0 ? "/" : cfg.log_file.substr(0, ls);
         if (stat(ldir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fail_file(filename, "log_file: directory " + ldir + " does not exist");
+            fail_file(filename, "log_file: directory " + quote_for_error(ldir, kMaxShownPath) +
+                                    " does not exist");
         }
     }
 }

@@ -40,7 +40,10 @@ struct Config {
     std::size_t max_response_bytes = 16777216;  // upstream body cap
     LogLevel log_level = LogLevel::Info;
     std::string log_file;         // empty: stderr
-    long read_timeout_ms = 5000;  // a started client frame must complete within
+    // A client's whole request frame must arrive within this of its connection being accepted.
+    long read_timeout_ms = 2000;
+    // Connections accepted but not yet through their frame; beyond it the oldest is closed.
+    std::size_t max_pending_connections = 256;
 };
 
 // Parse config text. `filename` is used only in messages.

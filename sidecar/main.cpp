@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -43,6 +44,20 @@ void harden_process() {
     rlimit none{0, 0};
     setrlimit(RLIMIT_CORE, &none);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+// Every client connection holds a descriptor until it is answered or dropped. The soft limit
+// is often 1024 while the hard one is far higher: take up to 65536 of it. The server still
+// bounds its connections below whatever limit it ends up with (effective_max_pending).
+void raise_fd_limit() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    const rlim_t want = rl.rlim_max == RLIM_INFINITY ? rlim_t(65536)
+                                                     : std::min(rl.rlim_max, rlim_t(65536));
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 }  // namespace
@@ -86,6 +101,7 @@ int main(int argc, char **argv) {
     }
 
     harden_process();
+    raise_fd_limit();
     // Signals are taken synchronously through a signalfd; every thread inherits the mask.
     sigset_t mask;
     sigemptyset(&mask);

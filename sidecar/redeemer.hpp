@@ -1,4 +1,4 @@
-// Redeems tickets through `alpaca_redeem_ticket` on a bounded pool of libpq connections.
+// Redeems tickets through `CALL alpaca.redeem_ticket` on a bounded pool of libpq connections.
 // Connections are opened lazily, prepared once, and replaced when they break, so the sidecar
 // carries on by itself after PostgreSQL restarts.
 #pragma once

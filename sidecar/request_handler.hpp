@@ -1,24 +1,18 @@
-// One request from a backend, start to finish: redeem the ticket, wait for the credential's
-// rate-limit token, GET Alpaca with retries, wipe the keys, log one line, build the answer.
+// One request from a backend, start to finish: redeem the ticket (redeem_step), GET Alpaca
+// with rate-limit waits and retries (upstream_retries, rate_wait), wipe the keys, build the
+// answer and log one line (request_log).
 #pragma once
 #include "common/cpp_only.hpp"
-#include "common/rate_limiter.hpp"
 #include "common/wire.hpp"
+#include "sidecar/alpaca_routes.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/http_client.hpp"
+#include "sidecar/rate_limiter.hpp"
 #include "sidecar/redeemer.hpp"
 
 #include <functional>
-#include <string>
 
 namespace pga::sidecar {
-
-// Alpaca path for an operation ("/v2/account", ...); empty for an unknown one.
-std::string alpaca_path(const std::string &operation);
-
-// base + path + "?k=v&..." (query keys and values are already restricted by the wire decoder).
-std::string alpaca_url(const std::string &base, const std::string &operation,
-                       const std::vector<std::pair<std::string, std::string>> &query);
 
 class RequestHandler {
   public:

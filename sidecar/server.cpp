@@ -8,55 +8,47 @@
 
 #include <grp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <iterator>
+#include <limits>
+#include <utility>
 
 namespace pga::sidecar {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 using Fd = UniqueFd;
 
+constexpr int kAcceptBatch = 64;  // then the waiting connections get their turn
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+constexpr auto kWriteTimeout = std::chrono::seconds(5);
+
 // Waits until fd is ready for `events` or the deadline passes.
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
+bool wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+    using Clock = std::chrono::steady_clock;
     for (;;) {
         const long ms = long(
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
         if (ms <= 0) return false;
         pollfd p{fd, events, 0};
         const int rc = ::poll(&p, 1, int(std::min(ms, 1000L)));
-        if (rc > 0) return true;
+        if (rc > 0) return (p.revents & (POLLERR | POLLHUP | POLLNVAL)) == 0;
         if (rc < 0 && errno != EINTR) return false;
     }
 }
 
-bool read_exact(int fd, std::uint8_t *out, std::size_t len, Clock::time_point deadline) {
-    std::size_t off = 0;
-    while (off < len) {
-        const ssize_t n = ::recv(fd, out + off, len - off, MSG_DONTWAIT);
-        if (n > 0) {
-            off += std::size_t(n);
-        } else if (n == 0) {
-            return false;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (!wait_fd(fd, POLLIN, deadline)) return false;
-        } else if (errno != EINTR) {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool write_all(int fd, const std::uint8_t *data, std::size_t len, Clock::time_point deadline) {
+bool write_all(int fd, const std::uint8_t *data, std::size_t len,
+               std::chrono::steady_clock::time_point deadline) {
     std::size_t off = 0;
     while (off < len) {
         const ssize_t n = ::send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -67,37 +59,28 @@ bool write_all(int fd, const std::uint8_t *data, std::size_t len, Clock::time_po
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else {
-            return false;
+            return false;  // EPIPE, ECONNRESET: the client hung up
         }
     }
     return true;
 }
 
-// Reads one request frame. Returns false (and sets error) when the client sent garbage or
-// nothing in time; an empty error means the client simply went away.
-bool read_request(int fd, long timeout_ms, SidecarRequest &req, std::string &error) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    std::uint8_t prefix[kFramePrefixLen];
-    if (!read_exact(fd, prefix, sizeof prefix, deadline)) return false;
-    try {
-        const std::uint32_t len = decode_frame_length(prefix, kMaxRequestPayload);
-        SecureBytes payload(len);  // holds the ticket
-        if (!read_exact(fd, payload.data(), payload.size(), deadline)) {
-            error = "incomplete request frame";
-            return false;
-        }
-        req = decode_request(payload.data(), payload.size());
-        return true;
-    } catch (const Error &e) {
-        error = e.what();
-        return false;
-    }
-}
-
+// A worker's answer: waits for the client to take it, at most kWriteTimeout.
 void send_response(int fd, const SidecarResponse &resp) {
     const std::string frame = encode_response(resp);
     write_all(fd, reinterpret_cast<const std::uint8_t *>(frame.data()), frame.size(),
-              Clock::now() + std::chrono::seconds(5));
+              std::chrono::steady_clock::now() + kWriteTimeout);
+}
+
+// The poll thread's answer: one non-blocking attempt (a short frame fits an empty socket
+// buffer), because that thread must never wait for a client.
+void send_now(int fd, const SidecarResponse &resp) noexcept {
+    try {
+        const std::string frame = encode_response(resp);
+        (void)::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    } catch (const std::exception &) {
+        // Nothing to answer with; the connection is closed anyway.
+    }
 }
 
 bool client_hung_up(int fd) {
@@ -105,14 +88,115 @@ bool client_hung_up(int fd) {
     return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+long ms_since(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+    return long(std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count());
+}
+
+// The connecting process (pid, uid) as the kernel saw it, for the operator hunting a client
+// that holds connections open. "?" when unknown.
+std::pair<std::string, std::string> peer_of(int fd) {
+    ucred c{};
+    socklen_t len = sizeof c;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) return {"?", "?"};
+    return {std::to_string(c.pid), std::to_string(c.uid)};
+}
+
+std::size_t current_fd_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return std::numeric_limits<std::size_t>::max();
+    return std::size_t(rl.rlim_cur);
+}
+
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// FrameReader
+// ---------------------------------------------------------------------------------------------
+std::uint8_t *FrameReader::space() noexcept {
+    if (state_ != State::NeedMore) return nullptr;
+    if (received_ < kFramePrefixLen) return prefix_ + received_;
+    return payload_.data() + (received_ - kFramePrefixLen);
+}
+
+std::size_t FrameReader::space_len() const noexcept {
+    if (state_ != State::NeedMore) return 0;
+    if (received_ < kFramePrefixLen) return kFramePrefixLen - received_;
+    return payload_.size() - (received_ - kFramePrefixLen);
+}
+
+FrameReader::State FrameReader::commit(std::size_t n) {
+    if (state_ != State::NeedMore || n == 0) return state_;
+    if (n > space_len()) {
+        state_ = State::Invalid;
+        error_ = "internal: more bytes than the frame needs";
+        return state_;
+    }
+    const bool in_prefix = received_ < kFramePrefixLen;
+    received_ += n;
+    if (in_prefix) {
+        if (received_ < kFramePrefixLen) return state_;
+        try {
+            payload_.resize(decode_frame_length(prefix_, max_payload_));  // never 0
+        } catch (const Error &e) {
+            state_ = State::Invalid;
+            error_ = e.what();
+        }
+        return state_;
+    }
+    if (received_ == kFramePrefixLen + payload_.size()) state_ = State::Complete;
+    return state_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LogThrottle
+// ---------------------------------------------------------------------------------------------
+bool LogThrottle::allow(Clock::time_point now, std::uint64_t &suppressed) noexcept {
+    if (logged_ && now - last_ < interval_) {
+        ++suppressed_;
+        return false;
+    }
+    suppressed = suppressed_;
+    suppressed_ = 0;
+    last_ = now;
+    logged_ = true;
+    return true;
+}
+
+bool LogThrottle::flush(Clock::time_point now, std::uint64_t &suppressed) noexcept {
+    if (suppressed_ == 0 || now - last_ < interval_) return false;
+    suppressed = suppressed_;
+    suppressed_ = 0;
+    last_ = now;
+    return true;
+}
+
+LogThrottle::Clock::time_point LogThrottle::next_flush() const noexcept {
+    return suppressed_ == 0 ? Clock::time_point::max() : last_ + interval_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptor budget
+// ---------------------------------------------------------------------------------------------
+std::size_t effective_max_pending(std::size_t configured, std::size_t fd_limit,
+                                  std::size_t max_queue, int workers, int pool_size) noexcept {
+    // stdio, listen socket, signalfd, log file, slack; libpq; curl keeps a few per handle.
+    const std::size_t own = 16 + std::size_t(std::max(pool_size, 0)) +
+                            4 * std::size_t(std::max(workers, 0));
+    // Connections past the frame stage: queued and being served.
+    const std::size_t held = max_queue + std::size_t(std::max(workers, 0));
+    if (configured == 0) configured = 1;
+    if (fd_limit <= own + held + 1) return 1;
+    return std::min(configured, fd_limit - own - held);
+}
 
 Server::Server(std::string config_path, Config cfg)
     : config_path_(std::move(config_path)),
       config_(std::make_shared<const Config>(cfg)),
       redeemer_(cfg.conninfo, cfg.pool_size),
       limiter_(double(cfg.rate_limit_per_minute), std::chrono::minutes(1)),
-      handler_(redeemer_, limiter_) {
+      handler_(redeemer_, limiter_),
+      fd_limit_(current_fd_limit()) {
     open_socket();
 }
 
@@ -201,69 +285,202 @@ void Server::reload() {
     if (!fixed.empty()) log_event(LogLevel::Warn, "restart_required", {{"settings", fixed_list}});
 }
 
-void Server::refuse_overloaded(int fd) {
-    SidecarRequest req;
-    std::string error;
-    if (!read_request(fd, 200, req, error)) return;
+// ---------------------------------------------------------------------------------------------
+// The poll thread: accepting and reading request frames
+// ---------------------------------------------------------------------------------------------
+void Server::drop_pending(PendingList::iterator it, const char *reason, Outcome outcome,
+                          const std::string &message) {
+    const auto now = Clock::now();
+    std::uint64_t suppressed = 0;
+    if (drop_log_.allow(now, suppressed)) {
+        // Never the bytes: only how many arrived and how long the client had.
+        const auto peer = peer_of(it->fd.get());
+        log_event(LogLevel::Warn, "connection_dropped",
+                  {{"reason", reason},
+                   {"waited_ms", std::to_string(ms_since(it->accepted, now))},
+                   {"bytes", std::to_string(it->frame.bytes_received())},
+                   {"peer_pid", peer.first},
+                   {"peer_uid", peer.second},
+                   {"suppressed", std::to_string(suppressed)}});
+    }
+    // A backend that was merely slow gets a reason instead of a bare hang-up.
     SidecarResponse resp;
-    resp.request_id = req.request_id;
+    resp.outcome = outcome;
+    resp.message = message;
+    send_now(it->fd.get(), resp);
+    pending_.erase(it);
+}
+
+void Server::flush_drop_log(Clock::time_point now) {
+    std::uint64_t n = 0;
+    if (drop_log_.flush(now, n))
+        log_event(LogLevel::Warn, "connection_dropped", {{"suppressed", std::to_string(n)}});
+    if (bad_log_.flush(now, n))
+        log_event(LogLevel::Warn, "bad_request", {{"suppressed", std::to_string(n)}});
+    if (accept_log_.flush(now, n))
+        log_event(LogLevel::Error, "accept_failed", {{"suppressed", std::to_string(n)}});
+}
+
+void Server::dispatch(PendingList::iterator it) {
+    SecureBytes payload = it->frame.take_payload();  // holds the ticket; wiped on release
+    auto job = std::make_unique<Job>(it->fd.release());
+    pending_.erase(it);
+    try {
+        job->req = decode_request(payload.data(), payload.size());
+    } catch (const Error &e) {
+        std::uint64_t suppressed = 0;
+        if (bad_log_.allow(Clock::now(), suppressed))
+            log_event(LogLevel::Warn, "bad_request",
+                      {{"message", e.what()}, {"suppressed", std::to_string(suppressed)}});
+        SidecarResponse resp;
+        resp.outcome = Outcome::BadRequest;
+        resp.message = e.what();
+        send_now(job->fd.get(), resp);
+        return;
+    }
+    const std::size_t max_queue = config()->max_queue;
+    {
+        std::lock_guard<std::mutex> lock(queue_mu_);
+        if (queue_.size() < max_queue) {
+            queue_.push_back(std::move(job));
+            queue_cv_.notify_one();
+            return;
+        }
+    }
+    SidecarResponse resp;
+    resp.request_id = job->req.request_id;
     resp.outcome = Outcome::Overloaded;
     resp.message = "request queue is full";
     log_event(LogLevel::Warn, "request",
-              {{"id", req.request_id}, {"op", req.operation}, {"outcome", "overloaded"}});
-    send_response(fd, resp);
+              {{"id", job->req.request_id}, {"op", job->req.operation}, {"outcome", "overloaded"}});
+    send_now(job->fd.get(), resp);
 }
 
-void Server::accept_ready() {
-    const std::size_t max_queue = config()->max_queue;
-    for (;;) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) return;  // EAGAIN: drained; anything else: try again on the next wake-up
-        {
-            std::lock_guard<std::mutex> lock(queue_mu_);
-            if (queue_.size() < max_queue) {
-                queue_.push_back(fd);
-                queue_cv_.notify_one();
-                continue;
-            }
+bool Server::read_pending(PendingList::iterator it) {
+    FrameReader &frame = it->frame;
+    while (frame.state() == FrameReader::State::NeedMore) {
+        const ssize_t n = ::recv(it->fd.get(), frame.space(), frame.space_len(), MSG_DONTWAIT);
+        if (n > 0) {
+            frame.commit(std::size_t(n));
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return false;  // the rest comes later (or the deadline closes it)
+        } else {
+            pending_.erase(it);  // went away before its frame was complete: nobody to answer
+            return true;
         }
-        refuse_overloaded(fd);
-        ::close(fd);
     }
-}
-
-void Server::serve_connection(int fd, HttpClient &http) {
-    const auto cfg = config();
-    SidecarRequest req;
-    std::string error;
-    if (!read_request(fd, cfg->read_timeout_ms, req, error)) {
-        if (error.empty()) return;
+    if (frame.state() == FrameReader::State::Invalid) {
+        std::uint64_t suppressed = 0;
+        if (bad_log_.allow(Clock::now(), suppressed))
+            log_event(LogLevel::Warn, "bad_request",
+                      {{"message", frame.error()}, {"suppressed", std::to_string(suppressed)}});
         SidecarResponse resp;
         resp.outcome = Outcome::BadRequest;
-        resp.message = error;
-        log_event(LogLevel::Warn, "bad_request", {{"message", error}});
-        send_response(fd, resp);
+        resp.message = frame.error();
+        send_now(it->fd.get(), resp);
+        pending_.erase(it);
+        return true;
+    }
+    dispatch(it);
+    return true;
+}
+
+void Server::expire_pending(Clock::time_point now) {
+    for (auto it = pending_.begin(); it != pending_.end();) {
+        const auto next = std::next(it);
+        if (now >= it->deadline)
+            drop_pending(it, "read_timeout", Outcome::BadRequest,
+                         "the request frame did not arrive within read_timeout_ms");
+        it = next;
+    }
+}
+
+void Server::accept_ready(Clock::time_point now) {
+    const auto cfg = config();
+    const std::size_t max_pending = effective_max_pending(
+        cfg->max_pending_connections, fd_limit_, cfg->max_queue, cfg->workers, cfg->pool_size);
+    const auto timeout = std::chrono::milliseconds(cfg->read_timeout_ms);
+    for (int i = 0; i < kAcceptBatch; ++i) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            const int err = errno;
+            if (err == EINTR || err == ECONNABORTED) continue;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                // Out of descriptors: the oldest waiting connection makes room. With none to
+                // drop, stop polling the listen socket for a moment instead of spinning on it;
+                // new connections wait in the kernel's backlog meanwhile.
+                if (!pending_.empty()) {
+                    drop_pending(pending_.begin(), "fd_limit", Outcome::Overloaded,
+                                 "the sidecar is out of file descriptors");
+                    continue;
+                }
+                accept_paused_until_ = now + kAcceptPause;
+                std::uint64_t suppressed = 0;
+                if (accept_log_.allow(now, suppressed))
+                    log_event(LogLevel::Error, "accept_failed",
+                              {{"message", std::strerror(err)},
+                               {"suppressed", std::to_string(suppressed)}});
+            }
+            return;  // EAGAIN: drained
+        }
+        while (!pending_.empty() && pending_.size() >= max_pending)
+            drop_pending(pending_.begin(), "too_many_pending", Outcome::Overloaded,
+                         "too many connections are waiting to send a request");
+        pending_.emplace_back(fd, now, now + timeout);
+        // A backend sends its frame right after connecting: usually it is already here.
+        read_pending(std::prev(pending_.end()));
+    }
+}
+
+int Server::poll_timeout_ms(Clock::time_point now) const {
+    Clock::time_point next = Clock::time_point::max();
+    for (const auto &p : pending_) next = std::min(next, p.deadline);
+    if (accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
+    next = std::min({next, drop_log_.next_flush(), bad_log_.next_flush(), accept_log_.next_flush()});
+    if (next == Clock::time_point::max()) return -1;
+    if (next <= now) return 0;
+    // Round up so that the wake-up is not a millisecond early (which would spin).
+    const long ms = ms_since(now, next) + 1;
+    return int(std::min(ms, 60000L));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+// ---------------------------------------------------------------------------------------------
+void Server::serve_job(Job &job, HttpClient &http) {
+    const auto cfg = config();
+    const int fd = job.fd.get();
+    // A client that hung up while its request was queued (a cancelled backend, or one that
+    // sends frames and leaves) costs no redeem and no upstream call.
+    if (client_hung_up(fd)) {
+        log_event(LogLevel::Warn, "request",
+                  {{"id", job.req.request_id},
+                   {"op", job.req.operation},
+                   {"outcome", outcome_name(Outcome::Internal)},
+                   {"message", "the client hung up before its request was served"}});
         return;
     }
-    // req.ticket is SecureBytes: wiped when req goes out of scope.
-    SidecarResponse resp = handler_.handle(req, *cfg, http, [fd] { return client_hung_up(fd); });
+    // job.req.ticket is SecureBytes: wiped when the job is destroyed.
+    SidecarResponse resp =
+        handler_.handle(job.req, *cfg, http, [fd] { return client_hung_up(fd); });
     send_response(fd, resp);
 }
 
 void Server::worker_loop() {
     HttpClient http(curl_share_);
     for (;;) {
-        int fd;
+        std::unique_ptr<Job> job;
         {
             std::unique_lock<std::mutex> lock(queue_mu_);
             queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
             if (queue_.empty()) return;  // stopping and drained
-            fd = queue_.front();
+            job = std::move(queue_.front());
             queue_.pop_front();
         }
-        Fd conn(fd);
         try {
-            serve_connection(fd, http);
+            serve_job(*job, http);
         } catch (const std::exception &e) {
             log_event(LogLevel::Error, "internal", {{"message", e.what()}});
         }
@@ -273,22 +490,42 @@ void Server::worker_loop() {
 void Server::run(int signal_fd) {
     const auto cfg = config();
     for (int i = 0; i < cfg->workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+    const std::size_t max_pending = effective_max_pending(
+        cfg->max_pending_connections, fd_limit_, cfg->max_queue, cfg->workers, cfg->pool_size);
     log_event(LogLevel::Info, "started",
               {{"socket", cfg->socket_path},
                {"workers", std::to_string(cfg->workers)},
                {"pool_size", std::to_string(cfg->pool_size)},
+               {"max_pending_connections", std::to_string(max_pending)},
+               {"read_timeout_ms", std::to_string(cfg->read_timeout_ms)},
                {"paper", cfg->paper_base_url},
                {"live", cfg->live_base_url},
                {"version", pga::kVersion}});
+    if (max_pending < cfg->max_pending_connections)
+        log_event(LogLevel::Warn, "fd_limit",
+                  {{"limit", std::to_string(fd_limit_)},
+                   {"max_pending_connections", std::to_string(max_pending)},
+                   {"action", "raise RLIMIT_NOFILE (LimitNOFILE=) or lower max_queue"}});
 
+    std::vector<pollfd> fds;
+    std::vector<PendingList::iterator> polled;  // fds[2 + i] is polled[i]
     bool stop = false;
     while (!stop) {
-        pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {signal_fd, POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0) {
+        auto now = Clock::now();
+        const bool accepting = now >= accept_paused_until_;
+        fds.clear();
+        polled.clear();
+        fds.push_back({signal_fd, POLLIN, 0});
+        fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});  // -1: ignored by poll
+        for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+            fds.push_back({it->fd.get(), POLLIN, 0});
+            polled.push_back(it);
+        }
+        if (::poll(fds.data(), nfds_t(fds.size()), poll_timeout_ms(now)) < 0) {
             if (errno == EINTR) continue;
             throw Error(ErrorCode::Io, std::string("poll: ") + std::strerror(errno));
         }
-        if (fds[1].revents & POLLIN) {
+        if (fds[0].revents & POLLIN) {
             signalfd_siginfo si;
             while (::read(signal_fd, &si, sizeof si) == ssize_t(sizeof si)) {
                 if (si.ssi_signo == SIGHUP) {
@@ -298,13 +535,24 @@ void Server::run(int signal_fd) {
                 }
             }
         }
-        if (!stop && (fds[0].revents & POLLIN)) accept_ready();
+        if (stop) break;
+        // Erasing one list element leaves the other iterators valid.
+        for (std::size_t i = 0; i < polled.size(); ++i) {
+            if (fds[2 + i].revents != 0) read_pending(polled[i]);
+        }
+        now = Clock::now();
+        expire_pending(now);
+        if (accepting && (fds[1].revents & POLLIN)) accept_ready(now);
+        flush_drop_log(now);
     }
 
-    // Drain: no new connections; queued and running requests finish.
+    // Drain: no new connections; connections still sending their frame are closed (they have
+    // not asked for anything yet); queued and running requests finish.
     ::close(listen_fd_);
     listen_fd_ = -1;
     ::unlink(cfg->socket_path.c_str());
+    const std::size_t unsent = pending_.size();
+    pending_.clear();
     std::size_t queued;
     {
         std::lock_guard<std::mutex> lock(queue_mu_);
@@ -312,7 +560,8 @@ void Server::run(int signal_fd) {
         queued = queue_.size();
     }
     queue_cv_.notify_all();
-    log_event(LogLevel::Info, "stopping", {{"queued", std::to_string(queued)}});
+    log_event(LogLevel::Info, "stopping",
+              {{"queued", std::to_string(queued)}, {"closed_unsent", std::to_string(unsent)}});
     for (auto &t : workers_) t.join();
     workers_.clear();
     log_event(LogLevel::Info, "stopped", {});

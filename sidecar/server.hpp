@@ -1,15 +1,31 @@
-// The daemon's core: the listening unix socket, a bounded queue of accepted connections, the
-// worker threads (one HttpClient each), SIGHUP reload and SIGTERM drain.
+// The daemon's core: the listening unix socket, the connections still sending their request
+// frame, a bounded queue of complete requests, the worker threads (one HttpClient each),
+// SIGHUP reload and SIGTERM drain.
+//
+// Only the poll thread reads from clients: every socket is non-blocking, a request frame is
+// assembled from whatever bytes have arrived (FrameReader) and reaches the queue only when it
+// is complete. A worker is therefore never held by a client that dawdles. A connection that has
+// not sent its whole frame within read_timeout_ms of being accepted is closed; so is the oldest
+// such connection when more than max_pending_connections are waiting (backends send their
+// frame right after connecting, so the one that has waited longest is the least likely to be a
+// real call).
 #pragma once
 #include "common/cpp_only.hpp"
-#include "common/rate_limiter.hpp"
+#include "common/secure_memory.hpp"
+#include "common/unique_fd.hpp"
+#include "common/wire.hpp"
+#include "sidecar/rate_limiter.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/http_client.hpp"
 #include "sidecar/redeemer.hpp"
 #include "sidecar/request_handler.hpp"
 
+#include <chrono>
 #include <condition_variable>
+#include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +33,65 @@
 #include <vector>
 
 namespace pga::sidecar {
+
+// Assembles one request frame (u32 BE length | payload) from bytes as they arrive; no I/O.
+// Bytes are written straight into space() so the payload (it holds the ticket) lives only in
+// SecureBytes. Never asks for a byte beyond the frame.
+class FrameReader {
+  public:
+    enum class State { NeedMore, Complete, Invalid };
+    explicit FrameReader(std::size_t max_payload = kMaxRequestPayload) noexcept
+        : max_payload_(max_payload) {}
+
+    // Where the next bytes go and how many the frame still needs (0 unless NeedMore).
+    std::uint8_t *space() noexcept;
+    std::size_t space_len() const noexcept;
+    // Records that n (<= space_len()) bytes were written at space().
+    State commit(std::size_t n);
+
+    State state() const noexcept { return state_; }
+    std::size_t bytes_received() const noexcept { return received_; }
+    // Why the frame is Invalid (a message we composed; never frame bytes).
+    const std::string &error() const noexcept { return error_; }
+    // The payload once Complete (moved out; the reader is spent afterwards).
+    SecureBytes take_payload() noexcept { return std::move(payload_); }
+
+  private:
+    std::size_t max_payload_;
+    State state_ = State::NeedMore;
+    std::uint8_t prefix_[kFramePrefixLen] = {};
+    std::size_t received_ = 0;  // prefix and payload bytes so far
+    SecureBytes payload_;
+    std::string error_;
+};
+
+// At most one log line per interval for a kind of event; the events in between are counted and
+// reported by the next line (or by flush() once the interval has passed).
+class LogThrottle {
+  public:
+    using Clock = std::chrono::steady_clock;
+    explicit LogThrottle(std::chrono::milliseconds interval) noexcept : interval_(interval) {}
+    // Counts one event. True when it should be logged now; `suppressed` is then the number of
+    // events not logged since the previous line.
+    bool allow(Clock::time_point now, std::uint64_t &suppressed) noexcept;
+    // True (with the count) when events were suppressed and the interval has passed since the
+    // last line: log a summary.
+    bool flush(Clock::time_point now, std::uint64_t &suppressed) noexcept;
+    // When flush() next has something to say; time_point::max() when nothing is pending.
+    Clock::time_point next_flush() const noexcept;
+
+  private:
+    std::chrono::milliseconds interval_;
+    bool logged_ = false;
+    Clock::time_point last_{};
+    std::uint64_t suppressed_ = 0;
+};
+
+// How many connections may wait for their frame given the process's descriptor limit: the
+// configured bound, lowered so that waiting + queued + served connections plus the daemon's own
+// descriptors (listen socket, signalfd, log, libpq, curl) stay below `fd_limit`. At least 1.
+std::size_t effective_max_pending(std::size_t configured, std::size_t fd_limit,
+                                  std::size_t max_queue, int workers, int pool_size) noexcept;
 
 class Server {
   public:
@@ -31,13 +106,40 @@ class Server {
     void run(int signal_fd);
 
   private:
+    using Clock = std::chrono::steady_clock;
+
+    // A connection whose request frame has not fully arrived; owned by the poll thread.
+    struct Pending {
+        explicit Pending(int fd_, Clock::time_point now, Clock::time_point deadline_)
+            : fd(fd_), accepted(now), deadline(deadline_) {}
+        UniqueFd fd;
+        Clock::time_point accepted;
+        Clock::time_point deadline;
+        FrameReader frame;
+    };
+    // A complete request waiting for a worker.
+    struct Job {
+        explicit Job(int fd_) : fd(fd_) {}
+        UniqueFd fd;
+        SidecarRequest req;
+    };
+    using PendingList = std::list<Pending>;  // in accept order: front is the oldest
+
     std::shared_ptr<const Config> config() const;
     void reload();
     void open_socket();
-    void accept_ready();
+    void accept_ready(Clock::time_point now);
+    // Reads what has arrived; dispatches, answers or closes the connection when it is done.
+    // Returns true when the connection left the pending list.
+    bool read_pending(PendingList::iterator it);
+    void dispatch(PendingList::iterator it);
+    void drop_pending(PendingList::iterator it, const char *reason, Outcome outcome,
+                      const std::string &message);
+    void expire_pending(Clock::time_point now);
+    void flush_drop_log(Clock::time_point now);
+    int poll_timeout_ms(Clock::time_point now) const;
     void worker_loop();
-    void serve_connection(int fd, HttpClient &http);
-    void refuse_overloaded(int fd);
+    void serve_job(Job &job, HttpClient &http);
 
     const std::string config_path_;
     mutable std::mutex config_mu_;
@@ -49,9 +151,16 @@ class Server {
     RequestHandler handler_;
 
     int listen_fd_ = -1;
+    std::size_t fd_limit_ = 0;  // RLIMIT_NOFILE's soft limit at start
+    PendingList pending_;
+    Clock::time_point accept_paused_until_{};  // after EMFILE with nothing left to drop
+    LogThrottle drop_log_{std::chrono::seconds(1)};
+    LogThrottle bad_log_{std::chrono::seconds(1)};
+    LogThrottle accept_log_{std::chrono::seconds(1)};
+
     std::mutex queue_mu_;
     std::condition_variable queue_cv_;
-    std::deque<int> queue_;
+    std::deque<std::unique_ptr<Job>> queue_;
     bool stopping_ = false;
     std::vector<std::thread> workers_;
 };

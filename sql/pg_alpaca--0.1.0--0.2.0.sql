@@ -37,7 +37,7 @@ GRANT USAGE ON SCHEMA alpaca TO alpaca_maintainer, alpaca_sidecar;
 -- can create objects in schema alpaca, so an overload planted in a schema anyone can write
 -- (public on clusters upgraded from PostgreSQL <= 14) cannot make these calls ambiguous.
 CREATE FUNCTION alpaca._current_user() RETURNS text
-    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION alpaca._set_user(user_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
 
@@ -431,3 +431,47 @@ BEGIN
     END IF;
 END
 $schema_check$;
+
+-- Verified users (alpaca_set_user_jwt, pg_alpaca.user_source = jwt).
+CREATE FUNCTION alpaca_set_user_jwt(token text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pga_set_user_jwt' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION alpaca_set_user_jwt(text) IS 'Verifies a signed JWT with the key set of pg_alpaca.jwt_keys_file and makes its user the application user for the rest of the transaction; returns the user';
+REVOKE ALL ON FUNCTION alpaca_set_user_jwt(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca_set_user_jwt(text) TO alpaca_app;
+-- The verified user lives in the leader's memory: a parallel worker must not evaluate it.
+ALTER FUNCTION alpaca_current_user() PARALLEL RESTRICTED;
+-- The ticket's user is set through alpaca._set_user, which user_source = jwt trusts from
+-- alpaca_owner only (a bare set_config would name nobody then).
+CREATE OR REPLACE FUNCTION alpaca._redeem_prepare(ticket text, purpose text)
+RETURNS TABLE(credential_id uuid, environment text, api_key alpaca_secret, secret_key alpaca_secret)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    claims record;
+    cur record;
+BEGIN
+    SELECT * INTO claims FROM alpaca._verify_ticket(ticket);
+    IF claims.purpose <> purpose THEN
+        RAISE EXCEPTION 'ticket was issued for another purpose' USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO alpaca.redeemed_tickets (nonce, expires_at) VALUES (claims.nonce, claims.expires_at)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ticket was already redeemed' USING ERRCODE = '42501';
+    END IF;
+    IF random() < 0.01 THEN
+        DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < clock_timestamp() - interval '1 minute';
+    END IF;
+    PERFORM alpaca._set_user(claims.app_user);
+    SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active INTO cur
+      FROM alpaca.credentials c WHERE c.id = claims.credential_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ticket names a credential that does not exist, is not committed yet, or is not owned by its user'
+            USING ERRCODE = '42501';
+    END IF;
+    IF NOT cur.is_active THEN
+        RAISE EXCEPTION 'ticket names a deactivated credential' USING ERRCODE = '42501';
+    END IF;
+    PERFORM alpaca._audit('decrypt', cur.id, purpose, 'ok', claims.app_user);
+    PERFORM set_config(alpaca._user_setting_name(), '', true);
+    RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
+END $$;

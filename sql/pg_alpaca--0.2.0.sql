@@ -69,18 +69,22 @@ COMMENT ON TYPE alpaca_secret IS 'AES-256-GCM envelope of a credential secret (n
 -- C primitives. Internal ones live in schema alpaca with EXECUTE revoked from PUBLIC.
 --------------------------------------------------------------------------------------------
 CREATE FUNCTION alpaca_current_user() RETURNS text
-    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION alpaca_current_user() IS 'The application user of this transaction, NULL when unset';
 
 CREATE FUNCTION alpaca_set_user(user_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION alpaca_set_user(text) IS 'Sets the application user for the rest of the transaction';
 
+CREATE FUNCTION alpaca_set_user_jwt(token text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pga_set_user_jwt' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION alpaca_set_user_jwt(text) IS 'Verifies a signed JWT with the key set of pg_alpaca.jwt_keys_file and makes its user the application user for the rest of the transaction; returns the user';
+
 -- Twins of the public functions above for the extension's own calls. Nobody but the extension
 -- can create objects in schema alpaca, so an overload planted in a schema anyone can write
 -- (public on clusters upgraded from PostgreSQL <= 14) cannot make these calls ambiguous.
 CREATE FUNCTION alpaca._current_user() RETURNS text
-    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pga_current_user' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION alpaca._set_user(user_id text) RETURNS void
     AS 'MODULE_PATHNAME', 'pga_set_user' LANGUAGE C VOLATILE;
 
@@ -504,7 +508,7 @@ BEGIN
     IF random() < 0.01 THEN
         DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < clock_timestamp() - interval '1 minute';
     END IF;
-    PERFORM set_config(alpaca._user_setting_name(), claims.app_user, true);
+    PERFORM alpaca._set_user(claims.app_user);
     SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active INTO cur
       FROM alpaca.credentials c WHERE c.id = claims.credential_id;
     IF NOT FOUND THEN
@@ -867,7 +871,7 @@ GRANT INSERT ON alpaca.audit_log TO alpaca_maintainer;
 
 -- Nothing is executable by PUBLIC except the user getter, the type I/O and the pure parsers.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA alpaca FROM PUBLIC;
-REVOKE ALL ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
+REVOKE ALL ON FUNCTION alpaca_set_user(text), alpaca_set_user_jwt(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),
     alpaca_update_credential(uuid, text, text, boolean, text), alpaca_delete_credential(uuid),
     alpaca_issue_ticket(uuid, text, interval),
@@ -892,7 +896,7 @@ GRANT EXECUTE ON FUNCTION alpaca._user_setting_name(), alpaca._seal(text, uuid, 
 GRANT EXECUTE ON FUNCTION alpaca._key_ring(), alpaca._reseal_credential(alpaca_secret, alpaca_secret, uuid)
     TO alpaca_maintainer;
 
-GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_create_account(text),
+GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_set_user_jwt(text), alpaca_create_account(text),
     alpaca_store_credential(uuid, text, text, text, text), alpaca_list_credentials(uuid),
     alpaca_update_credential(uuid, text, text, boolean, text), alpaca_delete_credential(uuid),
     alpaca_issue_ticket(uuid, text, interval), alpaca_validate_credential(uuid),

@@ -2,19 +2,16 @@
 server settings and restarts, the sidecar's process, psql subprocesses, samplers of `ps` and
 pg_stat_activity, canary keys with stand-in fixtures, and audit-log bookkeeping.
 
-Everything acts on the stack named by stack.env (PGA_STACK_DIR, PGHOST, ...). The cluster,
-the sidecar and the stand-in run as the runner user (PGA_RUNNER; postgres when we are root).
+Everything acts on the stack named by stack.env (PGA_STACK_DIR, PGHOST, ...) through
+scripts/stackctl.py, which also decides who runs what (S.STACK).
 """
 import base64
-import getpass
 import hashlib
 import hmac
 import os
 import random
 import secrets
 import shutil
-import signal
-import socket
 import string
 import subprocess
 import sys
@@ -24,16 +21,11 @@ import time
 import psycopg
 
 import pga_stack as S
+from pga_stack import stackctl
 
 ENV = os.environ
 DIR = S.STACK_DIR
 PG_BIN = os.environ.get("PGA_PG_BIN", "/usr/lib/postgresql/15/bin")
-PGDATA = os.path.join(DIR, "pgdata")
-RUNNER = ENV.get("PGA_RUNNER") or ("postgres" if os.geteuid() == 0 else getpass.getuser())
-SIDECAR_BIN = os.path.join(DIR, "bin", "alpaca-sidecar")
-SIDECAR_CONF = ENV.get("PGA_SIDECAR_CONFIG", os.path.join(DIR, "sidecar.conf"))
-SIDECAR_PID = os.path.join(DIR, "run", "sidecar.pid")
-SIDECAR_OUT = os.path.join(DIR, "log", "sidecar.out")
 
 
 def count(message):
@@ -43,50 +35,10 @@ def count(message):
     sys.stdout.flush()
 
 
-def as_runner(cmd):
-    return ["runuser", "-u", RUNNER, "--"] + cmd if os.geteuid() == 0 else cmd
-
-
-def run(cmd, timeout=120, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-# ---------------------------------------------------------------------------------------------
-# PostgreSQL
-# ---------------------------------------------------------------------------------------------
-def pg_restart(mode="fast"):
-    """pg_ctl restart as the runner user, appending to the stack's server log."""
-    r = run(as_runner([f"{PG_BIN}/pg_ctl", "-D", PGDATA, "-l", ENV["PGA_POSTGRES_LOG"],
-                       "-w", "-t", "60", "restart", "-m", mode]))
-    if r.returncode != 0:
-        raise RuntimeError(f"pg_ctl restart failed: {r.stdout} {r.stderr}")
-    wait_pg()
-
-
-def wait_pg(timeout=30):
-    def ok():
-        try:
-            with S.connect() as c:
-                c.execute("SELECT 1")
-            return True
-        except psycopg.Error:
-            return False
-    if not S.wait_until(ok, timeout, 0.1):
-        raise RuntimeError("PostgreSQL does not accept connections")
-
-
-def alter_system(settings):
-    """ALTER SYSTEM SET each name = value (None: RESET; a list or tuple: a list setting such
-    as shared_preload_libraries) and reload."""
-    with S.connect() as c:
-        for name, value in settings.items():
-            if value is None:
-                c.execute(f"ALTER SYSTEM RESET {name}")
-            elif isinstance(value, (list, tuple)):
-                c.execute(f"ALTER SYSTEM SET {name} = " + ", ".join(f"'{v}'" for v in value))
-            else:
-                c.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        c.execute("SELECT pg_reload_conf()")
+# The stack's processes and settings: scripts/stackctl.py (one controller for all of them).
+STACK = S.STACK
+pg_restart = STACK.cluster.restart          # pg_restart(mode="fast")
+alter_system = STACK.cluster.set            # {name: value | None | [list]}, then reload
 
 
 def server_log_crash_lines():
@@ -105,67 +57,22 @@ def psql(sql, role="app", timeout=60, extra=()):
 # ---------------------------------------------------------------------------------------------
 # The sidecar
 # ---------------------------------------------------------------------------------------------
+pid_alive = stackctl.pid_alive
+sidecar_socket_answers = STACK.sidecar.answers
+sidecar_kill9 = STACK.sidecar.kill
+sidecar_ensure_running = STACK.sidecar.ensure_running
+sidecar_reload = STACK.sidecar.reload
+sidecar_config_get = STACK.sidecar.get
+sidecar_config_set = STACK.sidecar.set   # (name, value | None)
+
+
 def sidecar_pid():
-    try:
-        with open(SIDECAR_PID) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+    return STACK.sidecar.pid
 
 
-def pid_alive(pid):
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-def sidecar_socket_answers():
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(1)
-    try:
-        s.connect(ENV["PGA_SIDECAR_SOCKET"])
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def sidecar_start(timeout=20):
-    """Starts the sidecar as the runner user (as scripts/stack.sh does) and waits for its socket."""
-    cmd = (f"exec '{SIDECAR_BIN}' --config '{SIDECAR_CONF}' >>'{SIDECAR_OUT}' 2>&1 & "
-           f"echo $! > '{SIDECAR_PID}'")
-    r = run(as_runner(["bash", "-c", cmd]))
-    if r.returncode != 0:
-        raise RuntimeError(f"could not start the sidecar: {r.stderr}")
-    if not S.wait_until(sidecar_socket_answers, timeout, 0.05):
-        raise RuntimeError("the sidecar did not open its socket; see " + SIDECAR_OUT)
-    return sidecar_pid()
-
-
-def sidecar_kill9():
-    pid = sidecar_pid()
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        S.wait_until(lambda: not pid_alive(pid), 10)
-    return pid
-
-
-def sidecar_ensure_running():
-    if not pid_alive(sidecar_pid()) or not sidecar_socket_answers():
-        sidecar_kill9()
-        sidecar_start()
+def sidecar_start():
+    """Starts the stack's sidecar (as the sidecar's OS user) and waits for its socket."""
+    return STACK.sidecar.start().pid
 
 
 def broker_call(user, cred, sql="SELECT account_number FROM alpaca_account(%s)", timeout_ms=None):
@@ -194,39 +101,6 @@ def warm_sidecar(user=None, cred=None, attempts=12):
             return i
         time.sleep(0.1)
     raise RuntimeError(f"no broker call succeeds: {err}")
-
-
-def sidecar_config_get(name):
-    with open(SIDECAR_CONF) as f:
-        for line in f:
-            if "=" in line and line.split("=", 1)[0].strip() == name:
-                return line.split("=", 1)[1].strip()
-    return None
-
-
-def sidecar_config_set(name, value):
-    """Edits one `key = value` line of the sidecar's config in place (keeps owner and mode)."""
-    with open(SIDECAR_CONF) as f:
-        lines = f.read().splitlines()
-    out, done = [], False
-    for line in lines:
-        if "=" in line and line.split("=", 1)[0].strip() == name:
-            if value is not None:
-                out.append(f"{name} = {value}")
-            done = True
-        else:
-            out.append(line)
-    if not done and value is not None:
-        out.append(f"{name} = {value}")
-    with open(SIDECAR_CONF, "w") as f:
-        f.write("\n".join(out) + "\n")
-
-
-def sidecar_reload():
-    pid = sidecar_pid()
-    if not pid_alive(pid):
-        raise RuntimeError("the sidecar is not running")
-    os.kill(pid, signal.SIGHUP)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,16 +9,22 @@ by scripts/stack.sh; its stack.env must be in the environment).
         rows = S.as_user(conn, "alice", "SELECT * FROM alpaca_positions(%s)", (cred,))
     S.standin_fault({"mode": "delay", "delay_ms": 500})   # stand-in control port
     S.standin_clear()
+    S.STACK.sidecar.restart(); S.STACK.cluster.restart()  # scripts/stackctl.py
 """
 import json
 import os
-import time
+import sys
 import urllib.request
 
 import psycopg
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import stackctl  # noqa: E402  (the one stack controller: processes, settings, OS users)
+
 ENV = os.environ
 STACK_DIR = ENV["PGA_STACK_DIR"]
+STACK = stackctl.Stack(STACK_DIR)
 FIXTURES = os.path.join(STACK_DIR, "standin", "fixtures")
 ALICE, BOB, LIVE = "PKTESTALICE000000001", "PKTESTBOB00000000002", "AKTESTLIVE0000000003"
 
@@ -93,10 +99,4 @@ def read_log(path_env):
         return f.read()
 
 
-def wait_until(predicate, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+wait_until = stackctl.wait_until

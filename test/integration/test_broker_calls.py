@@ -14,9 +14,10 @@ What it shows:
     second and the backend keeps serving; 20 concurrent sessions see only their own data; a
     ticket is good once, for one purpose, and only the sidecar role may redeem it.
 
-Fault tests run against extra sidecars started here with short timeouts and few retries (their
-own sockets, reached through login roles whose pg_alpaca.sidecar_socket is set by ALTER ROLE,
-since that setting is superuser-only), so the file stays well under two minutes.
+Fault tests run against extra sidecars (S.STACK.extra_sidecar: scripts/stackctl.py runs them
+as the stack's sidecar user) with short timeouts and few retries (their own sockets, reached
+through login roles whose pg_alpaca.sidecar_socket is set by ALTER ROLE, since that setting is
+superuser-only), so the file stays well under two minutes.
 
 Run: cd test/integration && /usr/bin/python3 -m unittest -v test_broker_calls
 """
@@ -25,7 +26,6 @@ import decimal
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -42,7 +42,6 @@ import pga_stack as S
 D = decimal.Decimal
 ENV = os.environ
 CLOSED = {"filled", "canceled", "expired", "replaced", "rejected"}
-RUNNER = "postgres" if os.geteuid() == 0 else None
 WORK = os.path.join(S.STACK_DIR, "broker_calls")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -65,73 +64,6 @@ FAST = {
 # ------------------------------------------------------------------------------------------
 def user_name(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def chown_runner(path):
-    if RUNNER:
-        shutil.chown(path, RUNNER, RUNNER)
-
-
-class Sidecar:
-    """An extra alpaca-sidecar: the stack's configuration with its own socket, log and
-    overrides, running as the stack's user so the server may connect to its socket."""
-
-    def __init__(self, name, **overrides):
-        self.name = name
-        self.socket_path = os.path.join(WORK, name + ".sock")
-        self.config_path = os.path.join(WORK, name + ".conf")
-        self.log_path = os.path.join(WORK, name + ".log")
-        settings = {}
-        with open(ENV["PGA_SIDECAR_CONFIG"]) as f:
-            for line in f:
-                if "=" in line and not line.lstrip().startswith("#"):
-                    k, v = line.split("=", 1)
-                    settings[k.strip()] = v.strip()
-        settings.update(socket_path=self.socket_path, log_file=self.log_path)
-        settings.update(overrides)
-        with open(self.config_path, "w") as f:
-            f.writelines("%s = %s\n" % kv for kv in settings.items())
-        chown_runner(self.config_path)
-        self.proc = None
-
-    def start(self):
-        kw = dict(user=RUNNER, group=RUNNER, extra_groups=[]) if RUNNER else {}
-        out = open(os.path.join(WORK, self.name + ".out"), "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(S.STACK_DIR, "bin", "alpaca-sidecar"), "--config", self.config_path],
-            stdout=out, stderr=out, **kw)
-        out.close()
-        if not S.wait_until(lambda: os.path.exists(self.socket_path) and self._accepts(), 10):
-            self.stop()
-            raise RuntimeError("sidecar %s did not start: %s" % (self.name, self.tail()))
-        return self
-
-    def _accepts(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(self.socket_path)
-            return True
-        except OSError:
-            return False
-        finally:
-            s.close()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode if self.proc else None
-
-    def tail(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
 
 
 def login_role(name, socket_path=None):
@@ -243,11 +175,10 @@ SAVED_RATE_LIMIT = None
 def setUpModule():
     global FAST_SIDECAR, SAVED_RATE_LIMIT
     os.makedirs(WORK, exist_ok=True)
-    chown_runner(WORK)
     SAVED_RATE_LIMIT = S._control("GET", "/ratelimit")["limit"]
     S._control("POST", "/ratelimit", {"limit": 100000})
     S.standin_clear()
-    FAST_SIDECAR = Sidecar("fast", **FAST).start()
+    FAST_SIDECAR = S.STACK.extra_sidecar("fast", **FAST).start()
     login_role("brk_fast", FAST_SIDECAR.socket_path)
 
 
@@ -511,7 +442,7 @@ class RoutingTest(Base):
         os.makedirs(other_ca, exist_ok=True)
         subprocess.run(["sh", os.path.join(ROOT, "scripts", "make_test_ca.sh"), other_ca],
                        check=True, capture_output=True)
-        sc = Sidecar("badca", ca_file=os.path.join(other_ca, "ca.crt"), **FAST).start()
+        sc = S.STACK.extra_sidecar("badca", ca_file=os.path.join(other_ca, "ca.crt"), **FAST).start()
         try:
             login_role("brk_badca", sc.socket_path)
             c = self.conn("brk_badca")
@@ -688,7 +619,7 @@ class FaultTest(AliceBase):
 # ------------------------------------------------------------------------------------------
 class LifecycleTest(Base):
     def test_stopped_sidecar_is_08001_within_a_second(self):
-        sc = Sidecar("down", **FAST).start()
+        sc = S.STACK.extra_sidecar("down", **FAST).start()
         try:
             login_role("brk_down", sc.socket_path)
             c = self.conn("brk_down")
@@ -697,7 +628,7 @@ class LifecycleTest(Base):
             self.assertIsNone(err, err and err_text(err))  # routed to this sidecar, and it works
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 with self.subTest(signal=sig.name):
-                    if sc.proc.poll() is not None:
+                    if not sc.alive():
                         sc.start()
                         self.assertIsNone(attempt(c, user, "SELECT count(*) FROM alpaca_positions(%s)", (cred,))[1])
                     sc.stop(sig)
@@ -722,7 +653,7 @@ class LifecycleTest(Base):
         return t, result
 
     def test_sidecar_dying_mid_request_is_08006_and_sigterm_drains(self):
-        sc = Sidecar("dying", **FAST).start()
+        sc = S.STACK.extra_sidecar("dying", **FAST).start()
         try:
             login_role("brk_down", sc.socket_path)
             c = self.conn("brk_down")

@@ -5,9 +5,7 @@ credentials; `CALL alpaca_rotate_keys()` runs concurrently. Afterwards every sec
 primary key, every credential still decrypts to the last value its writer committed (no lost
 update), and an interrupted rotation resumes where it stopped.
 """
-import os
 import random
-import subprocess
 import threading
 import time
 import unittest
@@ -23,15 +21,7 @@ WRITERS = 4
 
 def add_key():
     """Appends the next key to the stack's key file, as the file's owner, and reloads."""
-    keygen = os.path.join(S.STACK_DIR, "bin", "alpaca-keygen")
-    cmd = [keygen, "add", S.ENV["PGA_KEY_FILE"]]
-    if os.geteuid() == 0:
-        owner = subprocess.run(["stat", "-c", "%U", S.ENV["PGA_KEY_FILE"]], check=True,
-                               capture_output=True, text=True).stdout.strip()
-        cmd = ["runuser", "-u", owner, "--"] + cmd
-    subprocess.run(cmd, check=True, capture_output=True)
-    with S.connect() as conn:
-        conn.execute("SELECT pg_reload_conf()")
+    S.STACK.add_key()
 
 
 def key_status():

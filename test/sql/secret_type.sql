@@ -29,14 +29,49 @@ EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE '% | % | hint: %', s, m, h;
 END $$;
 
--- Binary send/receive and COPY round-trip the envelope unchanged.
-CREATE TEMP TABLE secrets_copy (s alpaca_secret);
-INSERT INTO secrets_copy VALUES (:'env');
-COPY secrets_copy TO '/tmp/pg_alpaca_regress_copy.txt';
-COPY secrets_copy FROM '/tmp/pg_alpaca_regress_copy.txt';
-SELECT count(*) AS rows, count(DISTINCT s::text) AS distinct_envelopes, bool_and(s::text = :'env') AS unchanged
-FROM secrets_copy;
-SELECT alpaca_secret_recv IS NOT NULL FROM (SELECT alpaca_secret_send(:'env') AS alpaca_secret_recv) s;
+-- COPY round-trips envelopes unchanged, row for row, in text and in binary format (binary goes
+-- through alpaca_secret_send and alpaca_secret_recv). The files are written into the data
+-- directory of the throwaway test cluster.
+SELECT current_setting('data_directory') || '/pga_regress_secrets.bin' AS copy_bin,
+       current_setting('data_directory') || '/pga_regress_secrets.txt' AS copy_txt,
+       current_setting('data_directory') || '/pga_regress_corrupt.bin' AS copy_bad \gset
+CREATE TEMP TABLE secrets_src (n int, s alpaca_secret);
+INSERT INTO secrets_src
+SELECT n, alpaca._seal(format('PKTEST%s%s', n, repeat('K', n * 7)), '00000000-0000-4000-8000-000000000001', 'api_key')
+FROM generate_series(1, 5) n;
+INSERT INTO secrets_src VALUES (6, NULL);
+-- The binary form of an envelope is its text, byte for byte.
+SELECT bool_and(alpaca_secret_send(s) = convert_to(s::text, 'UTF8')) AS send_is_the_envelope
+FROM secrets_src WHERE s IS NOT NULL;
+COPY secrets_src TO :'copy_bin' (FORMAT binary);
+COPY secrets_src TO :'copy_txt';
+SELECT position(convert_to(s::text, 'UTF8') IN pg_read_binary_file(:'copy_bin')) > 0 AS in_binary_file
+FROM secrets_src WHERE n = 3;
+CREATE TEMP TABLE secrets_bin (LIKE secrets_src);
+CREATE TEMP TABLE secrets_txt (LIKE secrets_src);
+COPY secrets_bin FROM :'copy_bin' (FORMAT binary);
+COPY secrets_txt FROM :'copy_txt';
+SELECT n, src.s IS NULL AS is_null, b.s::text IS NOT DISTINCT FROM src.s::text AS binary_same,
+       t.s::text IS NOT DISTINCT FROM src.s::text AS text_same
+FROM secrets_src src FULL JOIN secrets_bin b USING (n) FULL JOIN secrets_txt t USING (n)
+ORDER BY n;
+-- Corrupted binary input is refused by alpaca_secret_recv with 22P02, like the text form. The
+-- file is a valid binary COPY of (int, bytea) whose bytea is the bad field.
+CREATE FUNCTION pg_temp.copy_in_binary_field(bad bytea, file text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('COPY (SELECT 7, %L::bytea) TO %L (FORMAT binary)', bad, file);
+    RETURN pga_try(format('COPY secrets_bin FROM %L (FORMAT binary)', file));
+END $$;
+SELECT left(encode(bad, 'escape'), 40) AS binary_field,
+       pg_temp.copy_in_binary_field(bad, :'copy_bad') AS result
+FROM (VALUES (convert_to('sk_live_plaintext', 'UTF8')),
+             (convert_to('pgak1:1:not base64!', 'UTF8')),
+             (convert_to('pgak2:1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'UTF8')),
+             ('\x7067616b313a313a00414141'::bytea),
+             ('\xff'::bytea),
+             (''::bytea)) AS t(bad);
+SELECT count(*) AS rows_after_refused_copies FROM secrets_bin;
 
 -- The envelope is bound to its credential id and column: moved anywhere else it does not open.
 SELECT alpaca._seal('SECRETSECRETSECRETSECRETSECRETSECRETSECR', '00000000-0000-4000-8000-000000000001', 'secret_key') AS env_secret \gset

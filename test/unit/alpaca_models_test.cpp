@@ -731,12 +731,21 @@ TEST(AlpacaError, NeverThrows) {
     EXPECT_EQ(e.message, "m");
 }
 
-TEST(AlpacaError, LongMessagesAreCutOnCharacterBoundaries) {
+TEST(AlpacaError, MessagesAreEscapedAndCutOnWholeEscapes) {
     std::string msg;
     for (int i = 0; i < 600; ++i) msg += "\xc3\xa9";  // 1200 bytes of 'é'
     const auto e = pga::parse_error_body(R"({"code":1,"message":")" + msg + "\"}");
-    EXPECT_EQ(e.message.size(), 1000u);
-    EXPECT_EQ(e.message, msg.substr(0, 1000));
+    // 74 escapes of 4 characters (296) and "..." fit in 300; a 75th would not.
+    std::string want;
+    for (int i = 0; i < 37; ++i) want += "\\xC3\\xA9";
+    EXPECT_EQ(e.message, want + "...");
+    EXPECT_LE(e.message.size(), pga::kMaxAlpacaErrorMessage);
+    // Control characters (JSON escapes) never reach an error message raw.
+    const auto c = pga::parse_error_body(R"({"message":"bad\r\nX-Injected: 1\u001b[2J"})");
+    EXPECT_EQ(c.message, "bad\\x0D\\x0AX-Injected: 1\\x1B[2J");
+    // Plain ASCII text is shown as it is.
+    EXPECT_EQ(pga::parse_error_body(R"j({"message":"qty must be > 0 (got '-1')"})j").message,
+              "qty must be > 0 (got '-1')");
 }
 
 // ---------------------------------------------------------------- decimals

@@ -210,6 +210,20 @@ TEST(KeyRing, LoadFileErrorsNameThePath) {
     EXPECT_NE(msg.find(bad + ":3: key for id 2"), std::string::npos) << msg;
 }
 
+// The path is shown as given when printable; escaped and bounded when not (a GUC or a command
+// line may hold anything).
+TEST(KeyRing, PathInMessagesIsEscapedAndBounded) {
+    const std::string odd = "/etc/\x1b[31mkeys\n\xff" + std::string(500, 'p');
+    std::string msg = config_error([&] { pga::KeyRing::parse("1 short\n", odd); });
+    EXPECT_EQ(msg.rfind("/etc/\\x1B[31mkeys\\x0A\\xFFppp", 0), 0u) << msg;
+    EXPECT_NE(msg.find("...:1: key for id 1"), std::string::npos) << msg;
+    EXPECT_LE(msg.size(), 260u) << msg;
+    EXPECT_TRUE(pga::is_printable_ascii(msg)) << msg;
+    msg = config_error([&] { pga::KeyRing::load_file(odd); });
+    EXPECT_NE(msg.find("...: cannot open key file"), std::string::npos) << msg;
+    EXPECT_TRUE(pga::is_printable_ascii(msg)) << msg;
+}
+
 TEST(KeyRing, LoadFileFollowsSymlinkToPrivateFile) {
     TempDir dir;
     std::string p = dir.write("real", "3 " + key_b64(3) + "\n", 0600);

@@ -1,4 +1,4 @@
-#include "common/rate_limiter.hpp"
+#include "sidecar/rate_limiter.hpp"
 
 #include "common/error.hpp"
 
@@ -11,7 +11,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using pga::RateLimiter;
+using pga::sidecar::RateLimiter;
 using TP = RateLimiter::Clock::time_point;
 
 const TP t0 = TP{} + 1000h;  // an arbitrary injected clock origin

@@ -1,4 +1,4 @@
-#include "common/retry_policy.hpp"
+#include "sidecar/retry_policy.hpp"
 
 #include <gtest/gtest.h>
 
@@ -7,15 +7,15 @@
 namespace {
 
 using namespace std::chrono_literals;
-using pga::RetryConfig;
-using pga::RetryPolicy;
+using pga::sidecar::RetryConfig;
+using pga::sidecar::RetryPolicy;
 
 constexpr std::int64_t kNowMs = 1'750'000'000'123;  // a fixed "now", Unix milliseconds
 
 TEST(RetryPolicy, RetryableStatuses) {
-    for (int s : {0, 429, 502, 503, 504}) EXPECT_TRUE(pga::is_retryable_status(s)) << s;
+    for (int s : {0, 429, 502, 503, 504}) EXPECT_TRUE(pga::sidecar::is_retryable_status(s)) << s;
     for (int s : {200, 201, 400, 401, 403, 404, 422, 500, 501, 505, 599, -1}) {
-        EXPECT_FALSE(pga::is_retryable_status(s)) << s;
+        EXPECT_FALSE(pga::sidecar::is_retryable_status(s)) << s;
     }
 }
 

@@ -98,7 +98,7 @@ TEST(SidecarConfig, TheShippedExampleParses) {
     ss << in.rdbuf();
     const Config c = parse_config(ss.str(), "alpaca-sidecar.conf.example");
     // The README's default for pg_alpaca.sidecar_socket.
-    EXPECT_EQ(c.socket_path, "/var/run/postgresql/alpaca-sidecar.sock");
+    EXPECT_EQ(c.socket_path, "/run/alpaca-sidecar/alpaca-sidecar.sock");
     EXPECT_EQ(c.conninfo.find("password"), std::string::npos);
 }
 
@@ -291,12 +291,36 @@ TEST(SidecarConfig, MisspelledConninfoOptionIsNamedWhenNoPasswordIsNear) {
     EXPECT_EQ(r.message.find('\n'), std::string::npos) << r.message;
 }
 
+// A long invalid option name of quotes and non-UTF-8 (what the fuzzer found, see
+// fuzz_regressions_test.cpp) is cut and escaped like any other input.
+TEST(SidecarConfig, InvalidConninfoOptionNameIsEscapedAndBounded) {
+    const std::string name = "x\xff\x7f[2J" + std::string(300, '\'') + std::string(50, '\xfe');
+    const Refusal r = refusal(kMinimal + "conninfo = host=/tmp " + name + "=1\n");
+    ASSERT_TRUE(r.threw);
+    EXPECT_EQ(r.code, pga::ErrorCode::ConfigFile);
+    EXPECT_NE(r.message.find("invalid connection option \"x\\xFF\\x7F[2J''"), std::string::npos)
+        << r.message;
+    EXPECT_NE(r.message.find("...)"), std::string::npos) << r.message;
+    EXPECT_LE(r.message.size(), std::string(kFile).size() + 160) << r.message;
+    EXPECT_TRUE(pga::is_printable_ascii(r.message)) << r.message;
+}
+
+// The file name is shown as given when printable, escaped and bounded when not.
+TEST(SidecarConfig, FileNameInMessagesIsEscapedAndBounded) {
+    const Refusal r = refusal("bogus = 1\n", "/etc/\x1b]0;x\x07" + std::string(400, 'd') + ".conf");
+    ASSERT_TRUE(r.threw);
+    EXPECT_EQ(r.message.rfind("/etc/\\x1B]0;x\\x07ddd", 0), 0u) << r.message;
+    EXPECT_LE(r.message.size(), 260u) << r.message;
+    EXPECT_TRUE(pga::is_printable_ascii(r.message)) << r.message;
+}
+
 TEST(SidecarConfig, ValuesShownInMessagesAreSanitisedAndBounded) {
     const Refusal r = refusal(kMinimal + "workers = \x7f" + std::string(200, '9') + "\n");
     ASSERT_TRUE(r.threw);
     EXPECT_LT(r.message.size(), 200u) << r.message;
     EXPECT_NE(r.message.find("..."), std::string::npos);
-    EXPECT_NE(r.message.find("'?9"), std::string::npos) << r.message;
+    EXPECT_NE(r.message.find("'\\x7F9"), std::string::npos) << r.message;
+    EXPECT_TRUE(pga::is_printable_ascii(r.message)) << r.message;
     const Refusal u = refusal(kMinimal + std::string(300, 'k') + " = 1\n");
     EXPECT_LT(u.message.size(), 200u) << u.message;
     // Quote errors name the key the same bounded way.

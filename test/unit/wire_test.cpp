@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -161,7 +162,7 @@ TEST(Wire, ResponseRoundTrip) {
     in.outcome = Outcome::RateLimited;
     in.http_status = 429;
     in.attempts = 4;
-    in.message = "Alpaca rate limit: \"too many\" requests \xc3\xa9\n";
+    in.message = "Alpaca rate limit: \"too many\" requests";
     in.body = std::string("{\"code\":42910000}\0binary\xff", 26);
     const std::string frame = pga::encode_response(in);
     const auto payload =
@@ -188,22 +189,45 @@ TEST(Wire, ResponseEveryOutcomeAndEmptyBodyAndEmptyId) {
     }
 }
 
-TEST(Wire, ResponseMessageIsSanitisedAndCapped) {
+TEST(Wire, ResponseMessageIsEscapedAndCapped) {
     SidecarResponse in;
     in.request_id = "x";
-    in.message = std::string("bad \xff\xfe utf8 \0 nul", 17) + std::string(5000, 'm');
+    in.message = std::string("bad \xff\xfe utf8 \0 nul\n\xc3\xa9", 20) + std::string(5000, 'm');
     const std::string frame = pga::encode_response(in);
     const auto out = pga::decode_response(reinterpret_cast<const std::uint8_t *>(frame.data()) + 4,
                                           frame.size() - 4);
-    EXPECT_EQ(out.message.substr(0, 19), "bad ?? utf8 ? nul" + std::string("mm"));
-    EXPECT_EQ(out.message.size(), 2048u);
-    // Truncation never splits a multi-byte character.
+    const std::string head = "bad \\xFF\\xFE utf8 \\x00 nul\\x0A\\xC3\\xA9mm";
+    EXPECT_EQ(out.message.substr(0, head.size()), head);
+    EXPECT_EQ(out.message.size(), pga::kMaxResponseMessage);
+    EXPECT_EQ(out.message.substr(out.message.size() - 5), "mm...");
+    EXPECT_TRUE(pga::is_printable_ascii(out.message));
+    // Truncation never splits an escape: 1020 'a' then a byte that needs 4 characters.
     SidecarResponse multi;
-    multi.message = std::string(2047, 'a') + "\xc3\xa9";
+    multi.message = std::string(1020, 'a') + "\xc3\xa9";
     const std::string f2 = pga::encode_response(multi);
     const auto o2 =
         pga::decode_response(reinterpret_cast<const std::uint8_t *>(f2.data()) + 4, f2.size() - 4);
-    EXPECT_EQ(o2.message, std::string(2047, 'a'));
+    EXPECT_EQ(o2.message, std::string(1020, 'a') + "...");
+}
+
+// A peer on the socket that is not our sidecar (or an older one) may send any UTF-8 text,
+// controls included: the decoder hands back printable ASCII only, and bounded.
+TEST(Wire, DecodedMessageFromAHostilePeerIsPrintable) {
+    const std::string hdr =
+        std::string(R"({"v":1,"id":"r1","outcome":"internal","http_status":0,)") +
+        R"("attempts":0,"message":"line1\nline2 \u001b[31mred \u00e9)" + std::string(1500, 'z') +
+        R"("})";
+    std::vector<std::uint8_t> payload(4 + hdr.size());
+    payload[0] = static_cast<std::uint8_t>(hdr.size() >> 24);
+    payload[1] = static_cast<std::uint8_t>(hdr.size() >> 16);
+    payload[2] = static_cast<std::uint8_t>(hdr.size() >> 8);
+    payload[3] = static_cast<std::uint8_t>(hdr.size());
+    std::copy(hdr.begin(), hdr.end(), payload.begin() + 4);
+    const auto r = pga::decode_response(payload.data(), payload.size());
+    const std::string head = "line1\\x0Aline2 \\x1B[31mred \\xC3\\xA9zz";
+    EXPECT_EQ(r.message.substr(0, head.size()), head);
+    EXPECT_EQ(r.message.size(), pga::kMaxResponseMessage);
+    EXPECT_TRUE(pga::is_printable_ascii(r.message));
 }
 
 TEST(Wire, EncodeRefusesInvalidRequests) {

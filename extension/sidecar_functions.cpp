@@ -1,0 +1,105 @@
+// The SQL entry points that go through alpaca-sidecar: alpaca._alpaca_get sends one request
+// (operation, ticket, query) and returns Alpaca's JSON answer as text in the database encoding.
+#include "common/encoding.hpp"
+#include "common/secure_memory.hpp"
+#include "common/wire.hpp"
+
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "extension/sidecar_sqlstate.hpp"
+#include "extension/sidecar_transport.hpp"
+
+#include "extension/pg_values.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/errcodes.h"
+}
+
+namespace {
+
+// ` "name"` for a short identifier-like name, empty otherwise: an unknown operation is
+// arbitrary input and is echoed only when it is plainly harmless.
+std::string quoted_if_plain(const std::string &name) {
+    if (name.empty() || name.size() > 32) return {};
+    for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || c == '_')) return {};
+    return " \"" + name + "\"";
+}
+
+std::string random_request_id() {
+    std::uint8_t raw[8];
+    if (!pg_strong_random(raw, sizeof raw))
+        throw pga::pg::PgError(ERRCODE_INTERNAL_ERROR, "could not generate a random request id");
+    return pga::hex_encode(raw, sizeof raw);
+}
+
+// Reads the text[] argument k1,v1,k2,v2 into pairs.
+std::vector<std::pair<std::string, std::string>> query_pairs(Datum arr_datum) {
+    ArrayType *arr = pga::pg::call([&] { return DatumGetArrayTypeP(arr_datum); });
+    std::vector<std::pair<std::string, std::string>> out;
+    if (ARR_NDIM(arr) == 0) return out;
+    if (ARR_NDIM(arr) != 1)
+        throw pga::pg::PgError(ERRCODE_INVALID_PARAMETER_VALUE,
+                               "query must be a one-dimensional text array");
+    Datum *elems = nullptr;
+    bool *nulls = nullptr;
+    int n = 0;
+    pga::pg::call(
+        [&] { deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n); });
+    if (n % 2 != 0)
+        throw pga::pg::PgError(ERRCODE_INVALID_PARAMETER_VALUE,
+                               "query must hold key/value pairs (an even number of elements)");
+    for (int i = 0; i < n; i += 2) {
+        if (nulls[i] || nulls[i + 1])
+            throw pga::pg::PgError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                   "query keys and values must not be NULL");
+        out.emplace_back(std::string(pga::pg::text_view(elems[i])),
+                         std::string(pga::pg::text_view(elems[i + 1])));
+    }
+    return out;
+}
+
+}  // namespace
+
+// alpaca._alpaca_get(cred uuid, op text, ticket text, query text[] DEFAULT '{}',
+//                    accept_unauthorized boolean DEFAULT false) RETURNS text
+PGA_FUNCTION(pga_alpaca_get) {
+    for (int i = 0; i < 3; ++i) {
+        if (PG_ARGISNULL(i))
+            throw pga::pg::PgError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                                   "cred, op and ticket must not be NULL");
+    }
+    const std::string cred = pga::format_uuid(pga::pg::uuid_value(PG_GETARG_DATUM(0)));
+    const bool accept_unauthorized = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+
+    pga::SidecarRequest req;
+    req.operation = std::string(pga::pg::text_view(PG_GETARG_DATUM(1)));
+    if (!pga::is_known_operation(req.operation))
+        throw pga::pg::PgError(ERRCODE_INVALID_PARAMETER_VALUE,
+                               "unknown alpaca-sidecar operation" + quoted_if_plain(req.operation));
+    req.ticket = pga::secure_copy(pga::pg::text_view(PG_GETARG_DATUM(2)));
+    if (!PG_ARGISNULL(3)) req.query = query_pairs(PG_GETARG_DATUM(3));
+    req.request_id = random_request_id();
+
+    const pga::SidecarResponse resp = pga::ext::exchange_with_sidecar(req);
+    if (resp.outcome == pga::Outcome::Ok && resp.http_status >= 200 && resp.http_status < 300) {
+        // Alpaca sends UTF-8; convert to the database encoding (verifies, rejects NUL bytes).
+        const std::string &b = resp.body;
+        char *conv =
+            pga::pg::call([&] { return pg_any_to_server(b.data(), (int)b.size(), PG_UTF8); });
+        std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
+        return pga::pg::text_datum(std::string_view(conv, conv_len));
+    }
+    if (resp.outcome == pga::Outcome::Ok && accept_unauthorized &&
+        (resp.http_status == 401 || resp.http_status == 403)) {
+        PG_RETURN_NULL();
+    }
+    pga::ext::throw_for_response(resp, cred);
+}

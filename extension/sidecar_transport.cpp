@@ -1,0 +1,245 @@
+// The backend's transport to alpaca-sidecar (see sidecar_transport.hpp).
+//
+// Error handling: every PostgreSQL call that may ereport goes through pga::pg::call, which
+// turns the longjmp (including the one CHECK_FOR_INTERRUPTS makes on cancel) into a C++
+// exception; the socket is owned by pga::UniqueFd, whose destructor closes it while that
+// exception unwinds, so no path leaks the descriptor.
+#include "extension/sidecar_transport.hpp"
+
+#include "common/error.hpp"
+#include "common/secure_memory.hpp"
+#include "common/unique_fd.hpp"
+#include "common/wire.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "extension/pg_guard.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/errcodes.h"
+#include "utils/guc.h"
+#include "utils/wait_event.h"
+}
+
+namespace {
+
+constexpr const char *kDefaultSocket = "/run/alpaca-sidecar/alpaca-sidecar.sock";
+
+char *g_sidecar_socket = nullptr;  // owned by the GUC machinery
+int g_request_timeout_ms = 15000;
+
+// GUC check hook (called by PostgreSQL, C linkage not required). Must not throw.
+bool check_sidecar_socket(char **newval, void **extra, GucSource source) {
+    const char *v = *newval;
+    if (v == nullptr || v[0] != '/') {
+        GUC_check_errdetail("pg_alpaca.sidecar_socket must be an absolute path.");
+        return false;
+    }
+    if (std::strlen(v) >= sizeof(((struct sockaddr_un *)nullptr)->sun_path)) {
+        GUC_check_errdetail("pg_alpaca.sidecar_socket must be shorter than %d bytes.",
+                            (int)sizeof(((struct sockaddr_un *)nullptr)->sun_path));
+        return false;
+    }
+    return true;
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Everything about the call that error messages need.
+struct SidecarCall {
+    std::string socket_path;
+    int timeout_ms = 0;
+    Clock::time_point deadline;
+};
+
+[[noreturn]] void throw_timeout(const SidecarCall &ctx) {
+    throw pga::pg::PgError(
+        ERRCODE_QUERY_CANCELED,
+        "alpaca-sidecar did not answer within " + std::to_string(ctx.timeout_ms) + " ms", "",
+        "Raise pg_alpaca.request_timeout_ms or check the sidecar's log.");
+}
+
+[[noreturn]] void throw_connect_failure(const SidecarCall &ctx, int err) {
+    throw pga::pg::PgError(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+                           "could not connect to alpaca-sidecar at " +
+                               pga::quote_for_error(ctx.socket_path, 128, '"'),
+                           std::string(strerror(err)) + ".",
+                           "Start alpaca-sidecar, or make pg_alpaca.sidecar_socket name its "
+                           "socket_path.");
+}
+
+[[noreturn]] void throw_lost(const std::string &what, int err) {
+    std::string detail = err != 0 ? std::string(strerror(err)) + "." : std::string();
+    throw pga::pg::PgError(ERRCODE_CONNECTION_FAILURE, "alpaca-sidecar " + what, detail,
+                           "Check the sidecar's log.");
+}
+
+// Waits until fd is ready for `events` (WL_SOCKET_READABLE / WL_SOCKET_WRITEABLE) or the
+// deadline passes. Interrupts (cancel, statement_timeout, terminate) are serviced on every
+// wake-up; a pending cancel leaves as PgError through pga::pg::call.
+void wait_socket(const SidecarCall &ctx, int fd, int events) {
+    for (;;) {
+        pga::pg::call([&] { CHECK_FOR_INTERRUPTS(); });
+        auto now = Clock::now();
+        if (now >= ctx.deadline) throw_timeout(ctx);
+        long remaining =
+            (long)std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline - now).count();
+        if (remaining < 1) remaining = 1;
+        int rc = pga::pg::call([&] {
+            return WaitLatchOrSocket(MyLatch,
+                                     WL_LATCH_SET | events | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, fd,
+                                     remaining, PG_WAIT_EXTENSION);
+        });
+        if (rc & WL_LATCH_SET) pga::pg::call([&] { ResetLatch(MyLatch); });
+        if (rc & events) return;
+    }
+}
+
+void connect_socket(const SidecarCall &ctx, int fd) {
+    struct sockaddr_un addr;
+    std::memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    // Length was checked by the GUC hook; check again, GUCs can be set before load.
+    if (ctx.socket_path.size() >= sizeof addr.sun_path) throw_connect_failure(ctx, ENAMETOOLONG);
+    std::memcpy(addr.sun_path, ctx.socket_path.data(), ctx.socket_path.size());
+
+    for (;;) {
+        if (::connect(fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof addr) == 0) return;
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EINPROGRESS) {
+            wait_socket(ctx, fd, WL_SOCKET_WRITEABLE);
+            int soerr = 0;
+            socklen_t len = sizeof soerr;
+            if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
+            if (soerr != 0) throw_connect_failure(ctx, soerr);
+            return;
+        }
+        if (err == EAGAIN) {
+            // The listen backlog is full: the sidecar is alive but busy. Retry until the
+            // deadline, sleeping on the latch so cancel still works.
+            auto now = Clock::now();
+            if (now >= ctx.deadline) throw_timeout(ctx);
+            pga::pg::call([&] {
+                return WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5L,
+                                 PG_WAIT_EXTENSION);
+            });
+            pga::pg::call([&] {
+                ResetLatch(MyLatch);
+                CHECK_FOR_INTERRUPTS();
+            });
+            continue;
+        }
+        throw_connect_failure(ctx, err);
+    }
+}
+
+void send_all(const SidecarCall &ctx, int fd, const std::uint8_t *data, std::size_t len) {
+    std::size_t off = 0;
+    while (off < len) {
+        ssize_t n = ::send(fd, data + off, len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (std::size_t)n;
+            continue;
+        }
+        int err = errno;
+        if (n < 0 && err == EINTR) continue;
+        if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+            wait_socket(ctx, fd, WL_SOCKET_WRITEABLE);
+            continue;
+        }
+        throw_lost("closed the connection while the request was being sent", n < 0 ? err : 0);
+    }
+}
+
+// Reads exactly len bytes; EOF before that is a lost connection.
+void recv_all(const SidecarCall &ctx, int fd, std::uint8_t *out, std::size_t len) {
+    std::size_t off = 0;
+    while (off < len) {
+        ssize_t n = ::recv(fd, out + off, len - off, 0);
+        if (n > 0) {
+            off += (std::size_t)n;
+            continue;
+        }
+        if (n == 0) throw_lost("closed the connection before answering", 0);
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            wait_socket(ctx, fd, WL_SOCKET_READABLE);
+            continue;
+        }
+        throw_lost("connection failed while reading the answer", err);
+    }
+}
+
+}  // namespace
+
+namespace pga::ext {
+
+void define_sidecar_gucs() {
+    DefineCustomStringVariable(
+        "pg_alpaca.sidecar_socket", "Unix socket path of the alpaca-sidecar daemon.",
+        "Absolute path; the sidecar's socket_path setting must name the same file.",
+        &g_sidecar_socket, kDefaultSocket, PGC_SUSET, 0, check_sidecar_socket, nullptr, nullptr);
+    DefineCustomIntVariable("pg_alpaca.request_timeout_ms",
+                            "How long a call waits for alpaca-sidecar to answer.",
+                            "Covers connecting, sending, the sidecar's work (including retries "
+                            "and Alpaca itself) and reading the answer.",
+                            &g_request_timeout_ms, 15000, 100, 600000, PGC_USERSET, GUC_UNIT_MS,
+                            nullptr, nullptr, nullptr);
+}
+
+pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req) {
+    SidecarCall ctx;
+    ctx.socket_path = g_sidecar_socket != nullptr ? g_sidecar_socket : kDefaultSocket;
+    ctx.timeout_ms = g_request_timeout_ms;
+    ctx.deadline = Clock::now() + std::chrono::milliseconds(ctx.timeout_ms);
+
+    pga::SidecarResponse resp;
+    {
+        pga::SecureBytes frame = pga::encode_request(req);
+        pga::secure_wipe(req.ticket.data(), req.ticket.size());
+        req.ticket.clear();
+
+        pga::UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (sock.get() < 0) throw_lost("socket could not be created", errno);
+        connect_socket(ctx, sock.get());
+        send_all(ctx, sock.get(), frame.data(), frame.size());
+        pga::secure_wipe(frame.data(), frame.size());  // it carried the ticket
+
+        std::uint8_t prefix[pga::kFramePrefixLen];
+        recv_all(ctx, sock.get(), prefix, sizeof prefix);
+        std::uint32_t len = 0;
+        try {
+            len = pga::decode_frame_length(prefix, pga::kDefaultMaxResponsePayload);
+        } catch (const pga::Error &e) {
+            throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
+                                   e.what());
+        }
+        std::vector<std::uint8_t> payload(len);
+        recv_all(ctx, sock.get(), payload.data(), payload.size());
+        try {
+            resp = pga::decode_response(payload.data(), payload.size());
+        } catch (const pga::Error &e) {
+            throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
+                                   e.what());
+        }
+    }  // socket closed here
+    if (resp.request_id != req.request_id)
+        throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
+                               "The answer is for another request id.");
+    return resp;
+}
+
+}  // namespace pga::ext

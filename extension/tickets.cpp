@@ -1,0 +1,50 @@
+// Tickets: alpaca._mint_ticket and alpaca._verify_ticket, the SQL face of common/ticket.hpp.
+// A ticket is an HMAC (under a key derived from the ring's primary key) over credential id,
+// application user, purpose, expiry and a nonce; alpaca.redeem_ticket trades one for keys.
+// EXECUTE is revoked from PUBLIC; the SQL script's SECURITY DEFINER functions call these.
+#include <cstring>
+#include <string>
+
+#include "common/ticket.hpp"
+#include "extension/vault_state.hpp"
+
+#include "extension/pg_values.hpp"
+
+using pga::pg::text_datum;
+using pga::pg::text_view;
+
+// alpaca._mint_ticket(cred uuid, app_user text, purpose text, expires_at timestamptz) RETURNS text
+PGA_FUNCTION(pga_mint_ticket) {
+    pga::TicketClaims claims;
+    claims.credential_id = pga::pg::uuid_value(PG_GETARG_DATUM(0));
+    claims.app_user = std::string(text_view(PG_GETARG_DATUM(1)));
+    claims.purpose = std::string(text_view(PG_GETARG_DATUM(2)));
+    claims.expires_at_ms = pga::pg::timestamptz_to_unix_ms(PG_GETARG_TIMESTAMPTZ(3));
+    pga::SecureBytes ticket = pga::secure_copy(pga::mint_ticket(pga::ext::keyring(), claims));
+    return text_datum(pga::as_view(ticket));
+}
+
+// alpaca._verify_ticket(ticket text, OUT credential_id uuid, OUT app_user text,
+//   OUT purpose text, OUT expires_at timestamptz, OUT nonce bytea, OUT key_id bigint)
+PGA_FUNCTION(pga_verify_ticket) {
+    pga::TicketClaims c;
+    try {
+        c = pga::verify_ticket(pga::ext::keyring(), text_view(PG_GETARG_DATUM(0)),
+                               pga::pg::now_unix_ms());
+    } catch (const pga::Error &e) {
+        // A ticket under a key that is not (or no longer) in the ring is simply not valid.
+        if (e.code() != pga::ErrorCode::KeyMissing) throw;
+        throw pga::Error(pga::ErrorCode::TicketInvalid, std::string("ticket refused: ") + e.what());
+    }
+    bytea *nonce = pga::pg::call([&] { return (bytea *)palloc(VARHDRSZ + c.nonce.size()); });
+    SET_VARSIZE(nonce, VARHDRSZ + c.nonce.size());
+    std::memcpy(VARDATA(nonce), c.nonce.data(), c.nonce.size());
+    Datum values[6] = {pga::pg::uuid_datum(c.credential_id),
+                       text_datum(c.app_user),
+                       text_datum(c.purpose),
+                       TimestampTzGetDatum(pga::pg::unix_ms_to_timestamptz(c.expires_at_ms)),
+                       PointerGetDatum(nonce),
+                       Int64GetDatum((int64)c.key_id)};
+    bool nulls[6] = {false, false, false, false, false, false};
+    return pga::pg::composite_datum(fcinfo, values, nulls);
+}
