@@ -22,11 +22,13 @@
 #include <cstdlib>
 #include <iterator>
 #include <new>
+// (reader.h first: RapidJSON's internal headers then carry the path fuzz/ubsan.supp names.)
 #pragma GCC visibility push(hidden)
-#include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+// (after reader.h, see above)
+#include <rapidjson/error/en.h>
 #pragma GCC visibility pop
 
 #include <array>
@@ -342,15 +344,17 @@ using LegsWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 // The SAX handler: tracks depth, collects the current element's slots, captures legs.
 class Handler {
   public:
-    // check_nul: the document may decode to a NUL (it holds "\u0000"); raw NULs were refused.
+    // check_decoded: the document holds \u escapes, so a decoded string may hold a NUL
+    // (\u0000) or a lone low surrogate (RapidJSON refuses lone high ones only), neither of which
+    // the raw text can (raw NULs and invalid UTF-8 were refused before parsing).
     Handler(const Shape &shape, RecordSink sink, rapidjson::StringBuffer &legs_buf,
-            LegsWriter &legs, bool check_nul)
+            LegsWriter &legs, bool check_decoded)
         : shape_(shape),
           sink_(sink),
           legs_buf_(legs_buf),
           legs_(legs),
           elem_depth_(shape.array ? 2 : 1),
-          check_nul_(check_nul) {}
+          check_decoded_(check_decoded) {}
 
     bool Null() { return capturing() ? legs_.Null() : scalar(Seen::Null, {}, false); }
     bool Bool(bool b) { return capturing() ? legs_.Bool(b) : scalar(Seen::Bool, {}, b); }
@@ -365,12 +369,12 @@ class Handler {
         return scalar(Seen::Number, {s, len}, false);
     }
     bool String(const char *s, SizeType len, bool) {
-        if (check_nul_ && std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
+        if (check_decoded_ && !decoded_ok(s, len)) return false;
         if (capturing()) return legs_.String(s, len);
         return scalar(Seen::String, {s, len}, false);
     }
     bool Key(const char *s, SizeType len, bool) {
-        if (check_nul_ && std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
+        if (check_decoded_ && !decoded_ok(s, len)) return false;
         if (capturing()) return legs_.Key(s, len);
         if (in_elem_ && depth_ == elem_depth_) pending_ = shape_.find(s, len);
         return true;
@@ -430,10 +434,18 @@ class Handler {
 
     bool too_deep() const { return too_deep_; }
     bool has_nul() const { return nul_; }
+    bool has_lone_surrogate() const { return lone_surrogate_; }
     const std::exception_ptr &deferred() const { return deferred_; }
 
   private:
     bool capturing() const { return capture_field_ >= 0; }
+    [[gnu::noinline]] bool decoded_ok(const char *s, SizeType len) {
+        if (std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
+        if (invalid_utf8_at(reinterpret_cast<const unsigned char *>(s), len) !=
+            std::string_view::npos)
+            return lone_surrogate_ = true, false;
+        return true;
+    }
     bool enter() {
         if (++depth_ > kMaxDepth) return too_deep_ = true, false;
         return true;
@@ -506,7 +518,7 @@ class Handler {
     rapidjson::StringBuffer &legs_buf_;
     LegsWriter &legs_;
     const int elem_depth_;
-    const bool check_nul_;
+    const bool check_decoded_;
     int depth_ = 0;
     bool root_array_ = false;
     bool in_elem_ = false;
@@ -514,7 +526,7 @@ class Handler {
     int capture_field_ = -1;  // the field whose array is being re-serialised
     int capture_depth_ = 0;
     std::size_t index_ = 0, next_index_ = 0;
-    bool too_deep_ = false, nul_ = false, failed_ = false;
+    bool too_deep_ = false, nul_ = false, lone_surrogate_ = false, failed_ = false;
     std::exception_ptr deferred_;
     std::array<Slot, kMaxFields> slots_{};
     std::array<FieldValue, kMaxFields> values_{};
@@ -564,14 +576,15 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
             }
         } release{*this};
 
-        static constexpr std::string_view kNulEscape = "\\u0000";
-        const bool check_nul = std::string_view(json).find(kNulEscape) != std::string_view::npos;
-        Handler h(shape, sink, legs_buf, legs, check_nul);
+        const bool check_decoded = std::string_view(json).find("\\u") != std::string_view::npos;
+        Handler h(shape, sink, legs_buf, legs, check_decoded);
         rapidjson::InsituStringStream is(buf.data());
         const rapidjson::ParseResult result = reader.Parse<kParseFlags>(is, h);
         if (h.too_deep())
             fail(shape.what, "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
         if (h.has_nul()) fail(shape.what, "JSON string contains a NUL character");
+        if (h.has_lone_surrogate())
+            fail(shape.what, "malformed JSON (The surrogate pair in string is invalid.)");
         if (result.IsError()) {
             fail(shape.what, std::string("malformed JSON (") +
                                  rapidjson::GetParseError_En(result.Code()) + ") at offset " +

@@ -183,7 +183,7 @@ SELECT count(*) AS null_input FROM alpaca_parse_positions(NULL);
 SELECT doc, pga_try(format('SELECT * FROM alpaca_parse_positions(%L)', doc)) AS result
 FROM (VALUES (''), ('['), ('[{"symbol":"AAPL",}]'), ('[] []'), ('{}'), ('null'), ('"AAPL"'), ('[1]'),
              ('[{"qty":"1"}]'), ('[{"symbol":null}]'), ('[{"symbol":"AAPL","qty":"1","qty_available":true}]'),
-             ('[{"symbol":"A\u0000B"}]'), ('[{"symbol":"\ud800"}]'), ('[{"symbol":"AAPL","qty":01}]'),
+             ('[{"symbol":"A\u0000B"}]'), ('[{"symbol":"\ud800"}]'), ('[{"symbol":"\udc00"}]'), ('[{"symbol":"AAPL","qty":01}]'),
              ('[{"symbol":"AAPL","qty":NaN}]'), ('[{"symbol":"AAPL"}] trailing')) AS t(doc);
 SELECT pga_try(format('SELECT * FROM alpaca_parse_positions(%L)', repeat('[', 65) || repeat(']', 65))) AS too_deep,
        pga_try(format('SELECT * FROM alpaca_parse_positions(%L)', repeat('[', 100000))) AS very_deep;

@@ -670,6 +670,13 @@ TEST(AlpacaReader, SinkExceptionComesBackAfterTheDocumentWasChecked) {
 TEST(AlpacaReader, NulOnlyFromAnEscapeAndEscapedBackslashesAreNotNul) {
     expect_protocol([] { pga::parse_positions(R"([{"symbol":"A","x":"\u0000"}])"); }, "NUL");
     expect_protocol([] { pga::parse_positions(R"([{"symbol":"A","k\u0000":1}])"); }, "NUL");
+    // A lone low surrogate decodes to bytes that are not UTF-8: refused like RapidJSON's own
+    // refusal of a lone high one (a string would otherwise reach the database invalid).
+    expect_protocol([] { pga::parse_positions(R"([{"symbol":"A\udc00"}])"); },
+                    "malformed JSON (The surrogate pair in string is invalid.)");
+    expect_protocol([] { pga::parse_orders(R"([{"id":"a","legs":[{"x":"\uDDDD"}]}])"); },
+                    "surrogate pair");
+    EXPECT_EQ(pga::parse_positions(R"([{"symbol":"\ud83d\ude00"}])")[0].symbol, "\xf0\x9f\x98\x80");
     const auto ps = pga::parse_positions(R"([{"symbol":"A\\u0000B"}])");
     EXPECT_EQ(ps[0].symbol, "A\\u0000B");
 }
