@@ -32,6 +32,9 @@
 #pragma GCC visibility pop
 
 #include <array>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -84,6 +87,46 @@ bool parse_int64_text(std::string_view s, std::int64_t &out) noexcept {
 
 // Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, no
 // surrogates, nothing above U+10FFFF), or npos.
+std::size_t invalid_utf8_at(const unsigned char *s, std::size_t n) noexcept;
+
+// A raw control character (other than the whitespace \t \n \r) is invalid anywhere in JSON.
+inline bool is_bad_control(unsigned c) noexcept {
+    return c < 0x20 && c != '\t' && c != '\n' && c != '\r';
+}
+
+// Offset of the first byte of a document that is a raw control character or not well-formed
+// UTF-8, or npos. RapidJSON 1.1.0's SIMD string scanners let 0x1A..0x1F through (they test
+// max(c, 0x19) == 0x19), so the reader must never see such a byte: they are refused here.
+std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n) noexcept {
+    std::size_t i = 0;
+    while (i < n) {
+#if defined(__SSE2__)
+        const __m128i le1f = _mm_set1_epi8(0x1F), tab = _mm_set1_epi8('\t'),
+                      nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+        while (i + 16 <= n) {  // ASCII without control characters, 16 bytes at a time
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + i));
+            const __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(v, le1f), le1f);  // v <= 0x1F
+            const __m128i ws = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, cr));
+            if ((_mm_movemask_epi8(_mm_andnot_si128(ws, ctl)) | _mm_movemask_epi8(v)) != 0) break;
+            i += 16;
+        }
+#endif
+        if (i >= n) break;
+        if (s[i] < 0x80) {
+            if (is_bad_control(s[i])) return i;
+            ++i;
+            continue;
+        }
+        // One multi-byte sequence: well-formed (invalid_utf8_at checks it first) or the answer.
+        const unsigned c = s[i];
+        const std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (invalid_utf8_at(s + i, len < n - i ? len : n - i) != std::string_view::npos) return i;
+        i += len;
+    }
+    return std::string_view::npos;
+}
+
 std::size_t invalid_utf8_at(const unsigned char *s, std::size_t n) noexcept {
     std::size_t i = 0;
     while (i < n) {
@@ -339,7 +382,12 @@ const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
     return nullptr;
 }
 
-using LegsWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+// Not Writer<StringBuffer> with the default flags: RapidJSON 1.1.0 specialises exactly that
+// one with a SIMD scanner that would copy a control character (decoded from \u001C, say) raw
+// into the output. A write flag that changes nothing else here (no doubles are written) keeps
+// the plain scalar path, which escapes every control character.
+using LegsWriter = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                                     rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>;
 
 // The SAX handler: tracks depth, collects the current element's slots, captures legs.
 class Handler {
@@ -558,11 +606,15 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
         // JSON text never holds a raw NUL; the in-situ reader would take one for the end.
         if (std::memchr(json.data(), 0, json.size()) != nullptr)
             fail(shape.what, "malformed JSON (NUL byte)");
-        const std::size_t bad =
-            invalid_utf8_at(reinterpret_cast<const unsigned char *>(json.data()), json.size());
-        if (bad != std::string_view::npos)
-            fail(shape.what,
-                 "malformed JSON (Invalid encoding in string.) at offset " + std::to_string(bad));
+        const std::size_t bad = invalid_document_byte_at(
+            reinterpret_cast<const unsigned char *>(json.data()), json.size());
+        if (bad != std::string_view::npos) {
+            const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
+            fail(shape.what, std::string("malformed JSON (") +
+                                 (control ? "A control character must be escaped."
+                                          : "Invalid encoding in string.") +
+                                 ") at offset " + std::to_string(bad));
+        }
         const std::size_t need = json.size() + 1 + kPadding;
         if (buf.size() < need) buf.resize(need);
         std::memcpy(buf.data(), json.data(), json.size());
