@@ -714,6 +714,200 @@ def b6_b7(args):
 
 
 # ------------------------------------------------------------------------------------------
+# B10: parsing Alpaca's JSON into typed rows vs PostgreSQL's own jsonb_to_recordset; B4's
+# do-it-yourself peer (pgcrypto + an HTTPS GET + jsonb_to_recordset, same typed rows)
+# ------------------------------------------------------------------------------------------
+# The columns jsonb_to_recordset can fill straight from the JSON (alpaca.position_row less the
+# four option columns, which ours derives from the OCC symbol on top).
+POSITION_RECORD = ("symbol text, asset_class text, side text, qty numeric, avg_entry_price numeric,"
+                   " market_value numeric, cost_basis numeric, unrealized_pl numeric,"
+                   " unrealized_plpc numeric, current_price numeric, change_today numeric")
+B10_SIZES = {"B10_POSITIONS": (30000, 2000), "B10_RUNS": (5, 1)}
+
+B10_TIMER = """
+CREATE OR REPLACE FUNCTION bench.b10_time(which text, n int, reps int) RETURNS float8
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $f$
+DECLARE
+    doc text;
+    t0 timestamptz;
+    c bigint;
+BEGIN
+    -- || '' detoasts (and decompresses) the document once, outside the timed loop.
+    SELECT body || '' INTO STRICT doc FROM bench.b10_docs d WHERE d.n = b10_time.n;
+    t0 := clock_timestamp();
+    FOR i IN 1..reps LOOP
+        IF which = 'ours' THEN
+            SELECT count(*) INTO c FROM alpaca_parse_positions(doc);
+        ELSE
+            SELECT count(*) INTO c FROM jsonb_to_recordset(doc::jsonb) AS t({COLS});
+        END IF;
+        IF c <> n THEN
+            RAISE EXCEPTION '% rows from %, expected %', c, which, n;
+        END IF;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / reps;
+END
+$f$;
+""".replace("{COLS}", POSITION_RECORD)
+
+
+def b10_size(name, smoke):
+    full, small = B10_SIZES[name]
+    v = ENV.get("PGA_BENCH_" + name)
+    return type(full)(v) if v else (small if smoke else full)
+
+
+def fixture_positions(key_id):
+    with open(os.path.join(ENV["PGA_STACK_DIR"], "standin", "fixtures", key_id,
+                           "positions.json")) as f:
+        return f.read()
+
+
+def b10(args):
+    positions, runs = b10_size("B10_POSITIONS", args.smoke), b10_size("B10_RUNS", args.smoke)
+    db = ENV.get("PGDATABASE", "alpaca")
+    sql(db, "DROP TABLE IF EXISTS bench.b10_docs")
+    sql(db, "CREATE TABLE bench.b10_docs (n int PRIMARY KEY, body text NOT NULL)")
+    for n in (10, 100, 1000):
+        sql(db, "INSERT INTO bench.b10_docs VALUES (%s, %s)", (n, fixture_positions(f"PKBENCH{n}")))
+    sql(db, B10_TIMER)
+    log(f"B10: {runs} runs of {positions} positions per size, ours and jsonb_to_recordset alternating")
+    figures = []
+    with connect(db) as conn:
+        def timed(which, n, reps):
+            return conn.execute("SELECT bench.b10_time(%s, %s, %s)", (which, n, reps)).fetchone()[0]
+        for n in (10, 100, 1000):  # warm-up: plans, caches, the reader's buffer
+            timed("ours", n, 3), timed("jsonb", n, 3)
+        res = {}
+        for r in range(runs):
+            for n in (10, 100, 1000):
+                reps = max(3, positions // n)
+                res.setdefault(("ours", n), []).append(timed("ours", n, reps))
+                res.setdefault(("jsonb", n), []).append(timed("jsonb", n, reps))
+    for n in (10, 100, 1000):
+        ours, base = res[("ours", n)], res[("jsonb", n)]
+        log(f"B10 {n}: ours {spread(ours)} µs, jsonb_to_recordset {spread(base)} µs per call")
+        figures.append(Figure(
+            "B10", f"`alpaca_parse_positions(body)` µs per call, {n} positions, vs "
+            "`jsonb_to_recordset(body::jsonb)` into the same 11 column types (ours also fills the "
+            "4 OCC columns); ratio = theirs ÷ ours", ours, base, "µs",
+            [b / o for o, b in zip(ours, base)], "", "≥ 1.5 × faster",
+            lambda x: x >= 1.5))
+    per = {n: [o / n for o in res[("ours", n)]] for n in (10, 100, 1000)}
+    for n in (10, 100, 1000):
+        figures.append(Figure(
+            "B10", f"the same per position, {n} positions (µs); ratio column = ours µs per position",
+            per[n], [b / n for b in res[("jsonb", n)]], "µs", per[n], "",
+            "≤ 3 µs per position" if n == 1000 else "(report)",
+            (lambda x: x <= 3.0) if n == 1000 else None))
+    return figures
+
+
+def https_get(conn_box, url, headers):
+    """GET on one kept-alive HTTPS connection (re-opened if the server closed it)."""
+    import http.client
+    import ssl
+    import urllib.parse
+    u = urllib.parse.urlsplit(url)
+    for attempt in (0, 1):
+        if conn_box.get("c") is None:
+            ctx = ssl.create_default_context(cafile=ENV["PGA_CA_FILE"])
+            conn_box["c"] = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=30)
+        c = conn_box["c"]
+        try:
+            c.request("GET", u.path, headers=headers)
+            r = c.getresponse()
+            body = r.read()
+            if r.status != 200:
+                raise RuntimeError(f"stand-in answered {r.status}")
+            return body.decode()
+        except (http.client.HTTPException, OSError):
+            c.close()
+            conn_box["c"] = None
+            if attempt:
+                raise
+
+
+def b4_diy(args):
+    calls, runs = size("B4_CALLS", args.smoke), size("B4_RUNS", args.smoke)
+    db = ENV.get("PGDATABASE", "alpaca")
+    control("POST", "/ratelimit", {"limit": 10000000})
+    sql(db, "DROP TABLE IF EXISTS bench.b4_diy")
+    sql(db, "CREATE TABLE bench.b4_diy (n int PRIMARY KEY, api_key bytea NOT NULL, secret_key bytea NOT NULL)")
+    sql(db, "GRANT SELECT ON bench.b4_diy TO bench")
+    url = ENV["PGA_STANDIN_PAPER_URL"] + "/v2/positions"
+    diy_decrypt = "SELECT pgp_sym_decrypt(api_key, %s), pgp_sym_decrypt(secret_key, %s) FROM bench.b4_diy WHERE n = %s"
+    # Both sides build every typed row in the server (a materialised set) and send the count:
+    # what the client library would then spend decoding rows is the same for both and not ours.
+    diy_rows = f"SELECT count(*) FROM jsonb_to_recordset(%s::jsonb) AS t({POSITION_RECORD})"
+    figures = []
+    for n in (10, 100, 1000):
+        key = f"PKBENCH{n}"
+        sql(db, "INSERT INTO bench.b4_diy VALUES (%s, pgp_sym_encrypt(%s, %s), pgp_sym_encrypt(%s, %s))",
+            (n, key, PASSPHRASE, fixture_secret(key), PASSPHRASE))
+        cred = store_one(db, "b4", key, f"b4 diy {n}")
+        ours_conn = psycopg.connect(host=ENV["PGHOST"], port=ENV["PGPORT"], dbname=db, user="bench",
+                                    autocommit=True, options="-c app.current_user_id=b4")
+        diy_conn = connect(db, "bench")
+        box = {}
+
+        def ours_call():
+            t0 = time.perf_counter()
+            rows = ours_conn.execute("SELECT count(*) FROM alpaca_positions(%s)", (cred,),
+                                     prepare=True).fetchone()[0]
+            took = (time.perf_counter() - t0) * 1000.0
+            if rows != n:
+                raise RuntimeError(f"alpaca_positions gave {rows} rows, expected {n}")
+            return took
+
+        def diy_call():
+            t0 = time.perf_counter()
+            k, sec = diy_conn.execute(diy_decrypt, (PASSPHRASE, PASSPHRASE, n), prepare=True).fetchone()
+            body = https_get(box, url, {"APCA-API-KEY-ID": k, "APCA-API-SECRET-KEY": sec})
+            rows = diy_conn.execute(diy_rows, (body,), prepare=True).fetchone()[0]
+            took = (time.perf_counter() - t0) * 1000.0
+            if rows != n:
+                raise RuntimeError(f"do-it-yourself gave {rows} rows, expected {n}")
+            return took
+
+        try:
+            for _ in range(max(20, calls // 10)):  # warm-up: connections, TLS, plans
+                ours_call(), diy_call()
+            o50, o99, d50, d99 = [], [], [], []
+            for r in range(runs):
+                lat = [ours_call() for _ in range(calls)]
+                o50.append(pct(lat, 50)), o99.append(pct(lat, 99))
+                lat = [diy_call() for _ in range(calls)]
+                d50.append(pct(lat, 50)), d99.append(pct(lat, 99))
+        finally:
+            ours_conn.close()
+            diy_conn.close()
+            if box.get("c") is not None:
+                box["c"].close()
+        log(f"B4 DIY {n}: ours p50 {spread(o50)} p99 {spread(o99)}; do-it-yourself p50 {spread(d50)} p99 {spread(d99)}")
+        figures.append(Figure(
+            "B4 DIY", f"`count(*)` of `alpaca_positions` latency p50 from psycopg, {n} positions (ms), "
+            "vs doing it yourself: `pgp_sym_decrypt` of both keys, HTTPS GET (keep-alive, Python), "
+            "`count(*)` of `jsonb_to_recordset` into the same column types; ratio = theirs ÷ ours",
+            o50, d50, "ms",
+            [d / o for o, d in zip(o50, d50)], "", "(report)", None))
+        figures.append(Figure("B4 DIY", f"the same, p99, {n} positions (ms)", o99, d99, "ms",
+                              [d / o for o, d in zip(o99, d99)], "", "(report)", None))
+    return figures
+
+
+def more_figures(args, only):
+    """Figures dispatched after B1..B5: B4's do-it-yourself peer with B4, and B10 when asked
+    for or in a full run (every one of B1..B7 selected)."""
+    figures = []
+    if "B4" in only:
+        figures += b4_diy(args)
+    if "B10" in only or {"B1", "B2", "B3", "B4", "B5", "B6", "B7"} <= only:
+        figures += b10(args)
+    return figures
+
+
+# ------------------------------------------------------------------------------------------
 # B11: one alpaca_set_user_jwt per algorithm, against alpaca_set_user
 # ------------------------------------------------------------------------------------------
 def b11(args):
@@ -820,6 +1014,7 @@ def main():
     for fid, fn in steps:
         if fid in only:
             figures += fn(args)
+    figures += more_figures(args, only)
     if "B6" in only or "B7" in only:
         figures += b6_b7(args)
     finished = datetime.datetime.now(datetime.timezone.utc)

@@ -1,134 +1,61 @@
-// Alpaca Trading API JSON -> structs. Numbers are never converted to double: the reader hands
-// every JSON number over as its exact source text (kParseNumbersAsStringsFlag); a small SAX
-// adapter remembers which DOM strings were numbers, so a field can insist on a real string
-// (symbol: 5 is an error) or accept either (decimals and integers).
+// Alpaca Trading API JSON -> values, in one SAX pass of RapidJSON's reader over an in-situ copy
+// of the document: no DOM, no copy of a string or a number (strings are decoded in place and
+// handed over as views; every JSON number arrives as its exact source text through RawNumber,
+// never as a double). Each element's fields are collected by key (first occurrence wins, as a
+// DOM lookup would), then validated in a fixed order when the element closes, so the first
+// faulty field reported does not depend on the key order of the document.
+#ifndef RAPIDJSON_SSE2
+#define RAPIDJSON_SSE2  // x86-64 baseline: SIMD scanning of whitespace and unescaped strings
+#endif
+#if !defined(__SSE2__)
+#undef RAPIDJSON_SSE2
+#endif
+
 #include "common/alpaca_models.hpp"
 
 #include "common/error.hpp"
 
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
-#include <rapidjson/memorystream.h>
-#include <rapidjson/encodedstream.h>
+// RapidJSON's out-of-line helpers (SkipWhitespace_SIMD, ...) stay inside the library that uses
+// them: called directly, not through the PLT of a shared object such as pg_alpaca.so.
+#include <cassert>
+#include <cmath>
+#include <cstdlib>
+#include <iterator>
+#include <new>
+// (reader.h first: RapidJSON's internal headers then carry the path fuzz/ubsan.supp names.)
+#pragma GCC visibility push(hidden)
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+// (after reader.h, see above)
+#include <rapidjson/error/en.h>
+#pragma GCC visibility pop
 
+#include <array>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <cstring>
-#include <deque>
+#include <exception>
 #include <limits>
-#include <unordered_set>
 
 namespace pga {
 namespace {
 
 using rapidjson::SizeType;
-using rapidjson::Value;
 
+// Strings are validated as UTF-8 once, up front (fast on ASCII), so the reader may use its SIMD
+// string scanner, which it only does without kParseValidateEncodingFlag. Not iterative: the
+// handler refuses the 65th level before the reader recurses into it, so recursion is bounded.
 constexpr unsigned kParseFlags =
-    rapidjson::kParseFullPrecisionFlag | rapidjson::kParseNumbersAsStringsFlag |
-    rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
+    rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
 constexpr int kMaxDepth = 64;              // Alpaca nests 4 levels; deeper is hostile or broken
 constexpr int kMaxDecimalExponent = 1000;  // PostgreSQL numeric refuses larger exponents
+constexpr std::size_t kPadding = 64;       // SIMD loads may read past the NUL
+constexpr std::size_t kKeepBuffer = 8 * 1024 * 1024;  // kept between documents
 
 [[noreturn]] void fail(const std::string &where, const std::string &what) {
     throw Error(ErrorCode::Protocol, "alpaca " + where + ": " + what);
-}
-
-// A parsed document plus the set of DOM strings that were JSON numbers.
-struct Parsed {
-    rapidjson::Document doc;
-    std::deque<std::string> number_text;       // stable storage (deque never moves elements)
-    std::unordered_set<const char *> numbers;  // GetString() pointers of number values
-
-    bool is_number(const Value &v) const {
-        return v.IsString() && numbers.count(v.GetString()) != 0;
-    }
-};
-
-// SAX adapter between the reader and the document.
-class Builder {
-  public:
-    explicit Builder(Parsed &p) : p_(p) {}
-    bool Null() { return p_.doc.Null(); }
-    bool Bool(bool b) { return p_.doc.Bool(b); }
-    // With kParseNumbersAsStringsFlag every number arrives through RawNumber; these remain for
-    // completeness of the handler concept.
-    bool Int(int i) { return p_.doc.Int(i); }
-    bool Uint(unsigned u) { return p_.doc.Uint(u); }
-    bool Int64(std::int64_t i) { return p_.doc.Int64(i); }
-    bool Uint64(std::uint64_t u) { return p_.doc.Uint64(u); }
-    bool Double(double d) { return p_.doc.Double(d); }
-    bool RawNumber(const char *s, SizeType len, bool) {
-        p_.number_text.emplace_back(s, len);
-        const char *stable = p_.number_text.back().c_str();
-        p_.numbers.insert(stable);
-        return p_.doc.String(stable, len, false);  // not copied: the pointer identifies it
-    }
-    bool String(const char *s, SizeType len, bool copy) {
-        if (std::memchr(s, 0, len) != nullptr) {
-            nul_ = true;
-            return false;
-        }
-        return p_.doc.String(s, len, copy);
-    }
-    bool Key(const char *s, SizeType len, bool copy) {
-        if (std::memchr(s, 0, len) != nullptr) {
-            nul_ = true;
-            return false;
-        }
-        return p_.doc.Key(s, len, copy);
-    }
-    bool StartObject() { return enter() && p_.doc.StartObject(); }
-    bool EndObject(SizeType n) { return --depth_, p_.doc.EndObject(n); }
-    bool StartArray() { return enter() && p_.doc.StartArray(); }
-    bool EndArray(SizeType n) { return --depth_, p_.doc.EndArray(n); }
-
-    bool too_deep() const { return too_deep_; }
-    bool has_nul() const { return nul_; }
-
-  private:
-    bool enter() {
-        if (++depth_ > kMaxDepth) {
-            too_deep_ = true;
-            return false;
-        }
-        return true;
-    }
-    Parsed &p_;
-    int depth_ = 0;
-    bool too_deep_ = false;
-    bool nul_ = false;
-};
-
-struct Generator {
-    std::string_view json;
-    Builder *builder;
-    rapidjson::ParseResult result;
-    bool operator()(rapidjson::Document &) {
-        rapidjson::MemoryStream ms(json.data(), json.size());
-        rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> is(ms);
-        rapidjson::Reader reader;
-        result = reader.Parse<kParseFlags>(is, *builder);
-        return !result.IsError();
-    }
-};
-
-void parse_into(Parsed &p, std::string_view json, const char *what) {
-    // JSON text never holds a raw NUL; RapidJSON would take one for the end of input.
-    if (std::memchr(json.data(), 0, json.size()) != nullptr)
-        fail(what, "malformed JSON (NUL byte)");
-    Builder builder(p);
-    Generator gen{json, &builder, {}};
-    p.doc.Populate(gen);
-    if (builder.too_deep()) {
-        fail(what, "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
-    }
-    if (builder.has_nul()) fail(what, "JSON string contains a NUL character");
-    if (gen.result.IsError()) {
-        fail(what, std::string("malformed JSON (") +
-                       rapidjson::GetParseError_En(gen.result.Code()) + ") at offset " +
-                       std::to_string(gen.result.Offset()));
-    }
 }
 
 bool parse_int64_text(std::string_view s, std::int64_t &out) noexcept {
@@ -158,239 +85,587 @@ bool parse_int64_text(std::string_view s, std::int64_t &out) noexcept {
     return true;
 }
 
-// Field access on one JSON object; `where` names it ("account", "positions[3]").
-class Fields {
-  public:
-    Fields(const Parsed &p, const Value &obj, std::string where)
-        : p_(p), obj_(obj), where_(std::move(where)) {}
+// Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, no
+// surrogates, nothing above U+10FFFF), or npos.
+std::size_t invalid_utf8_at(const unsigned char *s, std::size_t n) noexcept;
 
-    // nullptr when absent or null.
-    const Value *get(const char *name) const {
-        auto m = obj_.FindMember(name);
-        if (m == obj_.MemberEnd() || m->value.IsNull()) return nullptr;
-        return &m->value;
-    }
+// A raw control character (other than the whitespace \t \n \r) is invalid anywhere in JSON.
+inline bool is_bad_control(unsigned c) noexcept {
+    return c < 0x20 && c != '\t' && c != '\n' && c != '\r';
+}
 
-    OptString text(const char *name) const {
-        const Value *v = get(name);
-        if (!v) return std::nullopt;
-        if (!v->IsString() || p_.is_number(*v)) bad(name, "expected a string");
-        return std::string(v->GetString(), v->GetStringLength());
-    }
-
-    std::string required_text(const char *name) const {
-        OptString s = text(name);
-        if (!s) bad(name, "missing required field");
-        if (s->empty()) bad(name, "expected a non-empty string");
-        return std::move(*s);
-    }
-
-    // A decimal string, or a JSON number taken by its exact source text. "" counts as absent.
-    OptString decimal(const char *name) const {
-        const Value *v = get(name);
-        if (!v) return std::nullopt;
-        if (!v->IsString()) bad(name, "expected a decimal string");
-        std::string_view s(v->GetString(), v->GetStringLength());
-        if (s.empty() && !p_.is_number(*v)) return std::nullopt;
-        if (!is_decimal_text(s)) bad(name, "expected a decimal string");
-        return std::string(s);
-    }
-
-    // An integer, as a JSON number or a numeric string.
-    OptInt integer(const char *name) const {
-        const Value *v = get(name);
-        if (!v) return std::nullopt;
-        std::int64_t out = 0;
-        if (!v->IsString() || !parse_int64_text({v->GetString(), v->GetStringLength()}, out)) {
-            bad(name, "expected an integer");
+// Offset of the first byte of a document that is a raw control character or not well-formed
+// UTF-8, or npos. RapidJSON 1.1.0's SIMD string scanners let 0x1A..0x1F through (they test
+// max(c, 0x19) == 0x19), so the reader must never see such a byte: they are refused here.
+std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n) noexcept {
+    std::size_t i = 0;
+    while (i < n) {
+#if defined(__SSE2__)
+        const __m128i le1f = _mm_set1_epi8(0x1F), tab = _mm_set1_epi8('\t'),
+                      nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+        while (i + 16 <= n) {  // ASCII without control characters, 16 bytes at a time
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + i));
+            const __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(v, le1f), le1f);  // v <= 0x1F
+            const __m128i ws = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, cr));
+            if ((_mm_movemask_epi8(_mm_andnot_si128(ws, ctl)) | _mm_movemask_epi8(v)) != 0) break;
+            i += 16;
         }
-        return out;
+#endif
+        if (i >= n) break;
+        if (s[i] < 0x80) {
+            if (is_bad_control(s[i])) return i;
+            ++i;
+            continue;
+        }
+        // One multi-byte sequence: well-formed (invalid_utf8_at checks it first) or the answer.
+        const unsigned c = s[i];
+        const std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (invalid_utf8_at(s + i, len < n - i ? len : n - i) != std::string_view::npos) return i;
+        i += len;
     }
+    return std::string_view::npos;
+}
 
-    OptBool boolean(const char *name) const {
-        const Value *v = get(name);
-        if (!v) return std::nullopt;
-        if (!v->IsBool()) bad(name, "expected a boolean");
-        return v->GetBool();
+std::size_t invalid_utf8_at(const unsigned char *s, std::size_t n) noexcept {
+    std::size_t i = 0;
+    while (i < n) {
+        // ASCII fast path, 16 bytes at a time.
+        while (i + 16 <= n) {
+            std::uint64_t a, b;
+            std::memcpy(&a, s + i, 8);
+            std::memcpy(&b, s + i + 8, 8);
+            if (((a | b) & 0x8080808080808080ULL) != 0) break;
+            i += 16;
+        }
+        if (i >= n) break;
+        const unsigned c = s[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t len;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return i;
+        }
+        if (i + len > n) return i;
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (std::size_t k = 2; k < len; ++k)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
+        i += len;
     }
+    return std::string_view::npos;
+}
 
-    [[noreturn]] void bad(const char *name, const char *what) const {
-        fail(where_ + "." + name, what);
-    }
+// ---------------------------------------------------------------- shapes
+enum class Kind : std::uint8_t { Text, RequiredText, Decimal, Integer, Boolean, JsonArray, Raw };
 
-  private:
-    const Parsed &p_;
-    const Value &obj_;
-    std::string where_;
+struct Spec {
+    const char *name;
+    Kind kind;
 };
 
-// Re-serialise a value compactly, numbers by their exact source text. Depth is bounded by
-// kMaxDepth at parse time, so the recursion is too.
-template <typename W>
-void write_value(const Parsed &p, const Value &v, W &w) {
-    switch (v.GetType()) {
-        case rapidjson::kNullType:
-            w.Null();
-            break;
-        case rapidjson::kFalseType:
-            w.Bool(false);
-            break;
-        case rapidjson::kTrueType:
-            w.Bool(true);
-            break;
-        case rapidjson::kNumberType:
-            w.RawValue("0", 1, rapidjson::kNumberType);
-            break;  // unused
-        case rapidjson::kStringType:
-            if (p.is_number(v)) {
-                w.RawValue(v.GetString(), v.GetStringLength(), rapidjson::kNumberType);
-            } else {
-                w.String(v.GetString(), v.GetStringLength());
+constexpr int kMaxFields = 40;
+
+// What the reader saw for one key of the current element.
+enum class Seen : std::uint8_t { Absent, Null, String, Number, Bool, Container, Captured };
+struct Slot {
+    Seen seen;
+    bool boolean;
+    std::string_view text;
+};
+
+// O(1): length and three characters (a hit is confirmed by comparing the whole key).
+std::uint32_t key_hash(const char *s, std::size_t n) noexcept {
+    if (n == 0) return 0;
+    const auto c = [&](std::size_t i) {
+        return static_cast<std::uint32_t>(static_cast<unsigned char>(s[i]));
+    };
+    std::uint32_t h = static_cast<std::uint32_t>(n) * 0x9E3779B1u;
+    h ^= c(0) * 0x85EBCA77u;
+    h ^= c(n - 1) * 0xC2B2AE3Du;
+    h ^= c(n / 2) * 0x27D4EB2Fu;
+    return h ^ (h >> 15);
+}
+
+struct Shape {
+    static constexpr unsigned kSlots = 128;  // open addressing, > 3 x fields
+    const char *what;
+    bool array;  // the document is an array of elements (else one object)
+    const Spec *specs;
+    int n;
+    std::array<std::int8_t, kSlots> table{};
+    std::array<std::uint8_t, kMaxFields> name_len{};
+
+    Shape(const char *what_, bool array_, const Spec *specs_, int n_)
+        : what(what_), array(array_), specs(specs_), n(n_) {
+        table.fill(-1);
+        for (int i = 0; i < n; ++i) {
+            const std::size_t len = std::strlen(specs[i].name);
+            name_len[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(len);
+            unsigned h = key_hash(specs[i].name, len) & (kSlots - 1);
+            while (table[h] >= 0) h = (h + 1) & (kSlots - 1);
+            table[h] = static_cast<std::int8_t>(i);
+        }
+    }
+    int find(const char *s, std::size_t len) const noexcept {
+        unsigned h = key_hash(s, len) & (kSlots - 1);
+        for (;;) {
+            const int i = table[h];
+            if (i < 0) return -1;
+            if (name_len[static_cast<std::size_t>(i)] == len &&
+                std::memcmp(specs[i].name, s, len) == 0)
+                return i;
+            h = (h + 1) & (kSlots - 1);
+        }
+    }
+};
+
+const Shape &account_shape() {
+    using K = Kind;
+    static const Spec specs[] = {{"id", K::RequiredText},
+                                 {"account_number", K::RequiredText},
+                                 {"status", K::RequiredText},
+                                 {"crypto_status", K::Text},
+                                 {"currency", K::Text},
+                                 {"cash", K::Decimal},
+                                 {"buying_power", K::Decimal},
+                                 {"regt_buying_power", K::Decimal},
+                                 {"daytrading_buying_power", K::Decimal},
+                                 {"non_marginable_buying_power", K::Decimal},
+                                 {"options_buying_power", K::Decimal},
+                                 {"equity", K::Decimal},
+                                 {"last_equity", K::Decimal},
+                                 {"portfolio_value", K::Decimal},
+                                 {"long_market_value", K::Decimal},
+                                 {"short_market_value", K::Decimal},
+                                 {"initial_margin", K::Decimal},
+                                 {"maintenance_margin", K::Decimal},
+                                 {"last_maintenance_margin", K::Decimal},
+                                 {"sma", K::Decimal},
+                                 {"multiplier", K::Decimal},
+                                 {"accrued_fees", K::Decimal},
+                                 {"pending_transfer_in", K::Decimal},
+                                 {"pending_transfer_out", K::Decimal},
+                                 {"daytrade_count", K::Integer},
+                                 {"options_approved_level", K::Integer},
+                                 {"options_trading_level", K::Integer},
+                                 {"pattern_day_trader", K::Boolean},
+                                 {"shorting_enabled", K::Boolean},
+                                 {"trading_blocked", K::Boolean},
+                                 {"transfers_blocked", K::Boolean},
+                                 {"account_blocked", K::Boolean},
+                                 {"trade_suspended_by_user", K::Boolean},
+                                 {"created_at", K::Text},
+                                 {"balance_asof", K::Text}};
+    static_assert(sizeof specs / sizeof specs[0] == account_field::count);
+    static const Shape shape("account", false, specs, account_field::count);
+    return shape;
+}
+
+const Shape &position_shape() {
+    using K = Kind;
+    static const Spec specs[] = {{"symbol", K::RequiredText},
+                                 {"asset_id", K::Text},
+                                 {"exchange", K::Text},
+                                 {"asset_class", K::Text},
+                                 {"side", K::Text},
+                                 {"qty", K::Decimal},
+                                 {"qty_available", K::Decimal},
+                                 {"avg_entry_price", K::Decimal},
+                                 {"market_value", K::Decimal},
+                                 {"cost_basis", K::Decimal},
+                                 {"unrealized_pl", K::Decimal},
+                                 {"unrealized_plpc", K::Decimal},
+                                 {"unrealized_intraday_pl", K::Decimal},
+                                 {"unrealized_intraday_plpc", K::Decimal},
+                                 {"current_price", K::Decimal},
+                                 {"lastday_price", K::Decimal},
+                                 {"change_today", K::Decimal}};
+    static_assert(sizeof specs / sizeof specs[0] == position_field::count);
+    static const Shape shape("positions", true, specs, position_field::count);
+    return shape;
+}
+
+const Shape &order_shape() {
+    using K = Kind;
+    static const Spec specs[] = {{"id", K::RequiredText},     {"client_order_id", K::Text},
+                                 {"symbol", K::Text},         {"asset_id", K::Text},
+                                 {"asset_class", K::Text},    {"side", K::Text},
+                                 {"type", K::Text},           {"order_type", K::Text},
+                                 {"time_in_force", K::Text},  {"status", K::Text},
+                                 {"order_class", K::Text},    {"position_intent", K::Text},
+                                 {"qty", K::Decimal},         {"notional", K::Decimal},
+                                 {"filled_qty", K::Decimal},  {"filled_avg_price", K::Decimal},
+                                 {"limit_price", K::Decimal}, {"stop_price", K::Decimal},
+                                 {"trail_price", K::Decimal}, {"trail_percent", K::Decimal},
+                                 {"hwm", K::Decimal},         {"created_at", K::Text},
+                                 {"updated_at", K::Text},     {"submitted_at", K::Text},
+                                 {"filled_at", K::Text},      {"expired_at", K::Text},
+                                 {"canceled_at", K::Text},    {"failed_at", K::Text},
+                                 {"replaced_at", K::Text},    {"extended_hours", K::Boolean},
+                                 {"legs", K::JsonArray}};
+    static_assert(sizeof specs / sizeof specs[0] == order_field::count);
+    static const Shape shape("orders", true, specs, order_field::count);
+    return shape;
+}
+
+// {"code": ..., "message": ...}: Raw fields never fail; boolean says "was a real string".
+const Shape &error_shape() {
+    static const Spec specs[] = {{"code", Kind::Raw}, {"message", Kind::Raw}};
+    static const Shape shape("error", false, specs, 2);
+    return shape;
+}
+
+// Validates one slot for its kind into out; returns the complaint, or nullptr.
+const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
+    out = FieldValue{};
+    switch (kind) {
+        case Kind::Text:
+        case Kind::RequiredText:
+            if (s.seen == Seen::String) {
+                out.present = true;
+                out.text = s.text;
+            } else if (s.seen != Seen::Absent && s.seen != Seen::Null) {
+                return "expected a string";
             }
-            break;
-        case rapidjson::kArrayType:
-            w.StartArray();
-            for (const auto &e : v.GetArray()) write_value(p, e, w);
-            w.EndArray();
-            break;
-        case rapidjson::kObjectType:
-            w.StartObject();
-            for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
-                w.Key(m->name.GetString(), m->name.GetStringLength());
-                write_value(p, m->value, w);
+            if (kind == Kind::RequiredText) {
+                if (!out.present) return "missing required field";
+                if (out.text.empty()) return "expected a non-empty string";
             }
-            w.EndObject();
-            break;
+            return nullptr;
+        case Kind::Decimal:
+            if (s.seen == Seen::Absent || s.seen == Seen::Null) return nullptr;
+            if (s.seen != Seen::String && s.seen != Seen::Number)
+                return "expected a decimal string";
+            if (s.seen == Seen::String && s.text.empty()) return nullptr;  // Alpaca's "no value"
+            if (!is_decimal_text(s.text)) return "expected a decimal string";
+            out.present = true;
+            out.text = s.text;
+            return nullptr;
+        case Kind::Integer:
+            if (s.seen == Seen::Absent || s.seen == Seen::Null) return nullptr;
+            if ((s.seen != Seen::String && s.seen != Seen::Number) ||
+                !parse_int64_text(s.text, out.integer))
+                return "expected an integer";
+            out.present = true;
+            return nullptr;
+        case Kind::Boolean:
+            if (s.seen == Seen::Absent || s.seen == Seen::Null) return nullptr;
+            if (s.seen != Seen::Bool) return "expected a boolean";
+            out.present = true;
+            out.boolean = s.boolean;
+            return nullptr;
+        case Kind::JsonArray:
+            if (s.seen == Seen::Absent || s.seen == Seen::Null) return nullptr;
+            if (s.seen != Seen::Captured) return "expected an array or null";
+            out.present = true;
+            out.text = s.text;
+            return nullptr;
+        case Kind::Raw:
+            out.present = s.seen == Seen::String || s.seen == Seen::Number;
+            out.boolean = s.seen == Seen::String;
+            out.text = s.text;
+            return nullptr;
     }
+    return nullptr;
 }
 
-AlpacaAccount account_from(const Parsed &p, const Value &obj, const std::string &where) {
-    if (!obj.IsObject()) fail(where, "expected a JSON object");
-    Fields f(p, obj, where);
-    AlpacaAccount a;
-    a.id = f.required_text("id");
-    a.account_number = f.required_text("account_number");
-    a.status = f.required_text("status");
-    a.crypto_status = f.text("crypto_status");
-    a.currency = f.text("currency");
-    a.cash = f.decimal("cash");
-    a.buying_power = f.decimal("buying_power");
-    a.regt_buying_power = f.decimal("regt_buying_power");
-    a.daytrading_buying_power = f.decimal("daytrading_buying_power");
-    a.non_marginable_buying_power = f.decimal("non_marginable_buying_power");
-    a.options_buying_power = f.decimal("options_buying_power");
-    a.equity = f.decimal("equity");
-    a.last_equity = f.decimal("last_equity");
-    a.portfolio_value = f.decimal("portfolio_value");
-    a.long_market_value = f.decimal("long_market_value");
-    a.short_market_value = f.decimal("short_market_value");
-    a.initial_margin = f.decimal("initial_margin");
-    a.maintenance_margin = f.decimal("maintenance_margin");
-    a.last_maintenance_margin = f.decimal("last_maintenance_margin");
-    a.sma = f.decimal("sma");
-    a.multiplier = f.decimal("multiplier");
-    a.accrued_fees = f.decimal("accrued_fees");
-    a.pending_transfer_in = f.decimal("pending_transfer_in");
-    a.pending_transfer_out = f.decimal("pending_transfer_out");
-    a.daytrade_count = f.integer("daytrade_count");
-    a.options_approved_level = f.integer("options_approved_level");
-    a.options_trading_level = f.integer("options_trading_level");
-    a.pattern_day_trader = f.boolean("pattern_day_trader");
-    a.shorting_enabled = f.boolean("shorting_enabled");
-    a.trading_blocked = f.boolean("trading_blocked");
-    a.transfers_blocked = f.boolean("transfers_blocked");
-    a.account_blocked = f.boolean("account_blocked");
-    a.trade_suspended_by_user = f.boolean("trade_suspended_by_user");
-    a.created_at = f.text("created_at");
-    a.balance_asof = f.text("balance_asof");
-    return a;
-}
+// Not Writer<StringBuffer> with the default flags: RapidJSON 1.1.0 specialises exactly that
+// one with a SIMD scanner that would copy a control character (decoded from \u001C, say) raw
+// into the output. A write flag that changes nothing else here (no doubles are written) keeps
+// the plain scalar path, which escapes every control character.
+using LegsWriter = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                                     rapidjson::CrtAllocator, rapidjson::kWriteNanAndInfFlag>;
 
-AlpacaPosition position_from(const Parsed &p, const Value &obj, const std::string &where) {
-    if (!obj.IsObject()) fail(where, "expected a JSON object");
-    Fields f(p, obj, where);
-    AlpacaPosition x;
-    x.symbol = f.required_text("symbol");
-    x.asset_id = f.text("asset_id");
-    x.exchange = f.text("exchange");
-    x.asset_class = f.text("asset_class");
-    x.side = f.text("side");
-    x.qty = f.decimal("qty");
-    x.qty_available = f.decimal("qty_available");
-    x.avg_entry_price = f.decimal("avg_entry_price");
-    x.market_value = f.decimal("market_value");
-    x.cost_basis = f.decimal("cost_basis");
-    x.unrealized_pl = f.decimal("unrealized_pl");
-    x.unrealized_plpc = f.decimal("unrealized_plpc");
-    x.unrealized_intraday_pl = f.decimal("unrealized_intraday_pl");
-    x.unrealized_intraday_plpc = f.decimal("unrealized_intraday_plpc");
-    x.current_price = f.decimal("current_price");
-    x.lastday_price = f.decimal("lastday_price");
-    x.change_today = f.decimal("change_today");
-    return x;
-}
+// The SAX handler: tracks depth, collects the current element's slots, captures legs.
+class Handler {
+  public:
+    // check_decoded: the document holds \u escapes, so a decoded string may hold a NUL
+    // (\u0000) or a lone low surrogate (RapidJSON refuses lone high ones only), neither of which
+    // the raw text can (raw NULs and invalid UTF-8 were refused before parsing).
+    Handler(const Shape &shape, RecordSink sink, rapidjson::StringBuffer &legs_buf,
+            LegsWriter &legs, bool check_decoded)
+        : shape_(shape),
+          sink_(sink),
+          legs_buf_(legs_buf),
+          legs_(legs),
+          elem_depth_(shape.array ? 2 : 1),
+          check_decoded_(check_decoded) {}
 
-AlpacaOrder order_from(const Parsed &p, const Value &obj, const std::string &where) {
-    if (!obj.IsObject()) fail(where, "expected a JSON object");
-    Fields f(p, obj, where);
-    AlpacaOrder o;
-    o.id = f.required_text("id");
-    o.client_order_id = f.text("client_order_id");
-    o.symbol = f.text("symbol");
-    o.asset_id = f.text("asset_id");
-    o.asset_class = f.text("asset_class");
-    o.side = f.text("side");
-    o.type = f.text("type");
-    o.order_type = f.text("order_type");
-    o.time_in_force = f.text("time_in_force");
-    o.status = f.text("status");
-    o.order_class = f.text("order_class");
-    o.position_intent = f.text("position_intent");
-    o.qty = f.decimal("qty");
-    o.notional = f.decimal("notional");
-    o.filled_qty = f.decimal("filled_qty");
-    o.filled_avg_price = f.decimal("filled_avg_price");
-    o.limit_price = f.decimal("limit_price");
-    o.stop_price = f.decimal("stop_price");
-    o.trail_price = f.decimal("trail_price");
-    o.trail_percent = f.decimal("trail_percent");
-    o.hwm = f.decimal("hwm");
-    o.created_at = f.text("created_at");
-    o.updated_at = f.text("updated_at");
-    o.submitted_at = f.text("submitted_at");
-    o.filled_at = f.text("filled_at");
-    o.expired_at = f.text("expired_at");
-    o.canceled_at = f.text("canceled_at");
-    o.failed_at = f.text("failed_at");
-    o.replaced_at = f.text("replaced_at");
-    o.extended_hours = f.boolean("extended_hours");
-    if (const Value *legs = f.get("legs")) {
-        if (!legs->IsArray()) f.bad("legs", "expected an array or null");
-        rapidjson::StringBuffer sb;
-        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-        write_value(p, *legs, w);
-        o.legs_json = std::string(sb.GetString(), sb.GetSize());
+    bool Null() { return capturing() ? legs_.Null() : scalar(Seen::Null, {}, false); }
+    bool Bool(bool b) { return capturing() ? legs_.Bool(b) : scalar(Seen::Bool, {}, b); }
+    // With kParseNumbersAsStringsFlag every number arrives through RawNumber.
+    bool Int(int) { return false; }
+    bool Uint(unsigned) { return false; }
+    bool Int64(std::int64_t) { return false; }
+    bool Uint64(std::uint64_t) { return false; }
+    bool Double(double) { return false; }
+    bool RawNumber(const char *s, SizeType len, bool) {
+        if (capturing()) return legs_.RawValue(s, len, rapidjson::kNumberType);
+        return scalar(Seen::Number, {s, len}, false);
     }
-    return o;
-}
-
-template <typename T, typename F>
-std::vector<T> parse_array(std::string_view json, const char *what, F from) {
-    Parsed p;
-    parse_into(p, json, what);
-    if (!p.doc.IsArray()) fail(what, "expected an array");
-    std::vector<T> out;
-    out.reserve(p.doc.Size());
-    SizeType i = 0;
-    for (const auto &e : p.doc.GetArray()) {
-        out.push_back(from(p, e, std::string(what) + "[" + std::to_string(i) + "]"));
-        ++i;
+    bool String(const char *s, SizeType len, bool) {
+        if (check_decoded_ && !decoded_ok(s, len)) return false;
+        if (capturing()) return legs_.String(s, len);
+        return scalar(Seen::String, {s, len}, false);
     }
-    return out;
+    bool Key(const char *s, SizeType len, bool) {
+        if (check_decoded_ && !decoded_ok(s, len)) return false;
+        if (capturing()) return legs_.Key(s, len);
+        if (in_elem_ && depth_ == elem_depth_) pending_ = shape_.find(s, len);
+        return true;
+    }
+    bool StartObject() {
+        if (capturing()) return enter() && legs_.StartObject();
+        const int at = depth_;
+        if (!enter()) return false;
+        if (at == elem_depth_ - 1 && root_ok()) {
+            begin_element();
+        } else {
+            value_at(at, Seen::Container, {}, false);
+        }
+        return true;
+    }
+    bool EndObject(SizeType) {
+        if (capturing()) return --depth_, legs_.EndObject();
+        if (in_elem_ && depth_ == elem_depth_) end_element();
+        --depth_;
+        return true;
+    }
+    bool StartArray() {
+        if (capturing()) return enter() && legs_.StartArray();
+        const int at = depth_;
+        if (!enter()) return false;
+        if (at == 0 && shape_.array) {
+            root_array_ = true;
+        } else if (at == elem_depth_ && in_elem_ && pending_ >= 0 &&
+                   shape_.specs[pending_].kind == Kind::JsonArray &&
+                   slots_[static_cast<std::size_t>(pending_)].seen == Seen::Absent) {
+            capture_field_ = pending_;
+            pending_ = -1;
+            capture_depth_ = depth_;
+            legs_buf_.Clear();
+            legs_.Reset(legs_buf_);
+            return legs_.StartArray();
+        } else {
+            value_at(at, Seen::Container, {}, false);
+        }
+        return true;
+    }
+    bool EndArray(SizeType) {
+        if (capturing()) {
+            const bool ok = legs_.EndArray();
+            if (depth_ == capture_depth_) {
+                Slot &s = slots_[static_cast<std::size_t>(capture_field_)];
+                s.seen = Seen::Captured;
+                s.text = std::string_view(legs_buf_.GetString(), legs_buf_.GetSize());
+                capture_field_ = -1;
+            }
+            --depth_;
+            return ok;
+        }
+        --depth_;
+        return true;
+    }
+
+    bool too_deep() const { return too_deep_; }
+    bool has_nul() const { return nul_; }
+    bool has_lone_surrogate() const { return lone_surrogate_; }
+    const std::exception_ptr &deferred() const { return deferred_; }
+
+  private:
+    bool capturing() const { return capture_field_ >= 0; }
+    [[gnu::noinline]] bool decoded_ok(const char *s, SizeType len) {
+        if (std::memchr(s, 0, len) != nullptr) return nul_ = true, false;
+        if (invalid_utf8_at(reinterpret_cast<const unsigned char *>(s), len) !=
+            std::string_view::npos)
+            return lone_surrogate_ = true, false;
+        return true;
+    }
+    bool enter() {
+        if (++depth_ > kMaxDepth) return too_deep_ = true, false;
+        return true;
+    }
+    // The document's root is what the shape wants (an array of elements, or one object).
+    bool root_ok() const { return shape_.array ? root_array_ : true; }
+
+    bool scalar(Seen seen, std::string_view text, bool b) {
+        value_at(depth_, seen, text, b);
+        return true;
+    }
+    // A value (or the start of a container) found at nesting depth `at`.
+    void value_at(int at, Seen seen, std::string_view text, bool b) {
+        if (at == 0) {
+            defer_root();
+        } else if (shape_.array && at == 1) {
+            defer_element(next_index_++);  // an element that is not an object
+        } else if (at == elem_depth_ && in_elem_ && pending_ >= 0) {
+            Slot &s = slots_[static_cast<std::size_t>(pending_)];
+            if (s.seen == Seen::Absent) s = Slot{seen, b, text};  // first occurrence wins
+            pending_ = -1;
+        }
+    }
+    void begin_element() {
+        in_elem_ = true;
+        pending_ = -1;
+        index_ = shape_.array ? next_index_++ : 0;
+        for (int i = 0; i < shape_.n; ++i) slots_[static_cast<std::size_t>(i)] = Slot{};
+    }
+    void end_element() {
+        in_elem_ = false;
+        if (failed_) return;
+        std::array<FieldValue, kMaxFields> &values = values_;
+        for (int i = 0; i < shape_.n; ++i) {
+            const auto k = static_cast<std::size_t>(i);
+            if (const char *bad = validate(shape_.specs[i].kind, slots_[k], values[k])) {
+                defer_field(i, bad);
+                return;
+            }
+        }
+        try {
+            sink_(Record(values.data(), shape_.what, shape_.array, index_));
+        } catch (...) {
+            deferred_ = std::current_exception();
+            failed_ = true;
+        }
+    }
+    // The error paths stay out of line: the hot SAX callbacks keep small frames.
+    [[gnu::noinline, gnu::cold]] void defer_root() {
+        defer(shape_.what, shape_.array ? "expected an array" : "expected a JSON object");
+    }
+    [[gnu::noinline, gnu::cold]] void defer_element(std::size_t index) {
+        if (!failed_)
+            defer(std::string(shape_.what) + "[" + std::to_string(index) + "]",
+                  "expected a JSON object");
+    }
+    [[gnu::noinline, gnu::cold]] void defer_field(int field, const char *what) {
+        const Record r(values_.data(), shape_.what, shape_.array, index_);
+        defer(r.where() + "." + shape_.specs[field].name, what);
+    }
+    [[gnu::noinline, gnu::cold]] void defer(const std::string &where, const char *what) {
+        if (failed_) return;
+        failed_ = true;
+        deferred_ =
+            std::make_exception_ptr(Error(ErrorCode::Protocol, "alpaca " + where + ": " + what));
+    }
+
+    const Shape &shape_;
+    RecordSink sink_;
+    rapidjson::StringBuffer &legs_buf_;
+    LegsWriter &legs_;
+    const int elem_depth_;
+    const bool check_decoded_;
+    int depth_ = 0;
+    bool root_array_ = false;
+    bool in_elem_ = false;
+    int pending_ = -1;        // field of the key just read, -1 for an unknown key
+    int capture_field_ = -1;  // the field whose array is being re-serialised
+    int capture_depth_ = 0;
+    std::size_t index_ = 0, next_index_ = 0;
+    bool too_deep_ = false, nul_ = false, lone_surrogate_ = false, failed_ = false;
+    std::exception_ptr deferred_;
+    std::array<Slot, kMaxFields> slots_{};
+    std::array<FieldValue, kMaxFields> values_{};
+};
+
+OptString opt(const FieldValue &v) {
+    if (!v.present) return std::nullopt;
+    return std::string(v.text);
+}
+OptInt opt_int(const FieldValue &v) {
+    if (!v.present) return std::nullopt;
+    return v.integer;
+}
+OptBool opt_bool(const FieldValue &v) {
+    if (!v.present) return std::nullopt;
+    return v.boolean;
 }
 
 }  // namespace
 
+// ---------------------------------------------------------------- AlpacaReader
+struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
+    std::vector<char> buf;  // in-situ copy of the document (+ NUL + SIMD padding)
+    rapidjson::StringBuffer legs_buf;
+    LegsWriter legs{legs_buf};
+    rapidjson::Reader reader;
+
+    void read(const Shape &shape, std::string_view json, RecordSink sink) {
+        // JSON text never holds a raw NUL; the in-situ reader would take one for the end.
+        if (std::memchr(json.data(), 0, json.size()) != nullptr)
+            fail(shape.what, "malformed JSON (NUL byte)");
+        const std::size_t bad = invalid_document_byte_at(
+            reinterpret_cast<const unsigned char *>(json.data()), json.size());
+        if (bad != std::string_view::npos) {
+            const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
+            fail(shape.what, std::string("malformed JSON (") +
+                                 (control ? "A control character must be escaped."
+                                          : "Invalid encoding in string.") +
+                                 ") at offset " + std::to_string(bad));
+        }
+        const std::size_t need = json.size() + 1 + kPadding;
+        if (buf.size() < need) buf.resize(need);
+        std::memcpy(buf.data(), json.data(), json.size());
+        std::memset(buf.data() + json.size(), 0, 1 + kPadding);
+
+        struct Release {  // a one-off huge document does not stay pinned in memory
+            Impl &impl;
+            ~Release() {
+                if (impl.buf.size() > kKeepBuffer) std::vector<char>().swap(impl.buf);
+                if (impl.legs_buf.GetSize() > kKeepBuffer) impl.legs_buf.ShrinkToFit();
+            }
+        } release{*this};
+
+        const bool check_decoded = std::string_view(json).find("\\u") != std::string_view::npos;
+        Handler h(shape, sink, legs_buf, legs, check_decoded);
+        rapidjson::InsituStringStream is(buf.data());
+        const rapidjson::ParseResult result = reader.Parse<kParseFlags>(is, h);
+        if (h.too_deep())
+            fail(shape.what, "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+        if (h.has_nul()) fail(shape.what, "JSON string contains a NUL character");
+        if (h.has_lone_surrogate())
+            fail(shape.what, "malformed JSON (The surrogate pair in string is invalid.)");
+        if (result.IsError()) {
+            fail(shape.what, std::string("malformed JSON (") +
+                                 rapidjson::GetParseError_En(result.Code()) + ") at offset " +
+                                 std::to_string(result.Offset()));
+        }
+        if (h.deferred()) std::rethrow_exception(h.deferred());
+    }
+};
+
+AlpacaReader::AlpacaReader() : impl_(std::make_unique<Impl>()) {}
+AlpacaReader::~AlpacaReader() = default;
+
+void AlpacaReader::read_account(std::string_view json, RecordSink sink) {
+    impl_->read(account_shape(), json, sink);
+}
+void AlpacaReader::read_positions(std::string_view json, RecordSink sink) {
+    impl_->read(position_shape(), json, sink);
+}
+void AlpacaReader::read_orders(std::string_view json, RecordSink sink) {
+    impl_->read(order_shape(), json, sink);
+}
+
+std::string Record::where() const {
+    std::string w(what_);
+    if (in_array_) w += "[" + std::to_string(index_) + "]";
+    return w;
+}
+
+// ---------------------------------------------------------------- owning structs
 bool is_decimal_text(std::string_view s) noexcept {
     std::size_t i = 0;
     const std::size_t n = s.size();
@@ -422,37 +697,130 @@ bool is_decimal_text(std::string_view s) noexcept {
 }
 
 AlpacaAccount parse_account(std::string_view json) {
-    Parsed p;
-    parse_into(p, json, "account");
-    return account_from(p, p.doc, "account");
+    namespace f = account_field;
+    AlpacaAccount a;
+    bool seen = false;
+    AlpacaReader reader;
+    reader.read_account(json, [&](const Record &r) {
+        seen = true;
+        a.id = std::string(r[f::id].text);
+        a.account_number = std::string(r[f::account_number].text);
+        a.status = std::string(r[f::status].text);
+        a.crypto_status = opt(r[f::crypto_status]);
+        a.currency = opt(r[f::currency]);
+        a.cash = opt(r[f::cash]);
+        a.buying_power = opt(r[f::buying_power]);
+        a.regt_buying_power = opt(r[f::regt_buying_power]);
+        a.daytrading_buying_power = opt(r[f::daytrading_buying_power]);
+        a.non_marginable_buying_power = opt(r[f::non_marginable_buying_power]);
+        a.options_buying_power = opt(r[f::options_buying_power]);
+        a.equity = opt(r[f::equity]);
+        a.last_equity = opt(r[f::last_equity]);
+        a.portfolio_value = opt(r[f::portfolio_value]);
+        a.long_market_value = opt(r[f::long_market_value]);
+        a.short_market_value = opt(r[f::short_market_value]);
+        a.initial_margin = opt(r[f::initial_margin]);
+        a.maintenance_margin = opt(r[f::maintenance_margin]);
+        a.last_maintenance_margin = opt(r[f::last_maintenance_margin]);
+        a.sma = opt(r[f::sma]);
+        a.multiplier = opt(r[f::multiplier]);
+        a.accrued_fees = opt(r[f::accrued_fees]);
+        a.pending_transfer_in = opt(r[f::pending_transfer_in]);
+        a.pending_transfer_out = opt(r[f::pending_transfer_out]);
+        a.daytrade_count = opt_int(r[f::daytrade_count]);
+        a.options_approved_level = opt_int(r[f::options_approved_level]);
+        a.options_trading_level = opt_int(r[f::options_trading_level]);
+        a.pattern_day_trader = opt_bool(r[f::pattern_day_trader]);
+        a.shorting_enabled = opt_bool(r[f::shorting_enabled]);
+        a.trading_blocked = opt_bool(r[f::trading_blocked]);
+        a.transfers_blocked = opt_bool(r[f::transfers_blocked]);
+        a.account_blocked = opt_bool(r[f::account_blocked]);
+        a.trade_suspended_by_user = opt_bool(r[f::trade_suspended_by_user]);
+        a.created_at = opt(r[f::created_at]);
+        a.balance_asof = opt(r[f::balance_asof]);
+    });
+    if (!seen) fail("account", "expected a JSON object");  // not reached: the reader says so
+    return a;
 }
 
 std::vector<AlpacaPosition> parse_positions(std::string_view json) {
-    return parse_array<AlpacaPosition>(json, "positions", position_from);
+    namespace f = position_field;
+    std::vector<AlpacaPosition> out;
+    AlpacaReader reader;
+    reader.read_positions(json, [&](const Record &r) {
+        AlpacaPosition &x = out.emplace_back();
+        x.symbol = std::string(r[f::symbol].text);
+        x.asset_id = opt(r[f::asset_id]);
+        x.exchange = opt(r[f::exchange]);
+        x.asset_class = opt(r[f::asset_class]);
+        x.side = opt(r[f::side]);
+        x.qty = opt(r[f::qty]);
+        x.qty_available = opt(r[f::qty_available]);
+        x.avg_entry_price = opt(r[f::avg_entry_price]);
+        x.market_value = opt(r[f::market_value]);
+        x.cost_basis = opt(r[f::cost_basis]);
+        x.unrealized_pl = opt(r[f::unrealized_pl]);
+        x.unrealized_plpc = opt(r[f::unrealized_plpc]);
+        x.unrealized_intraday_pl = opt(r[f::unrealized_intraday_pl]);
+        x.unrealized_intraday_plpc = opt(r[f::unrealized_intraday_plpc]);
+        x.current_price = opt(r[f::current_price]);
+        x.lastday_price = opt(r[f::lastday_price]);
+        x.change_today = opt(r[f::change_today]);
+    });
+    return out;
 }
 
 std::vector<AlpacaOrder> parse_orders(std::string_view json) {
-    return parse_array<AlpacaOrder>(json, "orders", order_from);
+    namespace f = order_field;
+    std::vector<AlpacaOrder> out;
+    AlpacaReader reader;
+    reader.read_orders(json, [&](const Record &r) {
+        AlpacaOrder &o = out.emplace_back();
+        o.id = std::string(r[f::id].text);
+        o.client_order_id = opt(r[f::client_order_id]);
+        o.symbol = opt(r[f::symbol]);
+        o.asset_id = opt(r[f::asset_id]);
+        o.asset_class = opt(r[f::asset_class]);
+        o.side = opt(r[f::side]);
+        o.type = opt(r[f::type]);
+        o.order_type = opt(r[f::order_type]);
+        o.time_in_force = opt(r[f::time_in_force]);
+        o.status = opt(r[f::status]);
+        o.order_class = opt(r[f::order_class]);
+        o.position_intent = opt(r[f::position_intent]);
+        o.qty = opt(r[f::qty]);
+        o.notional = opt(r[f::notional]);
+        o.filled_qty = opt(r[f::filled_qty]);
+        o.filled_avg_price = opt(r[f::filled_avg_price]);
+        o.limit_price = opt(r[f::limit_price]);
+        o.stop_price = opt(r[f::stop_price]);
+        o.trail_price = opt(r[f::trail_price]);
+        o.trail_percent = opt(r[f::trail_percent]);
+        o.hwm = opt(r[f::hwm]);
+        o.created_at = opt(r[f::created_at]);
+        o.updated_at = opt(r[f::updated_at]);
+        o.submitted_at = opt(r[f::submitted_at]);
+        o.filled_at = opt(r[f::filled_at]);
+        o.expired_at = opt(r[f::expired_at]);
+        o.canceled_at = opt(r[f::canceled_at]);
+        o.failed_at = opt(r[f::failed_at]);
+        o.replaced_at = opt(r[f::replaced_at]);
+        o.extended_hours = opt_bool(r[f::extended_hours]);
+        o.legs_json = opt(r[f::legs]);
+    });
+    return out;
 }
 
 AlpacaError parse_error_body(std::string_view json) noexcept {
     AlpacaError out;
     try {
-        Parsed p;
-        parse_into(p, json, "error");
-        if (!p.doc.IsObject()) return out;
-        auto code = p.doc.FindMember("code");
-        std::int64_t c = 0;
-        if (code != p.doc.MemberEnd() && code->value.IsString() &&
-            parse_int64_text({code->value.GetString(), code->value.GetStringLength()}, c)) {
-            out.code = c;
-        }
-        auto msg = p.doc.FindMember("message");
-        if (msg != p.doc.MemberEnd() && msg->value.IsString() && !p.is_number(msg->value)) {
-            out.message = escape_for_error(
-                std::string_view(msg->value.GetString(), msg->value.GetStringLength()),
-                kMaxAlpacaErrorMessage);
-        }
+        AlpacaReader::Impl impl;
+        impl.read(error_shape(), json, [&](const Record &r) {
+            std::int64_t c = 0;
+            if (r[0].present && parse_int64_text(r[0].text, c)) out.code = c;
+            if (r[1].present && r[1].boolean)  // a real string, not a number
+                out.message = escape_for_error(r[1].text, kMaxAlpacaErrorMessage);
+        });
     } catch (...) {
         out = AlpacaError{};
     }

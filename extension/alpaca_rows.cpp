@@ -1,24 +1,37 @@
 // Alpaca JSON text -> typed rows: alpaca_parse_account, alpaca_parse_positions,
-// alpaca_parse_orders. Pure functions (IMMUTABLE PARALLEL SAFE): the JSON is parsed by
-// common/alpaca_models (tolerant of added fields, absent optionals and new enum values),
-// and each value goes through its type's own input function, so decimals reach numeric
-// digit for digit; timestamps must be RFC 3339 with an offset (so no result depends on the
-// session's TimeZone) before timestamptz_in reads them. A malformed document is XX000
-// ("malformed Alpaca answer: orders[3].filled_at: ...") naming the element and field, never
-// echoing the document.
+// alpaca_parse_orders (and their twins alpaca._parse_*). Pure functions (IMMUTABLE PARALLEL
+// SAFE).
+//
+// Each row shape is declared once in SQL, as a composite type (alpaca.account_row,
+// alpaca.position_row, alpaca.order_row), and once here, as a column list that names every
+// column with its type and how it is filled. At first use in a backend (and again whenever the
+// type changes) the list is matched by name against the type's TupleDesc; any difference is an
+// internal error naming the column. Adding a column = ALTER TYPE ... ADD ATTRIBUTE in an update
+// script + one line in a list below.
+//
+// Speed: common/alpaca_models streams the document (RapidJSON SAX, in situ, no DOM) and hands
+// each element over as views; values are built straight into Datums in a memory context reset
+// after every row: numeric from the decimal digits (NBASE digits, exactly what numeric_in makes),
+// timestamptz from RFC 3339 fields (the arithmetic timestamptz_in does), uuid from its hex.
+// Anything outside those fast paths (an exponent, a leap second, a non-canonical uuid, an
+// impossible date) goes through the type's own input function, as before, so the results and
+// the error messages are those of PostgreSQL. A malformed document is XX000 ("malformed Alpaca
+// answer: orders[3].filled_at: ...") naming the element and field, never echoing the document.
 #include "common/alpaca_models.hpp"
 #include "common/error.hpp"
 #include "common/occ_symbol.hpp"
 
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
 
 #include "extension/pg_values.hpp"
 
@@ -26,16 +39,23 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/errcodes.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/typcache.h"
 }
 
 namespace {
 
+using pga::Record;
 using pga::pg::PgError;
+
+// Prefix of every message about a document that is not Alpaca's shape (README, Troubleshooting).
+const std::string kMalformed = "malformed Alpaca answer: ";
 
 // YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|+HH:MM|-HH:MM): the form Alpaca sends. Field
 // ranges are left to timestamptz_in, which reports them with its own message.
@@ -64,265 +84,662 @@ bool is_rfc3339(std::string_view s) {
     return lit("+-") && digits(2) && lit(":") && digits(2) && i == s.size();
 }
 
-// Prefix of every message about a document that is not Alpaca's shape (README, Troubleshooting).
-const std::string kMalformed = "malformed Alpaca answer: ";
+int num(std::string_view s, std::size_t at, std::size_t n) {
+    int v = 0;
+    for (std::size_t k = 0; k < n; ++k) v = v * 10 + (s[at + k] - '0');
+    return v;
+}
 
-// One output row under construction: values/nulls for exactly N columns.
-template <std::size_t N>
-struct Row {
-    std::array<Datum, N> values{};
-    std::array<bool, N> nulls{};
-    Row() { nulls.fill(true); }
-};
+// ---------------------------------------------------------------- numeric, built directly
+// The varlena layout of numeric (src/backend/utils/adt/numeric.c; the on-disk format, stable):
+// int32 varlena header, then either the short header (uint16: 0x8000 | sign 0x2000 |
+// dscale << 7 | weight sign 0x0040 | weight & 0x3F) or the long one (uint16 sign 0x4000 |
+// dscale, int16 weight), then base-10000 digits, int16 each, leading and trailing zero digits
+// stripped; zero is positive with weight 0 and no digits.
+constexpr std::uint16_t kNumericShort = 0x8000, kNumericShortSign = 0x2000,
+                        kNumericShortWeightSign = 0x0040, kNumericShortWeightMask = 0x003F,
+                        kNumericNeg = 0x4000, kNumericDscaleMask = 0x3FFF;
+constexpr int kNumericShortDscaleShift = 7, kNumericShortDscaleMax = 0x1F80 >> 7;
+constexpr std::size_t kFastDigits = 64;  // longer integer or fraction parts: numeric_in
 
+// ---------------------------------------------------------------- columns
+// One row under construction. Allocations come from a context reset after every row and never
+// ereport (MCXT_ALLOC_NO_OOM; a failure is std::bad_alloc, reported by the guard).
 class RowBuilder {
   public:
-    // where: the element the row comes from, as common/ names it ("account", "orders[3]").
-    RowBuilder(std::string where, Datum *values, bool *nulls)
-        : where_(std::move(where)), values_(values), nulls_(nulls) {}
+    RowBuilder(const Record &r, MemoryContext cxt, bool verify_text)
+        : r_(r), cxt_(cxt), verify_text_(verify_text) {}
+    const Record &record() const { return r_; }
 
-    void text(int col, const char *field, const std::optional<std::string> &v) {
-        if (v) text(col, field, *v);
+    void *alloc(std::size_t n) {
+        if (n >= MaxAllocSize) throw std::bad_alloc();
+        void *p = MemoryContextAllocExtended(cxt_, n, MCXT_ALLOC_NO_OOM);
+        if (p == nullptr) throw std::bad_alloc();
+        return p;
     }
-    void text(int col, const char *field, const std::string &v) {
-        // The JSON parser decodes \u escapes; refuse what is not valid in the database
-        // encoding (a NUL byte, for instance) instead of storing it.
-        bool ok = pga::pg::call([&] { return pg_verifymbstr(v.data(), (int)v.size(), true); });
-        if (!ok) malformed(field, "not valid text");
-        set(col, pga::pg::text_datum(v));
+
+    Datum text(std::string_view v, const char *field) {
+        // The JSON was UTF-8 with no NUL; other database encodings get their own check.
+        if (verify_text_ && !pg_verifymbstr(v.data(), (int)v.size(), true))
+            malformed(field, "not valid text");
+        auto *t = static_cast<struct varlena *>(alloc(VARHDRSZ + v.size()));
+        SET_VARSIZE(t, VARHDRSZ + v.size());
+        std::memcpy(VARDATA(t), v.data(), v.size());
+        return PointerGetDatum(t);
     }
-    void numeric(int col, const char *field, const std::optional<std::string> &v) {
-        if (!v) return;
-        if (!pga::is_decimal_text(*v)) malformed(field, "not a decimal number");
-        set(col, input(field, [&] {
-                return DirectFunctionCall3(numeric_in, CStringGetDatum(v->c_str()),
-                                           ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-            }));
+
+    Datum numeric(std::string_view v, const char *field) {
+        Datum d;
+        if (numeric_fast(v, d)) return d;
+        const std::string s(v);
+        return input(field, [&] {
+            return DirectFunctionCall3(numeric_in, CStringGetDatum(s.c_str()),
+                                       ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+        });
     }
-    void timestamptz(int col, const char *field, const std::optional<std::string> &v) {
-        if (!v) return;
+
+    Datum timestamptz(std::string_view v, const char *field) {
         // Only RFC 3339 with an explicit offset: timestamptz_in alone would also take "now",
         // "infinity" or a zone-less time read in the session's TimeZone, none of which an
         // IMMUTABLE parser may turn into a value.
-        if (!is_rfc3339(*v)) malformed(field, "not an RFC 3339 timestamp with an offset");
-        set(col, input(field, [&] {
-                return DirectFunctionCall3(timestamptz_in, CStringGetDatum(v->c_str()),
-                                           ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-            }));
+        if (!is_rfc3339(v)) malformed(field, "not an RFC 3339 timestamp with an offset");
+        TimestampTz t;
+        if (timestamptz_fast(v, t)) return TimestampTzGetDatum(t);
+        const std::string s(v);
+        return input(field, [&] {
+            return DirectFunctionCall3(timestamptz_in, CStringGetDatum(s.c_str()),
+                                       ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+        });
     }
-    void uuid(int col, const char *field, const std::string &v) {
-        set(col,
-            input(field, [&] { return DirectFunctionCall1(uuid_in, CStringGetDatum(v.c_str())); }));
+
+    Datum uuid(std::string_view v, const char *field) {
+        if (v.size() == 36) {
+            auto *u = static_cast<pg_uuid_t *>(alloc(sizeof(pg_uuid_t)));
+            if (uuid_fast(v, u->data)) return UUIDPGetDatum(u);
+        }
+        const std::string s(v);
+        return input(field,
+                     [&] { return DirectFunctionCall1(uuid_in, CStringGetDatum(s.c_str())); });
     }
-    void jsonb(int col, const char *field, const std::optional<std::string> &v) {
-        if (!v) return;
-        set(col, input(field,
-                       [&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(v->c_str())); }));
+
+    Datum jsonb(std::string_view v, const char *field) {
+        const std::string s(v);
+        return input(field,
+                     [&] { return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.c_str())); });
     }
-    void boolean(int col, const std::optional<bool> &v) {
-        if (v) set(col, BoolGetDatum(*v));
-    }
-    void int4(int col, const char *field, const std::optional<std::int64_t> &v) {
-        if (!v) return;
-        if (*v < std::numeric_limits<std::int32_t>::min() ||
-            *v > std::numeric_limits<std::int32_t>::max())
-            malformed(field, "out of range for integer");
-        set(col, Int32GetDatum((std::int32_t)*v));
-    }
-    void date(int col, int y, int m, int d) {
-        // parse_occ_symbol guarantees a real calendar date in 2000..2099.
-        set(col, DateADTGetDatum((DateADT)(date2j(y, m, d) - POSTGRES_EPOCH_JDATE)));
+
+    // The OCC fields of an option position, parsed once per row.
+    const std::optional<pga::OccSymbol> &occ() {
+        if (!occ_done_) {
+            occ_done_ = true;
+            const pga::FieldValue &cls = r_[pga::position_field::asset_class];
+            if (cls.present && cls.text == "us_option")
+                occ_ = pga::parse_occ_symbol(r_[pga::position_field::symbol].text);
+        }
+        return occ_;
     }
 
     [[noreturn]] void malformed(const char *field, const std::string &what) const {
-        throw PgError(ERRCODE_INTERNAL_ERROR, kMalformed + where_ + "." + field + ": " + what);
+        throw PgError(ERRCODE_INTERNAL_ERROR, kMalformed + r_.where() + "." + field + ": " + what);
     }
 
   private:
-    void set(int col, Datum d) {
-        values_[col] = d;
-        nulls_[col] = false;
-    }
-    // Runs a type input function; its error (e.g. an impossible timestamp) becomes XX000
-    // naming the field, with PostgreSQL's own message as detail.
+    // Runs a type input function (in the row context); its error (e.g. an impossible
+    // timestamp) becomes XX000 naming the field, with PostgreSQL's own message as detail.
     template <typename F>
     Datum input(const char *field, F &&f) {
+        const MemoryContext old = MemoryContextSwitchTo(cxt_);
         try {
-            return pga::pg::call(f);
+            Datum d = pga::pg::call(f);
+            MemoryContextSwitchTo(old);
+            return d;
         } catch (const PgError &e) {
+            MemoryContextSwitchTo(old);
             if (e.sqlstate() == ERRCODE_QUERY_CANCELED || e.sqlstate() == ERRCODE_OUT_OF_MEMORY)
                 throw;
             throw PgError(ERRCODE_INTERNAL_ERROR,
-                          kMalformed + where_ + "." + field + ": not a valid value",
+                          kMalformed + r_.where() + "." + field + ": not a valid value",
                           pga::escape_for_error(e.what(), 200));
+        } catch (...) {
+            MemoryContextSwitchTo(old);
+            throw;
         }
     }
 
-    std::string where_;
-    Datum *values_;
-    bool *nulls_;
+    // -?digits[.digits] (already validated by common/) into the exact Numeric numeric_in
+    // would make; false for what it leaves to numeric_in (an exponent, very long parts).
+    bool numeric_fast(std::string_view s, Datum &out) {
+        std::size_t i = 0;
+        const bool neg = !s.empty() && s[0] == '-';
+        if (neg) i = 1;
+        const std::size_t int_start = i;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+        std::size_t int_end = i, frac_start = i, frac_end = i;
+        if (i < s.size() && s[i] == '.') {
+            frac_start = ++i;
+            while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+            frac_end = i;
+        }
+        if (i != s.size() || int_end == int_start) return false;  // exponent or not a decimal
+        if (int_end - int_start > kFastDigits || frac_end - frac_start > kFastDigits) return false;
+        const int dscale = (int)(frac_end - frac_start);
+        std::size_t a = int_start;
+        while (a < int_end && s[a] == '0') ++a;  // leading zeros of the integer part
+        std::size_t fe = frac_end;
+        while (fe > frac_start && s[fe - 1] == '0') --fe;  // trailing zeros of the fraction
+        const std::size_t int_len = int_end - a;
+
+        // Decimal digits d[0..n) with the point after int_len of them, grouped by 4 from the
+        // point: pad the integer part on the left to a multiple of 4.
+        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
+        int nd = 0;
+        int weight;
+        std::size_t pos;      // position in s of the next decimal digit to group
+        std::size_t pending;  // integer digits in the first group
+        if (int_len > 0) {
+            weight = (int)((int_len + 3) / 4) - 1;
+            pending = int_len % 4 == 0 ? 4 : int_len % 4;
+            pos = a;
+        } else {
+            // No integer part: skip whole groups of leading fraction zeros.
+            std::size_t z = frac_start;
+            while (z < fe && s[z] == '0') ++z;
+            if (z == fe) {  // zero
+                return emit_numeric(false, 0, dscale, digits.data(), 0, out);
+            }
+            const std::size_t zero_groups = (z - frac_start) / 4;
+            weight = -1 - (int)zero_groups;
+            pos = frac_start + zero_groups * 4;
+            pending = 0;
+        }
+        // Integer groups.
+        while (pos < int_end) {
+            int g = 0;
+            const std::size_t take = pending;
+            for (std::size_t k = 0; k < take; ++k) g = g * 10 + (s[pos + k] - '0');
+            pos += take;
+            digits[(std::size_t)nd++] = (std::int16_t)g;
+            pending = 4;
+        }
+        // Fraction groups (up to the last non-zero digit), the last one padded on the right.
+        if (pos < frac_start) pos = frac_start;
+        while (pos < fe) {
+            int g = 0;
+            for (std::size_t k = 0; k < 4; ++k) {
+                const std::size_t p = pos + k;
+                g = g * 10 + (p < fe ? s[p] - '0' : 0);
+            }
+            pos += 4;
+            digits[(std::size_t)nd++] = (std::int16_t)g;
+        }
+        // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
+        while (nd > 0 && digits[(std::size_t)nd - 1] == 0) --nd;
+        return emit_numeric(neg && nd > 0, nd > 0 ? weight : 0, dscale, digits.data(), nd, out);
+    }
+
+    bool emit_numeric(bool neg, int weight, int dscale, const std::int16_t *digits, int nd,
+                      Datum &out) {
+        const bool is_short = dscale <= kNumericShortDscaleMax &&
+                              weight <= kNumericShortWeightMask &&
+                              weight >= -(kNumericShortWeightMask + 1);
+        const std::size_t hdr = VARHDRSZ + (is_short ? 2 : 4);
+        const std::size_t len = hdr + (std::size_t)nd * sizeof(std::int16_t);
+        auto *p = static_cast<char *>(alloc(len));
+        SET_VARSIZE(p, len);
+        if (is_short) {
+            const std::uint16_t h = (std::uint16_t)(kNumericShort | (neg ? kNumericShortSign : 0) |
+                                                    (dscale << kNumericShortDscaleShift) |
+                                                    (weight < 0 ? kNumericShortWeightSign : 0) |
+                                                    (weight & kNumericShortWeightMask));
+            std::memcpy(p + VARHDRSZ, &h, 2);
+        } else {
+            const std::uint16_t sd =
+                (std::uint16_t)((neg ? kNumericNeg : 0) | (dscale & kNumericDscaleMask));
+            const std::int16_t w = (std::int16_t)weight;
+            std::memcpy(p + VARHDRSZ, &sd, 2);
+            std::memcpy(p + VARHDRSZ + 2, &w, 2);
+        }
+        if (nd > 0) std::memcpy(p + hdr, digits, (std::size_t)nd * sizeof(std::int16_t));
+        out = PointerGetDatum(p);
+        return true;
+    }
+
+    // An RFC 3339 text (is_rfc3339) with ordinary field values, computed the way
+    // timestamptz_in does (tm2timestamp; the fraction rounded with rint(strtod * 1e6) as
+    // ParseFractionalSecond does); false leaves the value, or the error, to timestamptz_in.
+    static bool timestamptz_fast(std::string_view s, TimestampTz &out) {
+        const int year = num(s, 0, 4), month = num(s, 5, 2), day = num(s, 8, 2);
+        const int hour = num(s, 11, 2), minute = num(s, 14, 2), second = num(s, 17, 2);
+        static const int kDays[2][12] = {{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31},
+                                         {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}};
+        if (year < 1000 || month < 1 || month > 12 || day < 1 ||
+            day > kDays[isleap(year) ? 1 : 0][month - 1] || hour > 23 || minute > 59 || second > 59)
+            return false;
+        std::size_t i = 19;
+        std::int64_t fsec = 0;
+        if (s[i] == '.') {
+            const std::size_t start = i;
+            ++i;
+            while (s[i] >= '0' && s[i] <= '9') ++i;
+            const std::size_t nfrac = i - start - 1;
+            if (nfrac <= 6) {
+                for (std::size_t k = 0; k < 6; ++k)
+                    fsec = fsec * 10 + (k < nfrac ? s[start + 1 + k] - '0' : 0);
+            } else {
+                char buf[64];
+                if (i - start >= sizeof buf) return false;
+                std::memcpy(buf, s.data() + start, i - start);
+                buf[i - start] = '\0';
+                fsec = (std::int64_t)std::rint(std::strtod(buf, nullptr) * 1000000.0);
+            }
+        }
+        int offset = 0;  // seconds east of UTC
+        if (s[i] != 'Z' && s[i] != 'z') {
+            const int oh = num(s, i + 1, 2), om = num(s, i + 4, 2);
+            if (oh > 15 || om > 59) return false;
+            offset = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+        }
+        const std::int64_t days = date2j(year, month, day) - POSTGRES_EPOCH_JDATE;
+        const std::int64_t time =
+            ((std::int64_t)((hour * 60 + minute) * 60 + second)) * USECS_PER_SEC + fsec;
+        out = days * USECS_PER_DAY + time - (std::int64_t)offset * USECS_PER_SEC;
+        return true;
+    }
+
+    // 8-4-4-4-12 hex digits.
+    static bool uuid_fast(std::string_view s, unsigned char *out) {
+        auto hex = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            return -1;
+        };
+        std::size_t j = 0;
+        for (std::size_t i = 0; i < 36;) {
+            if (i == 8 || i == 13 || i == 18 || i == 23) {
+                if (s[i] != '-') return false;
+                ++i;
+                continue;
+            }
+            const int h = hex(s[i]), l = hex(s[i + 1]);
+            if (h < 0 || l < 0) return false;
+            out[j++] = (unsigned char)(h << 4 | l);
+            i += 2;
+        }
+        return true;
+    }
+
+    const Record &r_;
+    MemoryContext cxt_;
+    bool verify_text_;
+    bool occ_done_ = false;
+    std::optional<pga::OccSymbol> occ_;
 };
 
-// Parses with the common/ model; its Error(Protocol) (naming the field) becomes XX000.
-template <typename F>
-auto parse_doc(F &&f) -> decltype(f()) {
-    try {
-        return f();
-    } catch (const pga::Error &e) {
-        // common/ says "alpaca account.cash: ..."; the prefix would repeat ours.
-        std::string_view what = e.what();
-        if (what.substr(0, 7) == "alpaca ") what.remove_prefix(7);
-        throw PgError(ERRCODE_INTERNAL_ERROR, kMalformed + std::string(what), "",
-                      "The answer did not have the shape of Alpaca's API.");
+// A column: its SQL name and type, how it is filled (false = NULL), the JSON field it comes
+// from (-1: derived) and the name error messages give that field.
+struct Column {
+    const char *name;
+    Oid type;
+    bool (*fill)(RowBuilder &, const Column &, Datum &);
+    int field;
+    const char *json;
+};
+
+const pga::FieldValue &value(RowBuilder &b, const Column &c) {
+    return b.record()[c.field];
+}
+bool text_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    out = b.text(v.text, c.json);
+    return true;
+}
+bool numeric_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    out = b.numeric(v.text, c.json);
+    return true;
+}
+bool timestamptz_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    out = b.timestamptz(v.text, c.json);
+    return true;
+}
+bool uuid_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    out = b.uuid(v.text, c.json);
+    return true;
+}
+bool jsonb_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    out = b.jsonb(v.text, c.json);
+    return true;
+}
+bool bool_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    out = BoolGetDatum(v.boolean);
+    return true;
+}
+bool int4_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &v = value(b, c);
+    if (!v.present) return false;
+    if (v.integer < std::numeric_limits<std::int32_t>::min() ||
+        v.integer > std::numeric_limits<std::int32_t>::max())
+        b.malformed(c.json, "out of range for integer");
+    out = Int32GetDatum((std::int32_t)v.integer);
+    return true;
+}
+// orders.type: "type", or the older "order_type" when "type" is absent.
+bool order_type_col(RowBuilder &b, const Column &c, Datum &out) {
+    const pga::FieldValue &t = b.record()[pga::order_field::type];
+    const pga::FieldValue &v = t.present ? t : b.record()[pga::order_field::order_type];
+    if (!v.present) return false;
+    out = b.text(v.text, c.json);
+    return true;
+}
+// Option columns, parsed from the OCC symbol of a us_option position; NULL otherwise.
+bool occ_underlying(RowBuilder &b, const Column &c, Datum &out) {
+    if (!b.occ()) return false;
+    out = b.text(b.occ()->underlying, c.json);
+    return true;
+}
+bool occ_expiration(RowBuilder &b, const Column &, Datum &out) {
+    if (!b.occ()) return false;
+    // parse_occ_symbol guarantees a real calendar date in 2000..2099.
+    const pga::OccSymbol &o = *b.occ();
+    out = DateADTGetDatum((DateADT)(date2j(o.year, o.month, o.day) - POSTGRES_EPOCH_JDATE));
+    return true;
+}
+bool occ_type(RowBuilder &b, const Column &c, Datum &out) {
+    if (!b.occ()) return false;
+    out = b.text(b.occ()->type_name(), c.json);
+    return true;
+}
+bool occ_strike(RowBuilder &b, const Column &c, Datum &out) {
+    if (!b.occ()) return false;
+    out = b.numeric(b.occ()->strike, c.json);
+    return true;
+}
+
+// COL(name, type, filler): the column `name` filled from the JSON field of the same name.
+#define ACCOUNT_COL(name, type, fill) \
+    { #name, type, fill, pga::account_field::name, #name }
+#define POSITION_COL(name, type, fill) \
+    { #name, type, fill, pga::position_field::name, #name }
+#define ORDER_COL(name, type, fill) \
+    { #name, type, fill, pga::order_field::name, #name }
+
+// alpaca.account_row
+const Column kAccountColumns[] = {
+    ACCOUNT_COL(id, UUIDOID, uuid_col),
+    ACCOUNT_COL(account_number, TEXTOID, text_col),
+    ACCOUNT_COL(status, TEXTOID, text_col),
+    ACCOUNT_COL(crypto_status, TEXTOID, text_col),
+    ACCOUNT_COL(currency, TEXTOID, text_col),
+    ACCOUNT_COL(cash, NUMERICOID, numeric_col),
+    ACCOUNT_COL(buying_power, NUMERICOID, numeric_col),
+    ACCOUNT_COL(regt_buying_power, NUMERICOID, numeric_col),
+    ACCOUNT_COL(daytrading_buying_power, NUMERICOID, numeric_col),
+    ACCOUNT_COL(non_marginable_buying_power, NUMERICOID, numeric_col),
+    ACCOUNT_COL(options_buying_power, NUMERICOID, numeric_col),
+    ACCOUNT_COL(equity, NUMERICOID, numeric_col),
+    ACCOUNT_COL(last_equity, NUMERICOID, numeric_col),
+    ACCOUNT_COL(long_market_value, NUMERICOID, numeric_col),
+    ACCOUNT_COL(short_market_value, NUMERICOID, numeric_col),
+    ACCOUNT_COL(portfolio_value, NUMERICOID, numeric_col),
+    ACCOUNT_COL(initial_margin, NUMERICOID, numeric_col),
+    ACCOUNT_COL(maintenance_margin, NUMERICOID, numeric_col),
+    ACCOUNT_COL(last_maintenance_margin, NUMERICOID, numeric_col),
+    ACCOUNT_COL(sma, NUMERICOID, numeric_col),
+    ACCOUNT_COL(multiplier, NUMERICOID, numeric_col),
+    ACCOUNT_COL(pattern_day_trader, BOOLOID, bool_col),
+    ACCOUNT_COL(daytrade_count, INT4OID, int4_col),
+    ACCOUNT_COL(options_approved_level, INT4OID, int4_col),
+    ACCOUNT_COL(options_trading_level, INT4OID, int4_col),
+    ACCOUNT_COL(shorting_enabled, BOOLOID, bool_col),
+    ACCOUNT_COL(trading_blocked, BOOLOID, bool_col),
+    ACCOUNT_COL(transfers_blocked, BOOLOID, bool_col),
+    ACCOUNT_COL(account_blocked, BOOLOID, bool_col),
+    ACCOUNT_COL(trade_suspended_by_user, BOOLOID, bool_col),
+    ACCOUNT_COL(created_at, TIMESTAMPTZOID, timestamptz_col),
+};
+
+// alpaca.position_row
+const Column kPositionColumns[] = {
+    POSITION_COL(symbol, TEXTOID, text_col),
+    POSITION_COL(asset_class, TEXTOID, text_col),
+    POSITION_COL(side, TEXTOID, text_col),
+    POSITION_COL(qty, NUMERICOID, numeric_col),
+    POSITION_COL(avg_entry_price, NUMERICOID, numeric_col),
+    POSITION_COL(market_value, NUMERICOID, numeric_col),
+    POSITION_COL(cost_basis, NUMERICOID, numeric_col),
+    POSITION_COL(unrealized_pl, NUMERICOID, numeric_col),
+    POSITION_COL(unrealized_plpc, NUMERICOID, numeric_col),
+    POSITION_COL(current_price, NUMERICOID, numeric_col),
+    POSITION_COL(change_today, NUMERICOID, numeric_col),
+    {"underlying", TEXTOID, occ_underlying, -1, "symbol"},
+    {"expiration", DATEOID, occ_expiration, -1, "symbol"},
+    {"option_type", TEXTOID, occ_type, -1, "symbol"},
+    {"strike", NUMERICOID, occ_strike, -1, "symbol"},
+};
+
+// alpaca.order_row
+const Column kOrderColumns[] = {
+    ORDER_COL(id, UUIDOID, uuid_col),
+    ORDER_COL(client_order_id, TEXTOID, text_col),
+    ORDER_COL(symbol, TEXTOID, text_col),
+    ORDER_COL(asset_class, TEXTOID, text_col),
+    ORDER_COL(side, TEXTOID, text_col),
+    ORDER_COL(type, TEXTOID, order_type_col),
+    ORDER_COL(time_in_force, TEXTOID, text_col),
+    ORDER_COL(qty, NUMERICOID, numeric_col),
+    ORDER_COL(filled_qty, NUMERICOID, numeric_col),
+    ORDER_COL(filled_avg_price, NUMERICOID, numeric_col),
+    ORDER_COL(limit_price, NUMERICOID, numeric_col),
+    ORDER_COL(stop_price, NUMERICOID, numeric_col),
+    ORDER_COL(status, TEXTOID, text_col),
+    ORDER_COL(order_class, TEXTOID, text_col),
+    ORDER_COL(submitted_at, TIMESTAMPTZOID, timestamptz_col),
+    ORDER_COL(filled_at, TIMESTAMPTZOID, timestamptz_col),
+    ORDER_COL(canceled_at, TIMESTAMPTZOID, timestamptz_col),
+    ORDER_COL(legs, JSONBOID, jsonb_col),
+};
+
+// ---------------------------------------------------------------- the shape check
+struct RowShape {
+    const char *fn;        // the SQL function, for messages
+    const char *sql_type;  // the composite type it is declared to return
+    const Column *columns;
+    int ncolumns;
+    // Cache of the last successful check (per backend): the type and its typcache identity.
+    Oid checked_type = InvalidOid;
+    std::uint64_t checked_id = 0;
+    std::array<std::int16_t, 64> attr_column{};  // attribute -> column, -1: dropped
+    int natts = 0;
+};
+
+RowShape g_account{"alpaca_parse_account", "alpaca.account_row", kAccountColumns,
+                   (int)(sizeof kAccountColumns / sizeof kAccountColumns[0])};
+RowShape g_positions{"alpaca_parse_positions", "alpaca.position_row", kPositionColumns,
+                     (int)(sizeof kPositionColumns / sizeof kPositionColumns[0])};
+RowShape g_orders{"alpaca_parse_orders", "alpaca.order_row", kOrderColumns,
+                  (int)(sizeof kOrderColumns / sizeof kOrderColumns[0])};
+
+std::string type_name(Oid type) {
+    const char *name = pga::pg::call([&] { return (const char *)format_type_be(type); });
+    return std::string(name);
+}
+
+std::string cpp_columns(const RowShape &shape) {
+    std::string s;
+    for (int c = 0; c < shape.ncolumns; ++c) {
+        if (c) s += ", ";
+        s += std::string(shape.columns[c].name) + " " + type_name(shape.columns[c].type);
+    }
+    return s;
+}
+
+[[noreturn]] void mismatch(const RowShape &shape, Oid fn, const std::string &what) {
+    const char *n = pga::pg::call([&] { return (const char *)get_func_name(fn); });
+    const std::string name = n ? n : "?";
+    throw PgError(
+        ERRCODE_INTERNAL_ERROR,
+        "pg_alpaca: the result type of " + name + " does not match the C++ column list of " +
+            shape.sql_type + ": " + what,
+        "C++ fills: " + cpp_columns(shape),
+        "The SQL objects and pg_alpaca.so disagree: run ALTER EXTENSION pg_alpaca UPDATE, "
+        "or install the library that matches the installed SQL script.");
+}
+
+// Matches desc against shape's column list by name and type (cached per backend for a
+// composite type, keyed by its typcache identity, which changes with any ALTER TYPE).
+void check_shape(RowShape &shape, TupleDesc desc, Oid fn) {
+    std::uint64_t id = 0;
+    if (desc->tdtypeid != RECORDOID) {
+        id = pga::pg::call([&] {
+            return lookup_type_cache(desc->tdtypeid, TYPECACHE_TUPDESC)->tupDesc_identifier;
+        });
+        if (desc->tdtypeid == shape.checked_type && id == shape.checked_id && id != 0 &&
+            desc->natts == shape.natts)
+            return;
+    }
+    shape.checked_type = InvalidOid;
+    if (desc->natts > (int)shape.attr_column.size())
+        mismatch(shape, fn, "it has " + std::to_string(desc->natts) + " attributes");
+    std::array<bool, 64> used{};
+    for (int a = 0; a < desc->natts; ++a) {
+        const Form_pg_attribute att = TupleDescAttr(desc, a);
+        shape.attr_column[(std::size_t)a] = -1;
+        if (att->attisdropped) continue;
+        const char *name = NameStr(att->attname);
+        int c = 0;
+        while (c < shape.ncolumns && std::strcmp(shape.columns[c].name, name) != 0) ++c;
+        if (c == shape.ncolumns)
+            mismatch(shape, fn,
+                     "column " + pga::quote_for_error(name, 80, '"') + " (" +
+                         type_name(att->atttypid) + ") has no C++ filler");
+        if (att->atttypid != shape.columns[c].type)
+            mismatch(shape, fn,
+                     "column " + pga::quote_for_error(name, 80, '"') + " is " +
+                         type_name(att->atttypid) + " in SQL but " +
+                         type_name(shape.columns[c].type) + " in C++");
+        used[(std::size_t)c] = true;
+        shape.attr_column[(std::size_t)a] = (std::int16_t)c;
+    }
+    for (int c = 0; c < shape.ncolumns; ++c)
+        if (!used[(std::size_t)c])
+            mismatch(shape, fn,
+                     "column \"" + std::string(shape.columns[c].name) + "\" (" +
+                         type_name(shape.columns[c].type) + ") is missing in SQL");
+    shape.natts = desc->natts;
+    if (desc->tdtypeid != RECORDOID) {
+        shape.checked_type = desc->tdtypeid;
+        shape.checked_id = id;
     }
 }
 
-// Starts materialize mode and checks the declared result columns against what we build,
-// so a wrong CREATE FUNCTION cannot make us write a Datum of the wrong type.
-ReturnSetInfo *begin(FunctionCallInfo fcinfo, const char *fn, const Oid *types, int ncols) {
+// ---------------------------------------------------------------- the one SRF helper
+// The reader is per backend: its buffers are reused from call to call (no heap growth and
+// trim per call). A nested call (none is known: nothing a row builder calls parses Alpaca
+// JSON) would get a reader of its own.
+bool g_reader_busy = false;
+pga::AlpacaReader &shared_reader() {
+    static pga::AlpacaReader r;
+    return r;
+}
+struct ReaderLease {
+    std::unique_ptr<pga::AlpacaReader> own;
+    pga::AlpacaReader *reader;
+    bool leased;
+    ReaderLease() : leased(!g_reader_busy) {
+        if (leased) {
+            g_reader_busy = true;
+            reader = &shared_reader();
+        } else {
+            own = std::make_unique<pga::AlpacaReader>();
+            reader = own.get();
+        }
+    }
+    ~ReaderLease() {
+        if (leased) g_reader_busy = false;
+    }
+    ReaderLease(const ReaderLease &) = delete;
+    ReaderLease &operator=(const ReaderLease &) = delete;
+};
+
+// Deletes the per-call row context (MemoryContextDelete never ereports).
+struct ContextDeleter {
+    void operator()(MemoryContextData *c) const { MemoryContextDelete(c); }
+};
+
+// Common/'s Error(Protocol) (naming the field) becomes XX000.
+[[noreturn]] void rethrow_malformed(const pga::Error &e) {
+    // common/ says "alpaca account.cash: ..."; the prefix would repeat ours.
+    std::string_view what = e.what();
+    if (what.substr(0, 7) == "alpaca ") what.remove_prefix(7);
+    throw PgError(ERRCODE_INTERNAL_ERROR, kMalformed + std::string(what), "",
+                  "The answer did not have the shape of Alpaca's API.");
+}
+
+using ReadFn = void (pga::AlpacaReader::*)(std::string_view, pga::RecordSink);
+
+Datum parse_rows(FunctionCallInfo fcinfo, RowShape &shape, ReadFn read) {
     auto *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
     if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo))
         throw PgError(ERRCODE_FEATURE_NOT_SUPPORTED,
-                      std::string(fn) + " must be called in the FROM clause or select list");
+                      std::string(shape.fn) + " must be called in the FROM clause or select list");
     rsinfo = pga::pg::begin_materialized_srf(fcinfo);
     TupleDesc desc = rsinfo->setDesc;
-    bool ok = desc != nullptr && desc->natts == ncols;
-    for (int i = 0; ok && i < ncols; ++i) ok = TupleDescAttr(desc, i)->atttypid == types[i];
-    if (!ok)
-        throw PgError(ERRCODE_DATATYPE_MISMATCH,
-                      std::string(fn) + " is declared with the wrong result columns", "",
-                      "Reinstall the extension's SQL script.");
-    return rsinfo;
+    check_shape(shape, desc, fcinfo->flinfo->fn_oid);
+    std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
+
+    std::unique_ptr<MemoryContextData, ContextDeleter> cxt(pga::pg::call([&] {
+        return AllocSetContextCreate(CurrentMemoryContext, "pg_alpaca row", ALLOCSET_DEFAULT_SIZES);
+    }));
+    const bool verify_text = GetDatabaseEncoding() != PG_UTF8;
+    const int natts = desc->natts;
+    std::array<Datum, 64> values{};
+    std::array<bool, 64> nulls{};
+
+    auto sink = [&](const Record &r) {
+        // A long document stays cancellable (pg_cancel_backend, statement_timeout).
+        if (InterruptPending) pga::pg::call([] { CHECK_FOR_INTERRUPTS(); });
+        RowBuilder b(r, cxt.get(), verify_text);
+        for (int a = 0; a < natts; ++a) {
+            const int c = shape.attr_column[(std::size_t)a];
+            nulls[(std::size_t)a] =
+                c < 0 || !shape.columns[c].fill(b, shape.columns[c], values[(std::size_t)a]);
+        }
+        pga::pg::put_row(rsinfo, values.data(), nulls.data());
+        MemoryContextReset(cxt.get());
+    };
+    try {
+        ReaderLease lease;
+        (lease.reader->*read)(body, sink);
+    } catch (const pga::Error &e) {
+        rethrow_malformed(e);
+    }
+    return (Datum)0;
 }
 
 }  // namespace
 
-// alpaca_parse_account(body text) RETURNS TABLE(... 31 columns ...), one row.
+// alpaca_parse_account(body text) RETURNS SETOF alpaca.account_row, one row.
 PGA_FUNCTION(pga_parse_account) {
-    static const Oid types[] = {
-        UUIDOID,    TEXTOID,    TEXTOID,       TEXTOID,    TEXTOID,    NUMERICOID, NUMERICOID,
-        NUMERICOID, NUMERICOID, NUMERICOID,    NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-        NUMERICOID, NUMERICOID, NUMERICOID,    NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-        BOOLOID,    INT4OID,    INT4OID,       INT4OID,    BOOLOID,    BOOLOID,    BOOLOID,
-        BOOLOID,    BOOLOID,    TIMESTAMPTZOID};
-    constexpr int N = sizeof types / sizeof types[0];
-    ReturnSetInfo *rsinfo = begin(fcinfo, "alpaca_parse_account", types, N);
-    std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
-    pga::AlpacaAccount a = parse_doc([&] { return pga::parse_account(body); });
-
-    Row<N> row;
-    RowBuilder b("account", row.values.data(), row.nulls.data());
-    b.uuid(0, "id", a.id);
-    b.text(1, "account_number", a.account_number);
-    b.text(2, "status", a.status);
-    b.text(3, "crypto_status", a.crypto_status);
-    b.text(4, "currency", a.currency);
-    b.numeric(5, "cash", a.cash);
-    b.numeric(6, "buying_power", a.buying_power);
-    b.numeric(7, "regt_buying_power", a.regt_buying_power);
-    b.numeric(8, "daytrading_buying_power", a.daytrading_buying_power);
-    b.numeric(9, "non_marginable_buying_power", a.non_marginable_buying_power);
-    b.numeric(10, "options_buying_power", a.options_buying_power);
-    b.numeric(11, "equity", a.equity);
-    b.numeric(12, "last_equity", a.last_equity);
-    b.numeric(13, "long_market_value", a.long_market_value);
-    b.numeric(14, "short_market_value", a.short_market_value);
-    b.numeric(15, "portfolio_value", a.portfolio_value);
-    b.numeric(16, "initial_margin", a.initial_margin);
-    b.numeric(17, "maintenance_margin", a.maintenance_margin);
-    b.numeric(18, "last_maintenance_margin", a.last_maintenance_margin);
-    b.numeric(19, "sma", a.sma);
-    b.numeric(20, "multiplier", a.multiplier);
-    b.boolean(21, a.pattern_day_trader);
-    b.int4(22, "daytrade_count", a.daytrade_count);
-    b.int4(23, "options_approved_level", a.options_approved_level);
-    b.int4(24, "options_trading_level", a.options_trading_level);
-    b.boolean(25, a.shorting_enabled);
-    b.boolean(26, a.trading_blocked);
-    b.boolean(27, a.transfers_blocked);
-    b.boolean(28, a.account_blocked);
-    b.boolean(29, a.trade_suspended_by_user);
-    b.timestamptz(30, "created_at", a.created_at);
-    pga::pg::put_row(rsinfo, row.values.data(), row.nulls.data());
-    return (Datum)0;
+    return parse_rows(fcinfo, g_account, &pga::AlpacaReader::read_account);
 }
 
-// alpaca_parse_positions(body text) RETURNS TABLE(symbol, asset_class, side, qty, ...,
-// underlying, expiration, option_type, strike)
+// alpaca_parse_positions(body text) RETURNS SETOF alpaca.position_row
 PGA_FUNCTION(pga_parse_positions) {
-    static const Oid types[] = {TEXTOID,    TEXTOID,    TEXTOID,    NUMERICOID, NUMERICOID,
-                                NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-                                NUMERICOID, TEXTOID,    DATEOID,    TEXTOID,    NUMERICOID};
-    constexpr int N = sizeof types / sizeof types[0];
-    ReturnSetInfo *rsinfo = begin(fcinfo, "alpaca_parse_positions", types, N);
-    std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
-    std::vector<pga::AlpacaPosition> positions =
-        parse_doc([&] { return pga::parse_positions(body); });
-
-    for (std::size_t i = 0; i < positions.size(); ++i) {
-        const pga::AlpacaPosition &p = positions[i];
-        Row<N> row;
-        RowBuilder b("positions[" + std::to_string(i) + "]", row.values.data(), row.nulls.data());
-        b.text(0, "symbol", p.symbol);
-        b.text(1, "asset_class", p.asset_class);
-        b.text(2, "side", p.side);
-        b.numeric(3, "qty", p.qty);
-        b.numeric(4, "avg_entry_price", p.avg_entry_price);
-        b.numeric(5, "market_value", p.market_value);
-        b.numeric(6, "cost_basis", p.cost_basis);
-        b.numeric(7, "unrealized_pl", p.unrealized_pl);
-        b.numeric(8, "unrealized_plpc", p.unrealized_plpc);
-        b.numeric(9, "current_price", p.current_price);
-        b.numeric(10, "change_today", p.change_today);
-        if (p.asset_class && *p.asset_class == "us_option") {
-            if (std::optional<pga::OccSymbol> occ = pga::parse_occ_symbol(p.symbol)) {
-                b.text(11, "symbol", occ->underlying);
-                b.date(12, occ->year, occ->month, occ->day);
-                b.text(13, "symbol", std::string(occ->type_name()));
-                b.numeric(14, "symbol", occ->strike);
-            }
-        }
-        pga::pg::put_row(rsinfo, row.values.data(), row.nulls.data());
-    }
-    return (Datum)0;
+    return parse_rows(fcinfo, g_positions, &pga::AlpacaReader::read_positions);
 }
 
-// alpaca_parse_orders(body text) RETURNS TABLE(id, client_order_id, symbol, asset_class, side,
-// type, time_in_force, qty, filled_qty, filled_avg_price, limit_price, stop_price, status,
-// order_class, submitted_at, filled_at, canceled_at, legs jsonb)
+// alpaca_parse_orders(body text) RETURNS SETOF alpaca.order_row
 PGA_FUNCTION(pga_parse_orders) {
-    static const Oid types[] = {
-        UUIDOID, TEXTOID,    TEXTOID,        TEXTOID,        TEXTOID,        TEXTOID,
-        TEXTOID, NUMERICOID, NUMERICOID,     NUMERICOID,     NUMERICOID,     NUMERICOID,
-        TEXTOID, TEXTOID,    TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID};
-    constexpr int N = sizeof types / sizeof types[0];
-    ReturnSetInfo *rsinfo = begin(fcinfo, "alpaca_parse_orders", types, N);
-    std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
-    std::vector<pga::AlpacaOrder> orders = parse_doc([&] { return pga::parse_orders(body); });
-
-    for (std::size_t i = 0; i < orders.size(); ++i) {
-        const pga::AlpacaOrder &o = orders[i];
-        Row<N> row;
-        RowBuilder b("orders[" + std::to_string(i) + "]", row.values.data(), row.nulls.data());
-        b.uuid(0, "id", o.id);
-        b.text(1, "client_order_id", o.client_order_id);
-        b.text(2, "symbol", o.symbol);
-        b.text(3, "asset_class", o.asset_class);
-        b.text(4, "side", o.side);
-        b.text(5, "type", o.type ? o.type : o.order_type);
-        b.text(6, "time_in_force", o.time_in_force);
-        b.numeric(7, "qty", o.qty);
-        b.numeric(8, "filled_qty", o.filled_qty);
-        b.numeric(9, "filled_avg_price", o.filled_avg_price);
-        b.numeric(10, "limit_price", o.limit_price);
-        b.numeric(11, "stop_price", o.stop_price);
-        b.text(12, "status", o.status);
-        b.text(13, "order_class", o.order_class);
-        b.timestamptz(14, "submitted_at", o.submitted_at);
-        b.timestamptz(15, "filled_at", o.filled_at);
-        b.timestamptz(16, "canceled_at", o.canceled_at);
-        b.jsonb(17, "legs", o.legs_json);
-        pga::pg::put_row(rsinfo, row.values.data(), row.nulls.data());
-    }
-    return (Datum)0;
+    return parse_rows(fcinfo, g_orders, &pga::AlpacaReader::read_orders);
 }

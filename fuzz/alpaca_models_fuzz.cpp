@@ -1,6 +1,9 @@
 // libFuzzer: Alpaca JSON models. Any input parses or throws pga::Error(Protocol); every decimal
 // that comes out passes is_decimal_text; legs re-serialise to JSON that parses as orders.
-// Messages and Alpaca's own error text are printable ASCII and bounded.
+// Messages and Alpaca's own error text are printable ASCII and bounded. The streaming reader
+// (one reused across inputs, as the extension does) hands over the same elements as the owning
+// parse, and an exception thrown by its sink comes back out (or the document's own Protocol
+// error, which takes precedence), never a crash.
 #include "common/alpaca_models.hpp"
 #include "common/error.hpp"
 #include "fuzz/fuzz_invariants.hpp"
@@ -10,6 +13,10 @@
 #include <string_view>
 
 namespace {
+
+struct SinkStop {
+    int unused = 0;
+};
 
 void check(bool cond) {
     if (!cond) std::abort();
@@ -76,6 +83,40 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             }
         }
     });
+    {
+        static pga::AlpacaReader reader;
+        std::size_t seen = 0;
+        bool owning_ok = true;
+        std::size_t owning = 0;
+        try {
+            owning = pga::parse_positions(json).size();
+        } catch (const pga::Error &) {
+            owning_ok = false;
+        }
+        try {
+            reader.read_positions(json, [&](const pga::Record &r) {
+                check(r.index() == seen);
+                check(r[pga::position_field::symbol].present);
+                ++seen;
+            });
+            check(owning_ok && seen == owning);
+        } catch (const pga::Error &e) {
+            check(e.code() == pga::ErrorCode::Protocol && !owning_ok);
+            pga_fuzz::check_error(e, 200);
+        }
+        bool stopped = false;
+        try {
+            reader.read_orders(json, [&](const pga::Record &r) {
+                if (r.index() == 1) throw SinkStop{};
+            });
+        } catch (const SinkStop &) {
+            stopped = true;
+        } catch (const pga::Error &e) {
+            check(e.code() == pga::ErrorCode::Protocol);
+            pga_fuzz::check_error(e, 200);
+        }
+        (void)stopped;
+    }
     const auto err = pga::parse_error_body(json);  // noexcept
     check(err.message.size() <= pga::kMaxAlpacaErrorMessage &&
           pga::is_printable_ascii(err.message));

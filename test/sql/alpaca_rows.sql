@@ -183,7 +183,7 @@ SELECT count(*) AS null_input FROM alpaca_parse_positions(NULL);
 SELECT doc, pga_try(format('SELECT * FROM alpaca_parse_positions(%L)', doc)) AS result
 FROM (VALUES (''), ('['), ('[{"symbol":"AAPL",}]'), ('[] []'), ('{}'), ('null'), ('"AAPL"'), ('[1]'),
              ('[{"qty":"1"}]'), ('[{"symbol":null}]'), ('[{"symbol":"AAPL","qty":"1","qty_available":true}]'),
-             ('[{"symbol":"A\u0000B"}]'), ('[{"symbol":"\ud800"}]'), ('[{"symbol":"AAPL","qty":01}]'),
+             ('[{"symbol":"A\u0000B"}]'), ('[{"symbol":"\ud800"}]'), ('[{"symbol":"\udc00"}]'), ('[{"symbol":"AAPL","qty":01}]'),
              ('[{"symbol":"AAPL","qty":NaN}]'), ('[{"symbol":"AAPL"}] trailing')) AS t(doc);
 SELECT pga_try(format('SELECT * FROM alpaca_parse_positions(%L)', repeat('[', 65) || repeat(']', 65))) AS too_deep,
        pga_try(format('SELECT * FROM alpaca_parse_positions(%L)', repeat('[', 100000))) AS very_deep;
@@ -234,6 +234,140 @@ FROM (VALUES ('{}'), ('[{"symbol":"AAPL"}]'), ('[{"id":"x"}]'), ('[{"id":"000000
 SELECT * FROM alpaca_parse_orders('[{"id":"00000000-0000-4000-8000-000000000001"},{"id":"00000000-0000-4000-8000-00000000000g"}]');
 SELECT * FROM alpaca_parse_orders('[{"id":"00000000-0000-4000-8000-000000000001","filled_at":"2024-13-01T00:00:00Z"}]');
 SELECT * FROM alpaca_parse_positions('[{"symbol":"AAPL"},]');
+
+--------------------------------------------------------------------------------------------
+-- Values built without the types' input functions are those the input functions make.
+--------------------------------------------------------------------------------------------
+-- numeric from the digits: value, text, scale, binary form (numeric_send) and stored size
+-- (short or long header) equal numeric_in's for decimals of every shape Alpaca sends and more:
+-- signs, zeros with scales, leading/trailing zeros, groups of 4 digits at every offset,
+-- scales beyond 63 (the long header), 64-digit parts; and what is left to numeric_in:
+-- exponents, longer parts, weights beyond the short header's range (+-64 groups).
+CREATE TEMP TABLE dec_cases AS
+SELECT row_number() OVER () AS i, d FROM (
+    SELECT unnest(ARRAY['0', '-0', '0.0', '-0.000', '00', '007', '1', '-1', '9999', '10000', '-10000',
+        '12345678', '123456789', '0.1', '0.0001', '0.00001', '0.00010', '1.5', '-1.50', '152.5',
+        '100.0', '123.45', '0.000000001234', '-0.0000000000000000000000001', '1e5', '1E-7', '2.5e+10',
+        '-0e0', '1e1000', '1e-1000', '123456789012345678901234567890.123456789012345678901',
+        '67012.35', '0.0012345678', '-0.0150614347998415', repeat('9', 252) || '.5',
+        repeat('1', 256), '1' || repeat('0', 259), '0.' || repeat('0', 255) || '1',
+        '0.' || repeat('0', 259) || '1', '1.' || repeat('3', 63), '1.' || repeat('3', 64),
+        '-' || repeat('7', 1000) || '.' || repeat('7', 1000), repeat('8', 1001),
+        repeat('1', 64) || '.' || repeat('2', 64), '-' || repeat('3', 65) || '.' || repeat('4', 65)]) AS d
+    UNION ALL  -- every integer and fraction length up to 13 digits, both signs
+    SELECT CASE WHEN k % 2 = 0 THEN '-' ELSE '' END || left('9876543210987', a) ||
+           CASE WHEN f > 0 THEN '.' || left('0102030405067', f) ELSE '' END
+    FROM generate_series(1, 13) a, generate_series(0, 13) f, generate_series(0, 1) k
+) t;
+-- (stored uncompressed and with their 4-byte headers, so sizes compare header for header)
+CREATE TEMP TABLE dec_parsed (i bigint, ours numeric, theirs numeric);
+ALTER TABLE dec_parsed ALTER ours SET STORAGE PLAIN, ALTER theirs SET STORAGE PLAIN;
+INSERT INTO dec_parsed
+SELECT c.i, p.qty, c.d::numeric
+FROM dec_cases c, alpaca_parse_positions(format('[{"symbol":"S","qty":"%s"}]', c.d)) p;
+SELECT count(*) AS decimals,
+       count(*) FILTER (WHERE ours = theirs AND ours::text = theirs::text AND scale(ours) = scale(theirs)
+                          AND numeric_send(ours) = numeric_send(theirs)) AS identical_value,
+       count(*) FILTER (WHERE pg_column_size(ours) = pg_column_size(theirs)) AS identical_size
+FROM dec_parsed;
+SELECT left(c.d, 40) AS d, length(c.d), pg_column_size(ours) AS ours_size, pg_column_size(theirs) AS theirs_size
+FROM dec_parsed p JOIN dec_cases c USING (i)
+WHERE NOT (ours::text = theirs::text AND numeric_send(ours) = numeric_send(theirs)
+           AND pg_column_size(ours) = pg_column_size(theirs));
+-- The OCC strike goes the same way.
+SELECT strike, numeric_send(strike) = numeric_send('0.5'::numeric) AS identical
+FROM alpaca_parse_positions('[{"symbol":"BRKB991231P00000500","asset_class":"us_option"}]');
+
+-- timestamptz from RFC 3339 fields: equal to timestamptz_in for fractions of 0 to 9 digits
+-- (rounding at the microsecond, .5 boundaries, carries into the next second, day, year),
+-- offsets east and west up to 15:59, leap days, and what is left to timestamptz_in (24:00:00,
+-- a leap second, years before 1000).
+CREATE TEMP TABLE ts_cases AS
+SELECT row_number() OVER () AS i, t FROM (
+    SELECT unnest(ARRAY['2024-06-30T23:59:59.9999995Z', '2024-06-30T23:59:59.9999994Z',
+        '2024-12-31T23:59:59.99999951+00:00', '1999-12-31T23:59:59.999999999-00:30',
+        '2024-02-29T12:00:00Z', '2023-03-01T00:00:00+15:59', '2023-03-01T00:00:00-15:59',
+        '2026-07-14T14:02:11.512000123Z', '2026-07-14T14:02:11.5z', '2026-07-14t14:02:11Z',
+        '2026-07-14 14:02:11+05:30', '2024-01-02T24:00:00Z', '2016-12-31T23:59:60Z',
+        '0999-01-01T00:00:00Z', '1000-01-01T00:00:00.000001Z', '9999-12-31T23:59:59.999999Z',
+        '2020-01-02T03:04:05.678-05:00', '2021-03-16T18:38:01.0000005Z',
+        '2021-03-16T18:38:01.0000015Z', '2021-03-16T18:38:01.0000025Z']) AS t
+    UNION ALL
+    SELECT format('20%s-%s-%sT%s:%s:%s%s%s', lpad((k % 100)::text, 2, '0'), lpad((k % 12 + 1)::text, 2, '0'),
+                  lpad((k % 28 + 1)::text, 2, '0'), lpad((k % 24)::text, 2, '0'), lpad((k * 7 % 60)::text, 2, '0'),
+                  lpad((k * 13 % 60)::text, 2, '0'),
+                  CASE WHEN k % 10 = 0 THEN '' ELSE '.' || left(lpad((k * 7919 % 1000000000)::text, 9, '5'), k % 10) END,
+                  CASE k % 3 WHEN 0 THEN 'Z' WHEN 1 THEN '+0' || (k % 10) || ':' || lpad((k % 60)::text, 2, '0')
+                             ELSE '-1' || (k % 6) || ':30' END)
+    FROM generate_series(1, 2000) k
+) t;
+SELECT count(*) AS timestamps,
+       count(*) FILTER (WHERE o.submitted_at = c.t::timestamptz) AS identical
+FROM ts_cases c, alpaca_parse_orders(format('[{"id":"00000000-0000-4000-8000-000000000001","submitted_at":"%s"}]', c.t)) o;
+SELECT c.t, o.submitted_at, c.t::timestamptz AS theirs
+FROM ts_cases c, alpaca_parse_orders(format('[{"id":"00000000-0000-4000-8000-000000000001","submitted_at":"%s"}]', c.t)) o
+WHERE o.submitted_at IS DISTINCT FROM c.t::timestamptz;
+SELECT submitted_at FROM alpaca_parse_orders('[{"id":"00000000-0000-4000-8000-000000000001","submitted_at":"2024-06-30T23:59:59.9999995Z"},
+  {"id":"00000000-0000-4000-8000-000000000002","submitted_at":"2024-01-02T24:00:00Z"},
+  {"id":"00000000-0000-4000-8000-000000000003","submitted_at":"2016-12-31T23:59:60+01:00"}]');
+SELECT pga_try($$SELECT * FROM alpaca_parse_orders('[{"id":"00000000-0000-4000-8000-000000000001","filled_at":"2024-01-02T24:00:01Z"}]')$$) AS hour_24_past,
+       pga_try($$SELECT * FROM alpaca_parse_orders('[{"id":"00000000-0000-4000-8000-000000000001","filled_at":"2023-02-29T00:00:00Z"}]')$$) AS not_leap,
+       pga_try($$SELECT * FROM alpaca_parse_orders('[{"id":"00000000-0000-4000-8000-000000000001","filled_at":"2023-01-01T00:00:00+16:00"}]')$$) AS offset_16;
+-- uuid from its hex, either case; the other spellings uuid_in takes still go through it.
+SELECT o.id, o.id = c.u::uuid AS identical
+FROM (VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'), ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'),
+             ('{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'), ('a0eebc999c0b4ef8bb6d6bb9bd380a11'),
+             ('a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11')) c(u),
+     alpaca_parse_orders(format('[{"id":"%s"}]', c.u)) o;
+SELECT pga_try($$SELECT * FROM alpaca_parse_orders('[{"id":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1g"}]')$$) AS bad_hex,
+       pga_try($$SELECT * FROM alpaca_parse_orders('[{"id":"a0eebc99+9c0b-4ef8-bb6d-6bb9bd380a11"}]')$$) AS bad_dash;
+
+--------------------------------------------------------------------------------------------
+-- Each row shape is declared once: the C++ column lists match the composite types by name and
+-- type, checked at first use and again whenever the type changes.
+--------------------------------------------------------------------------------------------
+SELECT p.oid::regprocedure AS parser, pg_get_function_result(p.oid) AS result, p.prosrc AS symbol,
+       (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+        FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) AS type_columns
+FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype
+WHERE p.proname IN ('alpaca_parse_account', 'alpaca_parse_positions', 'alpaca_parse_orders',
+                    '_parse_account', '_parse_positions', '_parse_orders')
+ORDER BY p.proname;
+-- Every parser, public and internal, produces a row of its type.
+SELECT (SELECT count(*) FROM alpaca._parse_positions('[{"symbol":"A"}]')) AS internal_positions,
+       (SELECT count(*) FROM alpaca._parse_orders('[{"id":"00000000-0000-4000-8000-000000000001"}]')) AS internal_orders,
+       (SELECT count(*) FROM alpaca._parse_account('{"id":"9a3b6d8e-1f2c-4b7a-8e5d-0c4f1a2b3c4d","account_number":"1","status":"A"}')) AS internal_account;
+-- An attribute the C++ does not fill, one of another type, one renamed, one missing: each is
+-- an internal error naming the column, listing what the C++ fills. After ROLLBACK the same
+-- backend works again (the check follows the type's changes both ways).
+BEGIN;
+ALTER TYPE alpaca.position_row ADD ATTRIBUTE swap_rate numeric;
+SELECT * FROM alpaca_parse_positions('[{"symbol":"A"}]');
+ROLLBACK;
+SELECT count(*) AS after_rollback FROM alpaca_parse_positions('[{"symbol":"A"}]');
+BEGIN;
+ALTER TYPE alpaca.order_row ALTER ATTRIBUTE qty TYPE text;
+SELECT * FROM alpaca_parse_orders('[]');
+ROLLBACK;
+BEGIN;
+ALTER TYPE alpaca.account_row RENAME ATTRIBUTE sma TO special_memorandum_account;
+SELECT * FROM alpaca_parse_account('{"id":"9a3b6d8e-1f2c-4b7a-8e5d-0c4f1a2b3c4d","account_number":"1","status":"A"}');
+ROLLBACK;
+BEGIN;
+ALTER TYPE alpaca.position_row DROP ATTRIBUTE strike;
+SELECT * FROM alpaca_parse_positions('[]');
+ROLLBACK;
+-- A dropped attribute the C++ does not know about is skipped (NULL), not a mismatch.
+BEGIN;
+ALTER TYPE alpaca.position_row ADD ATTRIBUTE gone int;
+ALTER TYPE alpaca.position_row DROP ATTRIBUTE gone;
+SELECT symbol, qty FROM alpaca_parse_positions('[{"symbol":"A","qty":"2"}]');
+ROLLBACK;
+-- A function declared with its own column list (not the composite type) is checked too.
+CREATE FUNCTION pg_temp.bad_parse(body text) RETURNS TABLE(symbol text, qty text)
+    AS '$libdir/pg_alpaca', 'pga_parse_positions' LANGUAGE C STRICT;
+SELECT * FROM pg_temp.bad_parse('[]');
+SELECT count(*) AS after_bad_function FROM alpaca_parse_positions('[{"symbol":"A"}]');
 
 -- The parsers are public (replay recorded answers): a role with no grant at all may call them.
 CREATE ROLE regress_rows_nobody;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -573,6 +574,163 @@ TEST(AlpacaOrders, OptionOrderWithUnknownType) {
              "type":"pegged_midpoint","time_in_force":"day","qty":"1"}])");
     EXPECT_EQ(os[0].type, "pegged_midpoint");
     EXPECT_EQ(os[0].asset_class, "us_option");
+}
+
+// ---------------------------------------------------------------- streaming reader
+TEST(AlpacaReader, StreamsElementsInOrderWithViews) {
+    pga::AlpacaReader reader;
+    std::vector<std::string> symbols, qty;
+    std::vector<std::size_t> index;
+    reader.read_positions(
+        R"([{"symbol":"A","qty":"1.5"},{"qty":2,"symbol":"B\u00e9"},{"symbol":"C"}])",
+        [&](const pga::Record &r) {
+            symbols.emplace_back(r[pga::position_field::symbol].text);
+            const auto &q = r[pga::position_field::qty];
+            qty.emplace_back(q.present ? std::string(q.text) : "-");
+            index.push_back(r.index());
+        });
+    EXPECT_EQ(symbols, (std::vector<std::string>{"A", "B\xc3\xa9", "C"}));
+    EXPECT_EQ(qty, (std::vector<std::string>{"1.5", "2", "-"}));
+    EXPECT_EQ(index, (std::vector<std::size_t>{0, 1, 2}));
+}
+
+TEST(AlpacaReader, ReusedAcrossDocumentsOfEverySize) {
+    pga::AlpacaReader reader;
+    for (std::size_t n : {1000u, 3u, 200u, 0u, 1u}) {
+        std::string doc = "[";
+        for (std::size_t i = 0; i < n; ++i)
+            doc += (i ? "," : "") + std::string(R"({"symbol":"S)") + std::to_string(i) +
+                   R"(","qty":")" + std::to_string(i) + R"("})";
+        doc += "]";
+        std::size_t seen = 0;
+        reader.read_positions(doc, [&](const pga::Record &r) {
+            EXPECT_EQ(r[pga::position_field::symbol].text, "S" + std::to_string(seen));
+            EXPECT_EQ(r[pga::position_field::qty].text, std::to_string(seen));
+            ++seen;
+        });
+        EXPECT_EQ(seen, n);
+    }
+}
+
+TEST(AlpacaReader, FirstOccurrenceOfAKeyWins) {
+    auto ps =
+        pga::parse_positions(R"([{"symbol":"A","qty":"1","qty":"2","side":null,"side":"long"}])");
+    EXPECT_EQ(ps[0].qty, "1");
+    EXPECT_FALSE(ps[0].side);  // the first "side" was null
+    auto os = pga::parse_orders(R"([{"id":"a","legs":[{"id":"l1"}],"legs":[{"id":"l2"}]}])");
+    EXPECT_EQ(os[0].legs_json, R"([{"id":"l1"}])");
+    // Keys of nested objects are not fields of the element.
+    ps = pga::parse_positions(R"([{"x":{"symbol":"NO","qty":"9"},"symbol":"A"}])");
+    EXPECT_EQ(ps[0].symbol, "A");
+    EXPECT_FALSE(ps[0].qty);
+}
+
+TEST(AlpacaReader, FieldsAreCheckedInModelOrderNotDocumentOrder) {
+    // Both are wrong; symbol comes first in the model, whatever the key order.
+    expect_protocol([] { pga::parse_positions(R"([{"qty":true,"symbol":5}])"); },
+                    "alpaca positions[0].symbol: expected a string");
+    // Elements are checked in document order: the first faulty one is reported.
+    expect_protocol([] { pga::parse_positions(R"([{"symbol":"A","qty":"x"},7,{"qty":"1"}])"); },
+                    "alpaca positions[0].qty: expected a decimal string");
+}
+
+TEST(AlpacaReader, MalformedJsonWinsOverAnEarlierFaultyElement) {
+    expect_protocol([] { pga::parse_positions(R"([{"qty":"1"}, {"symbol":)"); }, "malformed JSON");
+    expect_protocol([] { pga::parse_positions(R"({"symbol":"A"} x)"); }, "malformed JSON");
+}
+
+TEST(AlpacaReader, SinkExceptionComesBackAfterTheDocumentWasChecked) {
+    struct Stop {};
+    pga::AlpacaReader reader;
+    std::size_t calls = 0;
+    EXPECT_THROW(reader.read_positions(R"([{"symbol":"A"},{"symbol":"B"},{"symbol":"C"}])",
+                                       [&](const pga::Record &) {
+                                           ++calls;
+                                           throw Stop{};
+                                       }),
+                 Stop);
+    EXPECT_EQ(calls, 1u);  // no element after the one that threw
+    // A malformed document is reported as such even when the sink threw first.
+    calls = 0;
+    expect_protocol(
+        [&] {
+            reader.read_positions(R"([{"symbol":"A"},{"symbol":"B"},)", [&](const pga::Record &) {
+                ++calls;
+                throw Stop{};
+            });
+        },
+        "malformed JSON");
+    EXPECT_EQ(calls, 1u);
+    // The reader is fine afterwards.
+    calls = 0;
+    reader.read_positions(R"([{"symbol":"A"}])", [&](const pga::Record &) { ++calls; });
+    EXPECT_EQ(calls, 1u);
+}
+
+TEST(AlpacaReader, NulOnlyFromAnEscapeAndEscapedBackslashesAreNotNul) {
+    expect_protocol([] { pga::parse_positions(R"([{"symbol":"A","x":"\u0000"}])"); }, "NUL");
+    expect_protocol([] { pga::parse_positions(R"([{"symbol":"A","k\u0000":1}])"); }, "NUL");
+    // A lone low surrogate decodes to bytes that are not UTF-8: refused like RapidJSON's own
+    // refusal of a lone high one (a string would otherwise reach the database invalid).
+    expect_protocol([] { pga::parse_positions(R"([{"symbol":"A\udc00"}])"); },
+                    "malformed JSON (The surrogate pair in string is invalid.)");
+    expect_protocol([] { pga::parse_orders(R"([{"id":"a","legs":[{"x":"\uDDDD"}]}])"); },
+                    "surrogate pair");
+    EXPECT_EQ(pga::parse_positions(R"([{"symbol":"\ud83d\ude00"}])")[0].symbol, "\xf0\x9f\x98\x80");
+    const auto ps = pga::parse_positions(R"([{"symbol":"A\\u0000B"}])");
+    EXPECT_EQ(ps[0].symbol, "A\\u0000B");
+}
+
+TEST(AlpacaReader, InvalidUtf8IsReportedWithItsOffset) {
+    expect_protocol([] { pga::parse_positions("[{\"symbol\":\"A\xc0\x80\"}]"); },
+                    "malformed JSON (Invalid encoding in string.) at offset 13");
+    expect_protocol([] { pga::parse_positions("[{\"symbol\":\"\xed\xa0\x80\"}]"); },  // surrogate
+                    "at offset 12");
+    expect_protocol(
+        [] { pga::parse_positions("[{\"symbol\":\"\xf4\x90\x80\x80\"}]"); },  // > U+10FFFF
+        "at offset 12");
+    expect_protocol([] { pga::parse_positions("[{\"symbol\":\"\xe2\x82\"}]"); }, "at offset 12");
+    const auto ps = pga::parse_positions("[{\"symbol\":\"\xe2\x82\xac\xf0\x9f\x98\x80\xc3\xa9\"}]");
+    EXPECT_EQ(ps[0].symbol, "\xe2\x82\xac\xf0\x9f\x98\x80\xc3\xa9");
+}
+
+TEST(AlpacaReader, RawControlCharactersAreRefusedWhereverTheyAre) {
+    // 0x1A..0x1F slip through RapidJSON 1.1.0's SIMD scanner at some alignments: refused up
+    // front, at every position of a string long enough for the SIMD path.
+    for (std::size_t at = 0; at < 40; ++at) {
+        for (char c : {'\x01', '\x1a', '\x1c', '\x1f'}) {
+            std::string sym(48, 'A');
+            sym[at] = c;
+            expect_protocol([&] { pga::parse_positions(R"([{"symbol":")" + sym + R"("}])"); },
+                            "A control character must be escaped");
+        }
+    }
+    EXPECT_EQ(pga::parse_positions("[\n\t{\"symbol\":\"A\"}\r\n]").size(), 1u);
+    // Escaped control characters are fine, and legs re-serialise them escaped.
+    const auto os = pga::parse_orders(
+        R"([{"id":"a","legs":[{"id":"l","s":"\u001cAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\u001f"}]}])");
+    ASSERT_TRUE(os[0].legs_json);
+    EXPECT_EQ(*os[0].legs_json,
+              R"([{"id":"l","s":"\u001CAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\u001F"}])");
+    EXPECT_EQ(pga::parse_orders(*os[0].legs_json).size(), 1u);
+}
+
+TEST(AlpacaReader, AccountIsOneRecordAndRootShapesAreChecked) {
+    pga::AlpacaReader reader;
+    std::size_t calls = 0;
+    reader.read_account(R"({"id":"x","account_number":"y","status":"z","cash":"1"})",
+                        [&](const pga::Record &r) {
+                            ++calls;
+                            EXPECT_EQ(r.where(), "account");
+                            EXPECT_EQ(r[pga::account_field::cash].text, "1");
+                        });
+    EXPECT_EQ(calls, 1u);
+    expect_protocol([&] { reader.read_account("[]", [](const pga::Record &) {}); },
+                    "alpaca account: expected a JSON object");
+    expect_protocol([&] { reader.read_orders("{}", [](const pga::Record &) {}); },
+                    "alpaca orders: expected an array");
+    expect_protocol([&] { reader.read_orders("[[]]", [](const pga::Record &) {}); },
+                    "alpaca orders[0]: expected a JSON object");
 }
 
 // ---------------------------------------------------------------- error bodies
