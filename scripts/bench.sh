@@ -13,7 +13,7 @@
 # check its exit status for 0 or 3).
 source "$(dirname "$0")/lib.sh"
 
-SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B11 DIR=
+SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B10,B11 DIR=
 while [ $# -gt 0 ]; do
     case $1 in
         --smoke) SMOKE=1; shift ;;
