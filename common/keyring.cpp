@@ -157,13 +157,13 @@ KeyRing KeyRing::load_file(const std::string &path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         const int err = errno;
-        throw Error(ErrorCode::ConfigFile,
-                    escape_for_error(path, kMaxShownPath) + ": cannot open key file: " +
-                        errno_text(err),
-                    err == EACCES ? "The key file must be readable by the operating system user "
-                                    "the server runs as (usually postgres), and by it only: "
-                                    "chown postgres FILE; chmod 600 FILE."
-                                  : "");
+        throw Error(
+            ErrorCode::ConfigFile,
+            escape_for_error(path, kMaxShownPath) + ": cannot open key file: " + errno_text(err),
+            err == EACCES ? "The key file must be readable by the operating system user "
+                            "the server runs as (usually postgres), and by it only: "
+                            "chown postgres FILE; chmod 600 FILE."
+                          : "");
     }
     FdCloser closer{fd};
     struct stat st {};

@@ -187,8 +187,8 @@ std::string_view get_str_field(const rapidjson::Value &v, const char *name) {
 
 bool is_known_operation(std::string_view op) noexcept {
     return op == "validate" || op == "account" || op == "positions" || op == "orders" ||
-           op == "clock" || op == kStatusOperation || op == "get_order" || op == "get_order_by_client_id" ||
-           is_trading_operation(op);
+           op == "clock" || op == kStatusOperation || op == "get_order" ||
+           op == "get_order_by_client_id" || is_trading_operation(op);
 }
 
 bool is_trading_operation(std::string_view op) noexcept {

@@ -21,7 +21,8 @@ PGA_FUNCTION(pga_fernet_decrypt) {
         pga::FernetKey key = pga::FernetKey::parse(text_view(PG_GETARG_DATUM(1)));
         plain = pga::fernet_decrypt(key, text_view(PG_GETARG_DATUM(0)), std::nullopt, 0);
     } catch (const pga::Error &e) {
-        throw pga::Error(pga::ErrorCode::InvalidParameter, pga::escape_for_error(what) + ": " + e.what(),
+        throw pga::Error(pga::ErrorCode::InvalidParameter,
+                         pga::escape_for_error(what) + ": " + e.what(),
                          "Check that the Fernet key is the one the earlier system used.");
     }
     return text_datum(pga::as_view(plain));

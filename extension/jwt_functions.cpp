@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/file_identity.hpp"
 #include "common/jwks.hpp"
 #include "common/jwt.hpp"
 #include "extension/jwt_functions.hpp"
@@ -34,21 +35,10 @@ char *g_user_claim = nullptr;
 int g_leeway = 30;
 
 struct LoadedJwks {
-    std::string path;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = 0;
-    struct timespec mtime {};
-    struct timespec ctime {};
+    pga::FileIdentity file;
     pga::jwt::Jwks keys;
 };
 std::unique_ptr<LoadedJwks> g_loaded;
-
-bool same_file(const LoadedJwks &l, const std::string &path, const struct stat &st) {
-    return l.path == path && l.dev == st.st_dev && l.ino == st.st_ino && l.size == st.st_size &&
-           l.mtime.tv_sec == st.st_mtim.tv_sec && l.mtime.tv_nsec == st.st_mtim.tv_nsec &&
-           l.ctime.tv_sec == st.st_ctim.tv_sec && l.ctime.tv_nsec == st.st_ctim.tv_nsec;
-}
 
 bool check_keys_file(char **newval, void **, GucSource) {
     if (*newval == nullptr || (*newval)[0] == '\0' || (*newval)[0] == '/') return true;
@@ -76,15 +66,10 @@ const pga::jwt::Jwks &jwks() {
             pga::ErrorCode::ConfigFile,
             pga::escape_for_error(path, 200) + ": cannot read key set file: " + strerror(err));
     }
-    if (g_loaded && same_file(*g_loaded, path, st)) return g_loaded->keys;
+    if (g_loaded && g_loaded->file.same(path, st)) return g_loaded->keys;
     auto fresh = std::make_unique<LoadedJwks>();
     fresh->keys = pga::jwt::Jwks::load_file(path);
-    fresh->path = path;
-    fresh->dev = st.st_dev;
-    fresh->ino = st.st_ino;
-    fresh->size = st.st_size;
-    fresh->mtime = st.st_mtim;
-    fresh->ctime = st.st_ctim;
+    fresh->file = pga::FileIdentity::of(path, st);
     g_loaded = std::move(fresh);
     return g_loaded->keys;
 }

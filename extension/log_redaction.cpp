@@ -191,7 +191,8 @@ bool executes_sensitive(const char *text) {
         if (n == 0) continue;
         ++lookups;
         PreparedStatement *ps = FetchPreparedStatement(name, false);
-        if (ps != nullptr && ps->plansource != nullptr && mentions_name(ps->plansource->query_string))
+        if (ps != nullptr && ps->plansource != nullptr &&
+            mentions_name(ps->plansource->query_string))
             return true;
     }
     return false;
@@ -379,7 +380,8 @@ void redact(ErrorData *edata) {
         if (deadlock && edata->detail_log) edata->detail_log = mask_text(edata->detail_log, false);
         return;
     }
-    if (edata->message && std::strncmp(edata->message, kAuditPrefix, sizeof(kAuditPrefix) - 1) == 0) {
+    if (edata->message &&
+        std::strncmp(edata->message, kAuditPrefix, sizeof(kAuditPrefix) - 1) == 0) {
         edata->message = mask_audit_line(edata->message);
     } else if (edata->elevel < ERROR) {
         // Statement and duration logs carry the SQL text and bind values: mask them.
@@ -397,7 +399,8 @@ void redact(ErrorData *edata) {
         if (edata->hint) edata->hint = mask_quoted_values(edata->hint);
     }
     // detail_log (deadlock reports: every process's statement) goes to the log only.
-    if (edata->detail_log) edata->detail_log = mask_quoted_values(mask_text(edata->detail_log, false));
+    if (edata->detail_log)
+        edata->detail_log = mask_quoted_values(mask_text(edata->detail_log, false));
     // CONTEXT may hold bind values ("extended query with parameters: $1 = '...'") and
     // statements with literals (SQL statement "..."); it is hidden from the log but still
     // sent to the client, masked.
@@ -438,12 +441,21 @@ bool check_redact_functions(char **newval, void **extra, GucSource) {
             if (*p == '"') {
                 for (++p; *p && !(*p == '"' && p[1] != '"'); ++p) {
                     if (*p == '"') ++p;
-                    if (n >= NAMEDATALEN - 1) bad = true; else name[n++] = lower(*p);
+                    if (n >= NAMEDATALEN - 1)
+                        bad = true;
+                    else
+                        name[n++] = lower(*p);
                 }
-                if (*p == '"') ++p; else bad = true;
+                if (*p == '"')
+                    ++p;
+                else
+                    bad = true;
             } else {
                 while (is_ident_char(*p)) {
-                    if (n >= NAMEDATALEN - 1) bad = true; else name[n++] = lower(*p);
+                    if (n >= NAMEDATALEN - 1)
+                        bad = true;
+                    else
+                        name[n++] = lower(*p);
                     ++p;
                 }
             }
@@ -454,8 +466,10 @@ bool check_redact_functions(char **newval, void **extra, GucSource) {
         if (n == 0 || (*p != ',' && *p != '\0')) bad = true;
         if (bad) {
             std::free(list);
-            GUC_check_errdetail("pg_alpaca.redact_functions must be a comma-separated list of "
-                                "function names of at most %d bytes each.", NAMEDATALEN - 1);
+            GUC_check_errdetail(
+                "pg_alpaca.redact_functions must be a comma-separated list of "
+                "function names of at most %d bytes each.",
+                NAMEDATALEN - 1);
             return false;
         }
         if (list->count >= kMaxExtra) {

@@ -137,9 +137,8 @@ PGA_FUNCTION(pga_redeem_ticket) {
         owned.push_back(t);
         return PointerGetDatum(t);
     };
-    Datum values[4] = {pga::pg::uuid_datum(env.credential_id),
-                       pga::pg::text_datum(env.environment), secret_text(api),
-                       secret_text(secret)};
+    Datum values[4] = {pga::pg::uuid_datum(env.credential_id), pga::pg::text_datum(env.environment),
+                       secret_text(api), secret_text(secret)};
     bool nulls[4] = {false, false, false, false};
     Datum row = pga::pg::composite_datum(fcinfo, values, nulls);
     for (text *t : owned) pga::secure_wipe(VARDATA(t), VARSIZE(t) - VARHDRSZ);

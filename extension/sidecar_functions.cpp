@@ -34,6 +34,14 @@ std::string quoted_if_plain(const std::string &name) {
     return " \"" + name + "\"";
 }
 
+// Alpaca's answer as text: it sends UTF-8; converted to the database encoding (which verifies
+// it and rejects NUL bytes).
+Datum body_datum(const std::string &b) {
+    char *conv = pga::pg::call([&] { return pg_any_to_server(b.data(), (int)b.size(), PG_UTF8); });
+    std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
+    return pga::pg::text_datum(std::string_view(conv, conv_len));
+}
+
 std::string random_request_id() {
     std::uint8_t raw[8];
     if (!pg_strong_random(raw, sizeof raw))
@@ -91,12 +99,7 @@ PGA_FUNCTION(pga_alpaca_get) {
 
     const pga::SidecarResponse resp = pga::ext::exchange_with_sidecar(req);
     if (resp.outcome == pga::Outcome::Ok && resp.http_status >= 200 && resp.http_status < 300) {
-        // Alpaca sends UTF-8; convert to the database encoding (verifies, rejects NUL bytes).
-        const std::string &b = resp.body;
-        char *conv =
-            pga::pg::call([&] { return pg_any_to_server(b.data(), (int)b.size(), PG_UTF8); });
-        std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
-        return pga::pg::text_datum(std::string_view(conv, conv_len));
+        return body_datum(resp.body);
     }
     if (resp.outcome == pga::Outcome::Ok && accept_unauthorized &&
         (resp.http_status == 401 || resp.http_status == 403)) {
@@ -146,11 +149,7 @@ PGA_FUNCTION(pga_alpaca_send) {
 
     const pga::SidecarResponse resp = pga::ext::exchange_with_sidecar(req);
     if (resp.outcome == pga::Outcome::Ok && resp.http_status >= 200 && resp.http_status < 300) {
-        const std::string &b = resp.body;
-        char *conv =
-            pga::pg::call([&] { return pg_any_to_server(b.data(), (int)b.size(), PG_UTF8); });
-        std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
-        return pga::pg::text_datum(std::string_view(conv, conv_len));
+        return body_datum(resp.body);
     }
     pga::ext::throw_for_trade_response(resp, cred, req.operation);
 }

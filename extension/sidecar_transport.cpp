@@ -72,12 +72,12 @@ struct SidecarCall {
 }
 
 [[noreturn]] void throw_connect_failure(const SidecarCall &ctx, int err) {
-    throw pga::pg::PgError(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-                           "could not connect to alpaca-sidecar at " +
-                               pga::quote_for_error(ctx.socket_path, 128, '"'),
-                           std::string(strerror(err)) + ".",
-                           "Start alpaca-sidecar, or make pg_alpaca.sidecar_socket name its "
-                           "socket_path.");
+    throw pga::pg::PgError(
+        ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        "could not connect to alpaca-sidecar at " + pga::quote_for_error(ctx.socket_path, 128, '"'),
+        std::string(strerror(err)) + ".",
+        "Start alpaca-sidecar, or make pg_alpaca.sidecar_socket name its "
+        "socket_path.");
 }
 
 [[noreturn]] void throw_lost(const std::string &what, int err) {

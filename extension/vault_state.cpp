@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/file_identity.hpp"
 #include "extension/pg_guard.hpp"
 
 extern "C" {
@@ -68,21 +69,10 @@ void on_subxact(SubXactEvent event, SubTransactionId sub, SubTransactionId paren
 }
 
 struct LoadedRing {
-    std::string path;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = 0;
-    struct timespec mtime {};
-    struct timespec ctime {};
+    pga::FileIdentity file;
     pga::KeyRing ring;
 };
 std::unique_ptr<LoadedRing> g_loaded;
-
-bool same_file(const LoadedRing &l, const std::string &path, const struct stat &st) {
-    return l.path == path && l.dev == st.st_dev && l.ino == st.st_ino && l.size == st.st_size &&
-           l.mtime.tv_sec == st.st_mtim.tv_sec && l.mtime.tv_nsec == st.st_mtim.tv_nsec &&
-           l.ctime.tv_sec == st.st_ctim.tv_sec && l.ctime.tv_nsec == st.st_ctim.tv_nsec;
-}
 
 // A setting name is a custom GUC name: two or more identifiers joined by dots.
 bool valid_setting_name(const char *name) {
@@ -154,15 +144,10 @@ const pga::KeyRing &keyring() {
                          "Check pg_alpaca.key_file and that the server's operating system user can "
                          "read the file.");
     }
-    if (g_loaded && same_file(*g_loaded, path, st)) return g_loaded->ring;
+    if (g_loaded && g_loaded->file.same(path, st)) return g_loaded->ring;
     auto fresh = std::make_unique<LoadedRing>();
     fresh->ring = pga::KeyRing::load_file(path);
-    fresh->path = path;
-    fresh->dev = st.st_dev;
-    fresh->ino = st.st_ino;
-    fresh->size = st.st_size;
-    fresh->mtime = st.st_mtim;
-    fresh->ctime = st.st_ctim;
+    fresh->file = pga::FileIdentity::of(path, st);
     g_loaded = std::move(fresh);
     return g_loaded->ring;
 }

@@ -39,7 +39,7 @@ struct Config {
     int rate_limit_per_minute = 200;            // per credential
     std::size_t max_response_bytes = 16777216;  // upstream body cap
     LogLevel log_level = LogLevel::Info;
-    std::string log_file;         // empty: stderr
+    std::string log_file;  // empty: stderr
     // A client's whole request frame must arrive within this of its connection being accepted.
     long read_timeout_ms = 2000;
     // Connections accepted but not yet through their frame; beyond it the oldest is closed.

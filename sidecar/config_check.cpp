@@ -69,8 +69,8 @@ std::string check_database_login(const Config &cfg, const std::string &filename)
                            "\", which is not a member of alpaca_sidecar: GRANT alpaca_sidecar TO " +
                            role);
     if (!yes(4))
-        fail(filename, "database \"" + db +
-                           "\" has no pg_alpaca extension: check dbname in conninfo");
+        fail(filename,
+             "database \"" + db + "\" has no pg_alpaca extension: check dbname in conninfo");
     return "PostgreSQL: logged in to database \"" + db + "\" as \"" + role +
            "\", a member of alpaca_sidecar and not a superuser";
 }

@@ -1,8 +1,9 @@
 // HTTPS requests to Alpaca with libcurl (GET for reads; POST, PATCH, DELETE with a JSON body
 // for trading). One HttpClient per worker thread keeps its easy handle
 // (and so its keep-alive connections); all of them share the DNS cache and TLS sessions through
-// one CurlShare, so a new connection resumes a session instead of a full handshake. Certificate and host checks are always on; redirects are never
-// followed (they would carry the key headers elsewhere).
+// one CurlShare, so a new connection resumes a session instead of a full handshake. Certificate and
+// host checks are always on; redirects are never followed (they would carry the key headers
+// elsewhere).
 #pragma once
 #include "common/cpp_only.hpp"
 
@@ -41,7 +42,7 @@ class CurlShare {
 struct HttpRequest {
     std::string method = "GET";  // GET, POST, PATCH, DELETE
     std::string url;
-    std::string body;  // sent with Content-Type: application/json when not empty
+    std::string body;             // sent with Content-Type: application/json when not empty
     std::string_view key_id;      // APCA-API-KEY-ID
     std::string_view secret_key;  // APCA-API-SECRET-KEY
     std::string ca_file;          // empty: system bundle

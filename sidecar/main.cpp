@@ -57,8 +57,8 @@ void harden_process() {
 void raise_fd_limit() {
     rlimit rl{};
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    const rlim_t want = rl.rlim_max == RLIM_INFINITY ? rlim_t(65536)
-                                                     : std::min(rl.rlim_max, rlim_t(65536));
+    const rlim_t want =
+        rl.rlim_max == RLIM_INFINITY ? rlim_t(65536) : std::min(rl.rlim_max, rlim_t(65536));
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
         rl.rlim_cur = want;
         setrlimit(RLIMIT_NOFILE, &rl);

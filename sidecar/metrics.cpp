@@ -210,7 +210,9 @@ std::string prometheus_text() {
     line(out, "# HELP pga_sidecar_uptime_seconds Seconds since the sidecar started.");
     line(out, "# TYPE pga_sidecar_uptime_seconds gauge");
     line(out, "pga_sidecar_uptime_seconds %.3f", since(r.started));
-    line(out, "# HELP pga_sidecar_requests_total Requests answered, by operation, outcome and environment.");
+    line(out,
+         "# HELP pga_sidecar_requests_total Requests answered, by operation, outcome and "
+         "environment.");
     line(out, "# TYPE pga_sidecar_requests_total counter");
     for (const OpSlot &s : r.ops) {
         if (s.state.load(std::memory_order_acquire) != 2) continue;
@@ -218,7 +220,9 @@ std::string prometheus_text() {
             for (int e = 0; e < kEnvs; ++e) {
                 const auto n = s.counts[o][e].load(std::memory_order_relaxed);
                 if (n == 0) continue;
-                line(out, "pga_sidecar_requests_total{operation=\"%s\",outcome=\"%s\",environment=\"%s\"} %llu",
+                line(out,
+                     "pga_sidecar_requests_total{operation=\"%s\",outcome=\"%s\",environment=\"%"
+                     "s\"} %llu",
                      s.name, outcome_name(Outcome(o)), kEnvNames[e], (unsigned long long)n);
             }
         }
@@ -231,10 +235,13 @@ std::string prometheus_text() {
                 r.hists[int(Histogram::Redeem)]);
     render_hist(out, "pga_sidecar_alpaca_call_duration_seconds", "Each HTTPS attempt to Alpaca.",
                 r.hists[int(Histogram::AlpacaCall)]);
-    line(out, "# HELP pga_sidecar_retries_total Upstream attempts repeated after a retryable answer.");
+    line(out,
+         "# HELP pga_sidecar_retries_total Upstream attempts repeated after a retryable answer.");
     line(out, "# TYPE pga_sidecar_retries_total counter");
     line(out, "pga_sidecar_retries_total %llu", (unsigned long long)r.retries.load());
-    line(out, "# HELP pga_sidecar_rate_limit_waits_total Waits for a slot of the per-credential rate limit.");
+    line(out,
+         "# HELP pga_sidecar_rate_limit_waits_total Waits for a slot of the per-credential rate "
+         "limit.");
     line(out, "# TYPE pga_sidecar_rate_limit_waits_total counter");
     line(out, "pga_sidecar_rate_limit_waits_total %llu", (unsigned long long)r.rate_waits.load());
     line(out, "# HELP pga_sidecar_queue_depth Accepted connections waiting for a worker.");
@@ -249,7 +256,8 @@ std::string prometheus_text() {
     line(out, "# HELP pga_sidecar_busy_workers Workers serving a request now.");
     line(out, "# TYPE pga_sidecar_busy_workers gauge");
     line(out, "pga_sidecar_busy_workers %lld", (long long)r.busy.load());
-    line(out, "# HELP pga_sidecar_pool_connections Open PostgreSQL connections of the redeem pool.");
+    line(out,
+         "# HELP pga_sidecar_pool_connections Open PostgreSQL connections of the redeem pool.");
     line(out, "# TYPE pga_sidecar_pool_connections gauge");
     line(out, "pga_sidecar_pool_connections %d", r.pool ? r.pool() : 0);
     return out;
@@ -310,8 +318,9 @@ bool parse_listen(std::string_view text, std::string &host, int &port, std::stri
         return false;
     }
     if (!loopback) {
-        why = "metrics_listen: refusing a non-loopback address (the metrics have no "
-              "authentication; put a proxy in front to publish them)";
+        why =
+            "metrics_listen: refusing a non-loopback address (the metrics have no "
+            "authentication; put a proxy in front to publish them)";
         return false;
     }
     host = h;
@@ -326,7 +335,8 @@ MetricsServer::MetricsServer(const std::string &listen) {
     if (host.empty()) return;
     const bool v6 = host.find(':') != std::string::npos;
     UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (fd.get() < 0) throw Error(ErrorCode::Io, std::string("metrics socket: ") + std::strerror(errno));
+    if (fd.get() < 0)
+        throw Error(ErrorCode::Io, std::string("metrics socket: ") + std::strerror(errno));
     const int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int rc;
@@ -392,8 +402,7 @@ void answer(int fd, Clock::time_point deadline) {
     if (head.size() > kMaxRequestHead) {
         status = "431 Request Header Fields Too Large";
         body = "request too large\n";
-    } else if (head.rfind("GET /metrics HTTP/1.", 0) == 0 ||
-               head.rfind("GET /metrics?", 0) == 0) {
+    } else if (head.rfind("GET /metrics HTTP/1.", 0) == 0 || head.rfind("GET /metrics?", 0) == 0) {
         status = "200 OK";
         type = "text/plain; version=0.0.4; charset=utf-8";
         body = prometheus_text();
@@ -406,7 +415,8 @@ void answer(int fd, Clock::time_point deadline) {
                             "\r\nConnection: close\r\n\r\n" + body;
     std::size_t off = 0;
     while (off < out.size()) {
-        const ssize_t n = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        const ssize_t n =
+            ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             off += std::size_t(n);
         } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {

@@ -89,7 +89,8 @@ bool client_hung_up(int fd) {
     return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
-long ms_since(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+long ms_since(std::chrono::steady_clock::time_point from,
+              std::chrono::steady_clock::time_point to) {
     return long(std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count());
 }
 
@@ -192,8 +193,8 @@ LogThrottle::Clock::time_point LogThrottle::next_flush() const noexcept {
 std::size_t effective_max_pending(std::size_t configured, std::size_t fd_limit,
                                   std::size_t max_queue, int workers, int pool_size) noexcept {
     // stdio, listen socket, signalfd, log file, slack; libpq; curl keeps a few per handle.
-    const std::size_t own = 16 + std::size_t(std::max(pool_size, 0)) +
-                            4 * std::size_t(std::max(workers, 0));
+    const std::size_t own =
+        16 + std::size_t(std::max(pool_size, 0)) + 4 * std::size_t(std::max(workers, 0));
     // Connections past the frame stage: queued and being served.
     const std::size_t held = max_queue + std::size_t(std::max(workers, 0));
     if (configured == 0) configured = 1;
@@ -451,7 +452,8 @@ int Server::poll_timeout_ms(Clock::time_point now) const {
     Clock::time_point next = Clock::time_point::max();
     for (const auto &p : pending_) next = std::min(next, p.deadline);
     if (accept_paused_until_ > now) next = std::min(next, accept_paused_until_);
-    next = std::min({next, drop_log_.next_flush(), bad_log_.next_flush(), accept_log_.next_flush()});
+    next =
+        std::min({next, drop_log_.next_flush(), bad_log_.next_flush(), accept_log_.next_flush()});
     if (next == Clock::time_point::max()) return -1;
     if (next <= now) return 0;
     // Round up so that the wake-up is not a millisecond early (which would spin).
@@ -505,7 +507,8 @@ void Server::worker_loop() {
 
 void Server::run(int signal_fd) {
     const auto cfg = config();
-    metrics::set_static(cfg->workers, cfg->max_queue, [this] { return redeemer_.open_connections(); });
+    metrics::set_static(cfg->workers, cfg->max_queue,
+                        [this] { return redeemer_.open_connections(); });
     for (int i = 0; i < cfg->workers; ++i) workers_.emplace_back([this] { worker_loop(); });
     const std::size_t max_pending = effective_max_pending(
         cfg->max_pending_connections, fd_limit_, cfg->max_queue, cfg->workers, cfg->pool_size);

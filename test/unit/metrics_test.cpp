@@ -21,9 +21,9 @@ TEST(Metrics, ListenAcceptsOnlyLoopback) {
     }
     EXPECT_TRUE(m::parse_listen("off", host, port, why));
     EXPECT_TRUE(host.empty());
-    for (const char *bad : {"0.0.0.0:9187", "10.0.0.1:9187", "[::]:9187", "192.168.1.1:80",
-                            "example.com:9187", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1",
-                            ":9187", "127.0.0.1:9x"}) {
+    for (const char *bad :
+         {"0.0.0.0:9187", "10.0.0.1:9187", "[::]:9187", "192.168.1.1:80", "example.com:9187",
+          "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1", ":9187", "127.0.0.1:9x"}) {
         EXPECT_FALSE(m::parse_listen(bad, host, port, why)) << bad;
         EXPECT_NE(why.find("metrics_listen"), std::string::npos) << bad;
     }

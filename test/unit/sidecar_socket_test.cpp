@@ -47,8 +47,8 @@ State feed(FrameReader &f, const std::uint8_t *data, std::size_t len, std::size_
 
 TEST(FrameReader, AssemblesAFrameFedOneByteAtATime) {
     const SecureBytes frame = sample_frame();
-    for (std::size_t chunk : {std::size_t(1), std::size_t(3), std::size_t(4), std::size_t(7),
-                              frame.size()}) {
+    for (std::size_t chunk :
+         {std::size_t(1), std::size_t(3), std::size_t(4), std::size_t(7), frame.size()}) {
         FrameReader f;
         std::size_t steps = 0;
         for (std::size_t off = 0; off < frame.size(); ++steps) {
@@ -143,7 +143,8 @@ TEST(LogThrottle, OneLineAnIntervalAndTheRestCounted) {
     ASSERT_TRUE(t.allow(t0, suppressed));
     EXPECT_EQ(suppressed, 0u);
     // 100 more events within the second: none logged, all counted.
-    for (int i = 0; i < 100; ++i) EXPECT_FALSE(t.allow(t0 + std::chrono::milliseconds(i), suppressed));
+    for (int i = 0; i < 100; ++i)
+        EXPECT_FALSE(t.allow(t0 + std::chrono::milliseconds(i), suppressed));
     EXPECT_EQ(t.next_flush(), t0 + 1000ms);
     EXPECT_FALSE(t.flush(t0 + 999ms, suppressed));
     // The next event after the interval is logged and reports the 100.
@@ -183,8 +184,7 @@ TEST(LogThrottle, AtMostOneLinePerIntervalOverAMinuteOfDrops) {
 TEST(FdBudget, TheConfiguredBoundWhenTheLimitAllowsIt) {
     // Defaults (256 pending, 256 queued, 8 workers, 4 libpq) under a 1024 soft limit.
     EXPECT_EQ(effective_max_pending(256, 1024, 256, 8, 4), 256u);
-    EXPECT_EQ(effective_max_pending(256, std::numeric_limits<std::size_t>::max(), 256, 8, 4),
-              256u);
+    EXPECT_EQ(effective_max_pending(256, std::numeric_limits<std::size_t>::max(), 256, 8, 4), 256u);
 }
 
 TEST(FdBudget, LoweredSoWaitingQueuedAndServedConnectionsFitTheLimit) {
@@ -218,8 +218,7 @@ TEST(SidecarSocketConfig, DefaultsAndRanges) {
             ADD_FAILURE() << "accepted " << bad;
         } catch (const pga::Error &e) {
             EXPECT_EQ(e.code(), pga::ErrorCode::ConfigFile);
-            EXPECT_NE(std::string(e.what()).find("f:2: max_pending_connections"),
-                      std::string::npos)
+            EXPECT_NE(std::string(e.what()).find("f:2: max_pending_connections"), std::string::npos)
                 << e.what();
         }
     }
