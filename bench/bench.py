@@ -433,12 +433,11 @@ def curl_config(key_id, calls):
         return f.name
 
 
-def curl_latencies(key_id, calls):
-    """GET /v2/positions `calls` times on one keep-alive connection; per-request ms."""
-    cfg = curl_config(key_id, calls)
+def curl_timed(cfg, extra=()):
+    """Runs curl on the -K file cfg (then removes it), whose requests each print
+    "time_total num_connects"; checks they shared one keep-alive connection; per-request ms."""
     try:
-        p = subprocess.run(["curl", "-sS", "--http1.1", "--fail", "-K", cfg, "-w",
-                            "%{time_total} %{num_connects}\\n"],
+        p = subprocess.run(["curl", "-sS", "--http1.1", "--fail", "-K", cfg, *extra],
                            capture_output=True, text=True, check=True)
     finally:
         os.unlink(cfg)
@@ -446,6 +445,11 @@ def curl_latencies(key_id, calls):
     if sum(int(c) for _, c in rows) != 1:
         raise RuntimeError("curl did not keep its connection alive")
     return [float(t) * 1000.0 for t, _ in rows]
+
+
+def curl_latencies(key_id, calls):
+    """GET /v2/positions `calls` times on one keep-alive connection; per-request ms."""
+    return curl_timed(curl_config(key_id, calls), ["-w", "%{time_total} %{num_connects}\\n"])
 
 
 def curl_parallel(key_id, clients, seconds):
@@ -513,15 +517,7 @@ def curl_post_latencies(key_id, calls, tag):
             if i + 1 < calls:
                 f.write("next\n")
         cfg = f.name
-    try:
-        p = subprocess.run(["curl", "-sS", "--http1.1", "--fail", "-K", cfg],
-                           capture_output=True, text=True, check=True)
-    finally:
-        os.unlink(cfg)
-    rows = [line.split() for line in p.stdout.splitlines() if line.strip()]
-    if sum(int(c) for _, c in rows) != 1:
-        raise RuntimeError("curl did not keep its connection alive")
-    return [float(t) * 1000.0 for t, _ in rows]
+    return curl_timed(cfg)  # write-out is per request in the file (after each `next`)
 
 
 # B8: placing an order through the sidecar vs a keep-alive curl POST of the same order
