@@ -20,7 +20,7 @@ as_root() {
 
 PGA_APT_PACKAGES=(build-essential cmake pkg-config clang-14 libclang-rt-14-dev
     postgresql-$PGA_PG_MAJOR postgresql-server-dev-$PGA_PG_MAJOR postgresql-contrib postgresql-$PGA_PG_MAJOR-pgaudit libpq-dev
-    libssl-dev libcurl4-openssl-dev rapidjson-dev googletest libgtest-dev libbenchmark-dev
+    libssl-dev libcurl4-openssl-dev libmicrohttpd-dev rapidjson-dev googletest libgtest-dev libbenchmark-dev
     python3 python3-jsonschema python3-psycopg2 python3-psycopg openssl curl ca-certificates procps util-linux)
 
 # Installs whatever Debian packages are missing (once; quiet when all are there).
