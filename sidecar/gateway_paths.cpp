@@ -1,7 +1,5 @@
 #include "sidecar/gateway_paths.hpp"
 
-#include "sidecar/order_safety.hpp"
-
 #include <rapidjson/document.h>
 
 #include <cctype>
@@ -108,12 +106,21 @@ std::string with_client_order_id(std::string_view body, const std::string &new_i
             return {};  // raw control characters: never valid JSON (RapidJSON's SIMD lets some by)
     }
     rapidjson::Document d;
-    d.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag |
-            rapidjson::kParseNumbersAsStringsFlag>(body.data(), body.size());
+    d.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(body.data(),
+                                                                                    body.size());
     if (d.HasParseError() || !d.IsObject()) return {};
-    if (d.HasMember("client_order_id") && !json_client_order_id(body).empty())
+    // A name given twice is read differently by different parsers (Alpaca's may take the last
+    // client_order_id where ours takes the first): refused.
+    for (auto a = d.MemberBegin(); a != d.MemberEnd(); ++a) {
+        for (auto b = a + 1; b != d.MemberEnd(); ++b) {
+            if (a->name == b->name) return {};
+        }
+    }
+    const auto coid = d.FindMember("client_order_id");
+    if (coid != d.MemberEnd()) {
+        if (!coid->value.IsString() || coid->value.GetStringLength() == 0) return {};
         return std::string(body);
-    if (d.HasMember("client_order_id")) return {};  // present but not a string: Alpaca's 422
+    }
     const auto brace = body.find('{');
     std::string out(body.substr(0, brace + 1));
     out += "\"client_order_id\":\"" + new_id + "\"";

@@ -32,7 +32,8 @@ bool origin_allowed(const std::string *origin, const std::vector<std::string> &a
 std::string_view presented_token(const std::string *key_id, const std::string *authorization);
 
 // A JSON object body with "client_order_id" added right after its opening brace when it has
-// none (the rest of the body unchanged, byte for byte). Empty when body is not a JSON object.
+// none (the rest of the body unchanged, byte for byte). Empty when body is not a JSON object
+// without repeated names, or its client_order_id is not a non-empty string.
 std::string with_client_order_id(std::string_view body, const std::string &new_id);
 
 }  // namespace pga::sidecar::gateway

@@ -166,13 +166,6 @@ Response TokenUpstream::call(const std::string &method, const std::string &path_
         return finish(error_response(403, 40310000, "this path is not allowed by the gateway"), "");
     if ((method == "GET" || method == "DELETE") && !body.empty())
         return finish(error_response(400, 40010000, "request body format is invalid"), "");
-    std::string send_body;
-    if (method == "POST" || method == "PATCH") {
-        send_body = with_client_order_id(body, new_client_order_id());
-        if (send_body.empty() || send_body.size() > kMaxRequestBody)
-            return finish(error_response(400, 40010000, "request body format is invalid"), "");
-    }
-
     const auto deadline = started + std::chrono::milliseconds(cfg->request_deadline_ms);
     SessionKeys keys = redeem_session(deps_.db, token_, method, path, deadline);
     switch (keys.status) {
@@ -192,6 +185,14 @@ Response TokenUpstream::call(const std::string &method, const std::string &path_
     }
     scope_ = keys.session.scope;
     credential = keys.session.credential_id;
+    // The body only now: a path the session may not use is refused as such, whatever it sends.
+    std::string send_body;
+    if (method == "POST" || method == "PATCH") {
+        send_body = with_client_order_id(body, new_client_order_id());
+        if (send_body.empty() || send_body.size() > kMaxRequestBody)
+            return finish(error_response(400, 40010000, "request body format is invalid"),
+                          keys.audit_id);
+    }
     const std::string &base = keys.route == "data"                 ? cfg->data_base_url
                               : keys.session.environment == "live" ? cfg->live_base_url
                                                                    : cfg->paper_base_url;
