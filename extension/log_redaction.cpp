@@ -51,6 +51,7 @@ const char *const kSensitiveNames[] = {
     "_alpaca_get",
     "_alpaca_send",
     "_audit_trade",
+    "_record_outcomes",
 };
 const char kRedacted[] = "[redacted by pg_alpaca]";
 const char kAuditPrefix[] = "AUDIT: ";
