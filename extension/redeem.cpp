@@ -5,7 +5,8 @@
 // the `decrypt` audit row of this redeem are committed, whatever the caller does with its
 // transaction afterwards. So, in this order:
 //   1. refuse an atomic context (inside BEGIN, a function, a DO block with an exception
-//      handler, a multi-statement implicit transaction, PREPARE TRANSACTION's block);
+//      handler, a multi-statement implicit transaction, PREPARE TRANSACTION's block), and a
+//      hot standby (25006: the sidecar must redeem on the primary);
 //   2. run alpaca._redeem_prepare(ticket, purpose) as alpaca_owner: it verifies MAC, expiry,
 //      purpose, single use (nonce row), owner and active flag under RLS as the ticket's user,
 //      and writes the audit row;
@@ -112,6 +113,14 @@ PGA_FUNCTION(pga_redeem_ticket) {
             "in autocommit mode.");
     if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
         throw pga::Error(pga::ErrorCode::InvalidParameter, "ticket and purpose must not be null");
+    // The nonce row and the decrypt row are written here: a standby cannot (its sidecar redeems
+    // on the primary).
+    if (RecoveryInProgress())
+        throw pga::pg::PgError(
+            ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "tickets are redeemed on the primary, not on a hot standby", "",
+            "Point the sidecar's conninfo at the primary, or list the nodes with "
+            "target_session_attrs=read-write.");
     const pga::KeyRing &ring = pga::ext::keyring();
 
     pga::pg::call([] {

@@ -319,6 +319,7 @@ DECLARE
     u text := alpaca._require_user();
     new_id uuid;
 BEGIN
+    PERFORM alpaca._require_primary('creating an account');
     IF name IS NULL OR length(name) NOT BETWEEN 1 AND 200 THEN
         RAISE EXCEPTION 'account name must be 1 to 200 characters' USING ERRCODE = '22023';
     END IF;
@@ -357,6 +358,7 @@ DECLARE
     fps text[];
     new_id uuid := gen_random_uuid();
 BEGIN
+    PERFORM alpaca._require_primary('storing a credential');
     IF account_id IS NULL THEN
         RAISE EXCEPTION 'account_id must not be null' USING ERRCODE = '22023';
     END IF;
@@ -420,6 +422,7 @@ DECLARE
     cur alpaca.credentials%ROWTYPE;
     fps text[];
 BEGIN
+    PERFORM alpaca._require_primary('updating a credential');
     SELECT * INTO cur FROM alpaca.credentials c WHERE c.id = alpaca_update_credential.id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM alpaca._not_found(alpaca_update_credential.id);
@@ -464,6 +467,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     u text := alpaca._require_user();
 BEGIN
+    PERFORM alpaca._require_primary('deleting a credential');
     DELETE FROM alpaca.credentials c WHERE c.id = alpaca_delete_credential.id;
     IF NOT FOUND THEN
         PERFORM alpaca._not_found(alpaca_delete_credential.id);
@@ -1676,6 +1680,22 @@ END $$;
 ALTER FUNCTION alpaca._record_outcomes(text[], text[], text[], int[], timestamptz[]) OWNER TO alpaca_owner;
 REVOKE ALL ON FUNCTION alpaca._record_outcomes(text[], text[], text[], int[], timestamptz[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._record_outcomes(text[], text[], text[], int[], timestamptz[]) TO alpaca_sidecar;
+
+--------------------------------------------------------------------------------------------
+-- Hot standbys: calls work there (they write nothing in the caller's transaction, and the
+-- sidecar beside the standby redeems on the primary); what must write says so.
+--------------------------------------------------------------------------------------------
+CREATE FUNCTION alpaca._require_primary(what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION '% is not possible on a hot standby', what
+            USING ERRCODE = '25006',
+                  HINT = 'Do it on the primary. Calls (alpaca_account, alpaca_positions, alpaca_orders, alpaca_validate_credential, the order functions) work on standbys.';
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION alpaca._require_primary(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._require_primary(text) TO alpaca_owner;
 
 
 -- A schema that everyone may create objects in lets anyone plant overloads of these
