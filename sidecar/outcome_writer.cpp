@@ -118,12 +118,19 @@ std::uint64_t OutcomeWriter::dropped() {
 }
 
 void OutcomeWriter::drop(std::size_t n, const std::string &why) {
+    std::uint64_t count = 0;
     {
         std::lock_guard<std::mutex> lock(mu_);
         dropped_ += n;
+        unlogged_drops_ += n;
+        const auto now = Clock::now();
+        if (now - last_drop_log_ < std::chrono::seconds(1)) return;
+        last_drop_log_ = now;
+        count = unlogged_drops_;
+        unlogged_drops_ = 0;
     }
     log_event(LogLevel::Warn, "outcome",
-              {{"dropped", std::to_string(n)},
+              {{"dropped", std::to_string(count)},
                {"message", "call outcomes not recorded (their decrypt rows remain): " + why}});
 }
 
@@ -142,9 +149,16 @@ bool OutcomeWriter::ensure_connection() {
         }
     }
     if (!conn) {
-        log_event(LogLevel::Warn, "outcome", {{"message", "outcome writer: " + error}});
+        // Once per failure streak: the writer retries every kRetryPause.
+        if (!connect_failing_)
+            log_event(LogLevel::Warn, "outcome",
+                      {{"message", "outcome writer: " + error + " (retrying)"}});
+        connect_failing_ = true;
         return false;
     }
+    if (connect_failing_)
+        log_event(LogLevel::Info, "outcome", {{"message", "outcome writer: reconnected"}});
+    connect_failing_ = false;
     conn_ = std::move(conn);
     return true;
 }

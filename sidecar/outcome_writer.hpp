@@ -65,6 +65,7 @@ class OutcomeWriter {
     // Writes one batch. False when the connection failed (the batch is to be retried).
     bool write(const std::vector<CallOutcome> &batch);
     bool ensure_connection();
+    // Counts dropped outcomes; logs at most one line a second (with the count since the last).
     void drop(std::size_t n, const std::string &why);
 
     const std::string conninfo_;
@@ -75,7 +76,10 @@ class OutcomeWriter {
     bool stopping_ = false;
     std::uint64_t written_ = 0;
     std::uint64_t dropped_ = 0;
-    PgConn conn_;  // the writer thread's alone
+    std::uint64_t unlogged_drops_ = 0;
+    std::chrono::steady_clock::time_point last_drop_log_{};
+    bool connect_failing_ = false;  // the writer thread's: log a failure streak once
+    PgConn conn_;                   // the writer thread's alone
     std::thread thread_;
 };
 
