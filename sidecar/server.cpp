@@ -206,8 +206,9 @@ Server::Server(std::string config_path, Config cfg)
     : config_path_(std::move(config_path)),
       config_(std::make_shared<const Config>(cfg)),
       redeemer_(cfg.conninfo, cfg.pool_size),
+      outcomes_(cfg.conninfo),
       limiter_(double(cfg.rate_limit_per_minute), std::chrono::minutes(1)),
-      handler_(redeemer_, limiter_),
+      handler_(redeemer_, limiter_, outcomes_),
       fd_limit_(current_fd_limit()) {
     open_socket();
 }

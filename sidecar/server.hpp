@@ -153,6 +153,7 @@ class Server {
     std::shared_ptr<const Config> config_;
 
     Redeemer redeemer_;
+    OutcomeWriter outcomes_;  // outlives handler_ and the workers
     RateLimiter limiter_;
     CurlShare curl_share_;
     RequestHandler handler_;
