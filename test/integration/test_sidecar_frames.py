@@ -52,21 +52,12 @@ class FakeSidecar:
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
-    def _read_exactly(self, c, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = c.recv(n - len(buf))
-            if not chunk:
-                raise EOFError("client closed")
-            buf += chunk
-        return buf
-
     def _serve(self):
         try:
             c, _ = self.sock.accept()
-            with c:
-                n = struct.unpack(">I", self._read_exactly(c, 4))[0]
-                payload = self._read_exactly(c, n)
+            with c, c.makefile("rb") as f:
+                n = struct.unpack(">I", f.read(4))[0]
+                payload = f.read(n)
                 hlen = struct.unpack(">I", payload[:4])[0]
                 request_id = json.loads(payload[4:4 + hlen])["id"]
                 for piece in self.answer(request_id):
