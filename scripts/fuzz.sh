@@ -20,6 +20,7 @@
 #   hostile input, from the network or from other users:
 #     wire_fuzz           45   frames read from the socket (a peer may be anything)
 #     alpaca_models_fuzz  45   Alpaca JSON from the network
+#     mcp_fuzz            30   JSON-RPC from agents at /mcp, and Alpaca's answers to its tools
 #     ticket_fuzz         35   ticket text from SQL callers (forgers)
 #     envelope_fuzz       35   alpaca_secret text from INSERT/COPY
 #     fernet_fuzz         25   tokens imported from the earlier system
@@ -49,7 +50,7 @@ for arg in "$@"; do
 done
 
 declare -A WEIGHT=(
-    [wire_fuzz]=45 [alpaca_models_fuzz]=45 [ticket_fuzz]=35 [envelope_fuzz]=35
+    [wire_fuzz]=45 [alpaca_models_fuzz]=45 [mcp_fuzz]=30 [ticket_fuzz]=35 [envelope_fuzz]=35
     [fernet_fuzz]=25 [jwt_fuzz]=25 [occ_symbol_fuzz]=20 [sidecar_config_fuzz]=15 [keyring_fuzz]=15
 )
 
