@@ -12,8 +12,8 @@ What it shows:
     it returns and its outcome row soon after, with the right application user, and
     last_used_at reaches the replica through replication;
   * what must write (creating accounts, storing, updating, deleting credentials) fails on the
-    replica with 25006, a message naming it and a hint; a sidecar pointed at the standby for
-    its redeems is refused with 25006 too;
+    replica with 25006, a message naming it and a hint; a redeem on the standby is refused
+    with 25006, and a sidecar pointed only at the standby answers a database error saying so;
   * after the primary goes away and the replica is promoted, the former replica keeps working:
     its sidecar redeems on it by itself (target_session_attrs=read-write), and it takes writes.
 
@@ -29,6 +29,7 @@ import uuid
 import psycopg
 
 import pga_stack as S
+from test_broker_calls import sidecar_request
 
 REPLICA = S.STACK.replica
 OUTCOME_BOUND = 15.0  # seconds for the outcome writer (and replication) to catch up
@@ -166,6 +167,20 @@ class Replica(unittest.TestCase):
                 sc.execute("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)", (ticket,))
         self.assertEqual(cm.exception.sqlstate, "25006")
         self.assertIn("target_session_attrs=read-write", cm.exception.diag.message_hint or "")
+        # The same through a sidecar whose conninfo names only the standby: a database error
+        # that says why, and the ticket is not spent (the primary's sidecar redeems it after).
+        main = REPLICA.sidecar.get("conninfo").split()
+        conninfo = " ".join(["host=127.0.0.1", f"port={REPLICA.cluster.port}"] +
+                            [w for w in main if not w.startswith(("host=", "port=", "target_"))])
+        wrong = S.STACK.extra_sidecar("standby-only", conninfo=conninfo).start()
+        try:
+            header, _ = sidecar_request(wrong.socket_path, "account", ticket)
+        finally:
+            wrong.stop()
+        self.assertEqual(header["outcome"], "database_error", header)
+        self.assertIn("tickets are redeemed on the primary", header["message"])
+        header, body = sidecar_request(S.ENV["PGA_SIDECAR_SOCKET"], "account", ticket)
+        self.assertEqual((header["outcome"], header["http_status"]), ("ok", 200), header)
 
     def test_4_promoted_replica_keeps_working(self):
         """Failover: the primary goes, the replica is promoted; its sidecar (conninfo: primary,
