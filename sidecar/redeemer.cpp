@@ -1,6 +1,7 @@
 #include "sidecar/redeemer.hpp"
 
 #include "sidecar/log.hpp"
+#include "sidecar/pg_result.hpp"
 #include "sidecar/pg_session.hpp"
 
 #include <cstring>
@@ -14,18 +15,7 @@ constexpr const char *kAuditCall = "SELECT alpaca._audit_trade($1, $2, $3, $4)";
 // A procedure that commits the single-use mark and the audit row before it returns the keys.
 constexpr const char *kRedeemCall = "CALL alpaca.redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
 
-struct ResultDeleter {
-    void operator()(PGresult *r) const noexcept {
-        // Wipe every value before libpq frees the block: two of them are plaintext keys.
-        for (int row = 0; row < PQntuples(r); ++row) {
-            for (int col = 0; col < PQnfields(r); ++col) {
-                secure_wipe(PQgetvalue(r, row, col), std::size_t(PQgetlength(r, row, col)));
-            }
-        }
-        PQclear(r);
-    }
-};
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
+using Result = PgResult;
 
 }  // namespace
 
@@ -169,6 +159,15 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
         if (out.status != RedeemStatus::DatabaseError) return out;
     }
     return out;
+}
+
+bool Redeemer::with_connection(Clock::time_point deadline, const std::function<bool(PGconn *)> &fn,
+                               std::string &error) {
+    Conn conn = acquire(deadline, error);
+    if (!conn) return false;
+    if (!fn(conn.get())) conn.reset();  // broken or in an unknown state: never pooled again
+    release(std::move(conn));
+    return true;
 }
 
 void Redeemer::audit_trade(const SecureBytes &ticket, const std::string &operation,

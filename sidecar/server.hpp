@@ -19,12 +19,12 @@
 #include "sidecar/http_client.hpp"
 #include "sidecar/redeemer.hpp"
 #include "sidecar/request_handler.hpp"
+#include "sidecar/metrics.hpp"
+#include "sidecar/work_queue.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -105,6 +105,13 @@ class Server {
     // request and returns. signal_fd: a signalfd for SIGHUP, SIGTERM and SIGINT.
     void run(int signal_fd);
 
+    // What the gateway (sidecar/gateway_listener.hpp) shares with the socket path: the database
+    // pool, the per-credential rate limiter, the TLS session cache and the current settings.
+    Redeemer &redeemer() noexcept { return redeemer_; }
+    RateLimiter &limiter() noexcept { return limiter_; }
+    const CurlShare &curl_share() const noexcept { return curl_share_; }
+    std::shared_ptr<const Config> current_config() const { return config(); }
+
   private:
     using Clock = std::chrono::steady_clock;
 
@@ -159,10 +166,7 @@ class Server {
     LogThrottle bad_log_{std::chrono::seconds(1)};
     LogThrottle accept_log_{std::chrono::seconds(1)};
 
-    std::mutex queue_mu_;
-    std::condition_variable queue_cv_;
-    std::deque<std::unique_ptr<Job>> queue_;
-    bool stopping_ = false;
+    WorkQueue<Job> queue_{[](std::size_t n) { metrics::set_queue_depth(n); }};
     std::vector<std::thread> workers_;
 };
 

@@ -57,7 +57,7 @@ TEST(SidecarConfig, FullFileWithCommentsQuotesAndBlankLines) {
         "ca_file = /etc/alpaca/ca.pem\n"
         "connect_timeout_ms = 100\n"
         "request_timeout_ms = 600000\n"
-        "request_deadline_ms = 3600000\n"
+        "request_deadline_ms = 55000\n"
         "max_attempts = 10\n"
         "retry_base_delay_ms = 0\n"
         "retry_max_delay_ms = 0\n"
@@ -80,7 +80,7 @@ TEST(SidecarConfig, FullFileWithCommentsQuotesAndBlankLines) {
     EXPECT_EQ(c.ca_file, "/etc/alpaca/ca.pem");
     EXPECT_EQ(c.connect_timeout_ms, 100);
     EXPECT_EQ(c.request_timeout_ms, 600000);
-    EXPECT_EQ(c.request_deadline_ms, 3600000);
+    EXPECT_EQ(c.request_deadline_ms, 55000);
     EXPECT_EQ(c.max_attempts, 10);
     EXPECT_EQ(c.retry_base_delay_ms, 0);
     EXPECT_EQ(c.retry_max_delay_ms, 0);
@@ -168,6 +168,7 @@ TEST(SidecarConfig, EachBadLineNamesFileAndLine) {
         {"connect_timeout_ms = 99", "connect_timeout_ms"},
         {"request_timeout_ms = 600001", "request_timeout_ms"},
         {"request_deadline_ms = 99", "request_deadline_ms"},
+        {"request_deadline_ms = 55001", "request_deadline_ms"},
         {"max_attempts = 0", "max_attempts"},
         {"max_attempts = 11", "max_attempts"},
         {"retry_base_delay_ms = 60001", "retry_base_delay_ms"},
@@ -387,6 +388,65 @@ TEST(SidecarConfig, LoadConfigReadsAFileAndNamesIt) {
         EXPECT_EQ(std::string(e.what()).rfind(path + ": cannot open", 0), 0u) << e.what();
     }
     ::rmdir(dir);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SidecarConfig, GatewaySettings) {
+    const Config c =
+        parse_config(kMinimal +
+                         "gateway_listen = 127.0.0.1:8443, /run/alpaca/gateway.sock, [::1]:8444\n"
+                         "data_base_url = https://data.example/\n"
+                         "gateway_allowed_hosts = gw.internal, gw.example\n"
+                         "gateway_allowed_origins = http://localhost:3000\n"
+                         "gateway_max_connections = 32\n"
+                         "gateway_max_body_bytes = 4096\n"
+                         "gateway_socket_mode = 0660\n",
+                     kFile);
+    EXPECT_EQ(c.gateway_listen, (std::vector<std::string>{
+                                    "127.0.0.1:8443", "/run/alpaca/gateway.sock", "[::1]:8444"}));
+    EXPECT_EQ(c.data_base_url, "https://data.example");
+    EXPECT_EQ(c.gateway_allowed_hosts, (std::vector<std::string>{"gw.internal", "gw.example"}));
+    EXPECT_EQ(c.gateway_max_connections, 32);
+    EXPECT_EQ(c.gateway_max_body_bytes, 4096u);
+    const Config d = parse_config(kMinimal, kFile);
+    EXPECT_TRUE(d.gateway_listen.empty()) << "the gateway is off by default";
+    EXPECT_EQ(d.data_base_url, "https://data.alpaca.markets");
+}
+
+TEST(SidecarConfig, GatewayRefusals) {
+    const struct {
+        const char *line;
+        const char *says;
+    } cases[] = {
+        {"gateway_listen = 0.0.0.0:8443\n", "needs gateway_tls_cert"},
+        {"gateway_listen = 192.168.1.5:8443\n", "not a loopback address"},
+        {"gateway_listen = localhost\n", "expected HOST:PORT"},
+        {"gateway_listen = 127.0.0.1:0\n", "port from 1 to 65535"},
+        {"gateway_listen = gw.example:8443\n", "numeric IP address"},
+        {"gateway_listen = 127.0.0.1:8443,\n", "empty item"},
+        {"gateway_listen = relative.sock\n", "expected HOST:PORT"},
+        {"data_base_url = http://data.example\n", "plain http://"},
+        {"gateway_allowed_origins = localhost:3000\n", "scheme://host"},
+        {"gateway_allowed_hosts = evil/x\n", "host names"},
+        {"gateway_socket_mode = 0666\n", "others"},
+        {"gateway_max_connections = 0\n", "from 1 to 1024"},
+        {"gateway_tls_cert = /etc/x.pem\n", "go together"},
+    };
+    for (const auto &c : cases) {
+        const Refusal r = refusal(kMinimal + c.line);
+        EXPECT_TRUE(r.threw) << c.line;
+        EXPECT_NE(r.message.find(c.says), std::string::npos) << c.line << " -> " << r.message;
+    }
+    // With TLS, any address.
+    const Config t =
+        parse_config(kMinimal +
+                         "gateway_listen = 0.0.0.0:8443\ngateway_tls_cert = /etc/c.pem\n"
+                         "gateway_tls_key = /etc/k.pem\n",
+                     kFile);
+    EXPECT_EQ(t.gateway_listen.size(), 1u);
 }
 
 }  // namespace
