@@ -11,9 +11,10 @@ What it shows:
     redeems on the primary: the primary's audit_log shows each call's decrypt row as soon as
     it returns and its outcome row soon after, with the right application user, and
     last_used_at reaches the replica through replication;
-  * what must write (creating accounts, storing, updating, deleting credentials) fails on the
-    replica with 25006, a message naming it and a hint; a redeem on the standby is refused
-    with 25006, and a sidecar pointed only at the standby answers a database error saying so;
+  * what must write (creating accounts, storing, updating, deleting credentials, opening and
+    revoking gateway sessions) fails on the replica with 25006, a message naming it and a
+    hint; a redeem on the standby is refused with 25006, and a sidecar pointed only at the
+    standby answers a database error saying so;
   * after the primary goes away and the replica is promoted, the former replica keeps working:
     its sidecar redeems on it by itself (target_session_attrs=read-write), and it takes writes.
 
@@ -153,6 +154,8 @@ class Replica(unittest.TestCase):
              "storing a credential"),
             ("SELECT alpaca_update_credential(%s, label => 'x')", (self.cred,), "updating a credential"),
             ("SELECT alpaca_delete_credential(%s)", (self.cred,), "deleting a credential"),
+            ("SELECT alpaca_open_session(%s)", (self.cred,), "opening a gateway session"),
+            ("SELECT alpaca_revoke_session(gen_random_uuid())", (), "revoking a gateway session"),
         ]
         for sql, params, what in cases:
             with self.subTest(what=what):
@@ -178,7 +181,7 @@ class Replica(unittest.TestCase):
         finally:
             wrong.stop()
         self.assertEqual(header["outcome"], "database_error", header)
-        self.assertIn("tickets are redeemed on the primary", header["message"])
+        self.assertIn("runs on the primary, not on a hot standby", header["message"])
         header, body = sidecar_request(S.ENV["PGA_SIDECAR_SOCKET"], "account", ticket)
         self.assertEqual((header["outcome"], header["http_status"]), ("ok", 200), header)
 
