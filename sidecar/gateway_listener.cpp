@@ -27,6 +27,8 @@ namespace pga::sidecar::gateway {
 namespace {
 
 constexpr std::size_t kMaxUri = 4096;
+constexpr const char *kTlsPriorities =
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE";
 
 // One request's state across libmicrohttpd's calls of the access handler.
 struct Exchange {
@@ -232,6 +234,9 @@ Listener::Listener(const Config &cfg, Deps deps)
              use_tls ? (void *)tls_cert_.c_str() : nullptr},
             {use_tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
              use_tls ? (void *)tls_key_.c_str() : nullptr},
+            // TLS 1.2 and 1.3 only, GnuTLS's secure defaults otherwise.
+            {use_tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+             use_tls ? (void *)kTlsPriorities : nullptr},
             {MHD_OPTION_END, 0, nullptr},
         };
         MHD_Daemon *d = MHD_start_daemon(flags, 0, nullptr, nullptr, &on_access, this,

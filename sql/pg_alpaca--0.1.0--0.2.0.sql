@@ -1360,9 +1360,12 @@ END $$;
 -- alpaca_maintainer (its policy shows every session's owner and hash), executable by
 -- alpaca_owner alone.
 CREATE FUNCTION alpaca._session_owner(token_hash bytea) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.owner_id FROM alpaca.sessions s WHERE s.token_hash = $1;
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- plpgsql keeps its plan for the session (a SQL function with a SET clause is planned anew
+-- on every call, and this one runs on every gateway request).
+BEGIN
+    RETURN (SELECT s.owner_id FROM alpaca.sessions s WHERE s.token_hash = _session_owner.token_hash);
+END $$;
 
 -- The session of a token, under RLS as its owner: valid (not revoked, not expired) and its
 -- credential active, else 28000 "session token is not valid" (the sidecar answers 401).

@@ -146,6 +146,10 @@ class GatewayAttacks(unittest.TestCase):
                         {"Host": "127.0.0.2"}):
             self.refused(403, "GET", "/v2/account", self.trade, 40310000, headers=headers)
             self.refused(403, "POST", "/v2/orders", self.trade, 40310000, headers=headers, body=ORDER)
+        # The same checks come first for /mcp (the MCP server's path on this listener).
+        for headers in ({"Origin": "https://evil.example"}, {"Host": f"evil.example:{port}"}):
+            self.refused(403, "POST", "/mcp", self.trade, 40310000, headers=headers,
+                         body={"jsonrpc": "2.0", "id": 1, "method": "initialize"})
         # Allowed: loopback names, no Origin.
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST"):
             self.assertEqual(G.request("GET", "/v2/clock", self.trade, headers={"Host": host})[0], 200)
