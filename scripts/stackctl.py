@@ -550,6 +550,9 @@ class Stack:
         sc = Sidecar(self, name)
         settings = self.sidecar.read_config()
         settings.update(socket_path=sc.socket_path, log_file=sc.log_path)
+        # The gateway's addresses are the first sidecar's (stack.sh gateway DIR on): a second one
+        # would not get them (pass gateway_listen in overrides to give it its own).
+        settings.pop("gateway_listen", None)
         settings.update({k: str(v) for k, v in overrides.items()})
         sc.write_config(settings)
         return sc
