@@ -1012,6 +1012,10 @@ def main():
         if fid in only:
             figures += fn(args)
     figures += more_figures(args, only)
+    if "B9" in only:  # the gateway (bench/b9_gateway.py), with this module's helpers
+        sys.path.insert(0, HERE)
+        import b9_gateway
+        figures += b9_gateway.b9(args, sys.modules[__name__])
     if "B6" in only or "B7" in only:
         figures += b6_b7(args)
     finished = datetime.datetime.now(datetime.timezone.utc)

@@ -13,7 +13,7 @@
 # check its exit status for 0 or 3).
 source "$(dirname "$0")/lib.sh"
 
-SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B10,B11 DIR=
+SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B9,B10,B11 DIR=
 while [ $# -gt 0 ]; do
     case $1 in
         --smoke) SMOKE=1; shift ;;
@@ -72,6 +72,12 @@ source "$DIR/stack.env"
 "$STACKSH" set-sidecar "$DIR" workers 64
 "$STACKSH" set-sidecar "$DIR" rate_limit_per_minute 100000
 "$STACKSH" restart-sidecar "$DIR"
+# B9: the gateway on, and the official SDKs it is measured with (pinned, test/clients).
+if [[ ",$ONLY," == *",B9,"* ]]; then
+    "$STACKSH" gateway "$DIR" on >/dev/null
+    export PGA_BUILD_DIR=$BUILD_DIR
+    ensure_test_clients
+fi
 
 if [ $SMOKE -eq 1 ]; then OUT=$DIR/results.md; else OUT=$PGA_ROOT/bench/results.md; fi
 args=(--crypto-bench "$BUILD_DIR/crypto_bench" --only "$ONLY" --out "$OUT")

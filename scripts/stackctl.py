@@ -554,10 +554,6 @@ class Stack:
         for k in ("gateway_listen", "metrics_listen"):
             settings.pop(k, None)
         settings.update(socket_path=sc.socket_path, log_file=sc.log_path)
-        # The first sidecar's listeners (gateway, metrics) stay its own: two cannot bind one
-        # address. An extra sidecar gets a listener only when an override names one.
-        for listener in ("gateway_listen", "metrics_listen"):
-            settings.pop(listener, None)
         settings.update({k: str(v) for k, v in overrides.items()})
         sc.write_config(settings)
         return sc

@@ -502,6 +502,16 @@ void check_config_environment(const Config &cfg, const std::string &filename) {
         fail_file(filename, "ca_file: cannot read " + quote_for_error(cfg.ca_file, kMaxShownPath) +
                                 ": " + std::strerror(err));
     }
+    for (const auto &[key, path] :
+         {std::pair<const char *, const std::string &>{"gateway_tls_cert", cfg.gateway_tls_cert},
+          {"gateway_tls_key", cfg.gateway_tls_key}}) {
+        if (!path.empty() && access(path.c_str(), R_OK) != 0) {
+            const int err = errno;
+            fail_file(filename, std::string(key) + ": cannot read " +
+                                    quote_for_error(path, kMaxShownPath) + ": " +
+                                    std::strerror(err));
+        }
+    }
     if (!cfg.socket_group.empty()) {
         group grp{};
         group *found = nullptr;
@@ -583,6 +593,15 @@ std::vector<std::string> restart_required_changes(const Config &a, const Config 
     if (a.gateway_tls_key != b.gateway_tls_key) out.emplace_back("gateway_tls_key");
     if (a.gateway_max_connections != b.gateway_max_connections)
         out.emplace_back("gateway_max_connections");
+    if (a.gateway_socket_mode != b.gateway_socket_mode) out.emplace_back("gateway_socket_mode");
+    if (a.gateway_allowed_hosts != b.gateway_allowed_hosts)
+        out.emplace_back("gateway_allowed_hosts");
+    if (a.gateway_allowed_origins != b.gateway_allowed_origins)
+        out.emplace_back("gateway_allowed_origins");
+    if (a.gateway_max_body_bytes != b.gateway_max_body_bytes)
+        out.emplace_back("gateway_max_body_bytes");
+    if (a.gateway_connection_timeout_s != b.gateway_connection_timeout_s)
+        out.emplace_back("gateway_connection_timeout_s");
     if (a.socket_mode != b.socket_mode) out.emplace_back("socket_mode");
     if (a.socket_group != b.socket_group) out.emplace_back("socket_group");
     if (a.conninfo != b.conninfo) out.emplace_back("conninfo");

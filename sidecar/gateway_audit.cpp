@@ -4,6 +4,7 @@
 #include "sidecar/log.hpp"
 
 #include <chrono>
+#include <optional>
 
 namespace pga::sidecar::gateway {
 
@@ -32,10 +33,23 @@ void AuditQueue::push(std::string audit_id, int http_status) {
 }
 
 void AuditQueue::loop() {
-    const auto stop_by = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(5); };
+    using Clock = std::chrono::steady_clock;
+    // Each status gets up to 5 s; once stopping, what is left gets 5 s in all, then the rest
+    // is dropped (its rows keep outcome 'pending') so that a database that is gone cannot hold
+    // up the sidecar's exit.
+    std::optional<Clock::time_point> give_up;
+    const auto stop_by = [&] {
+        const auto own = Clock::now() + std::chrono::seconds(5);
+        return give_up && *give_up < own ? *give_up : own;
+    };
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || dropped_ > 0; });
+        if (stopping_ && !give_up) give_up = Clock::now() + std::chrono::seconds(5);
+        if (give_up && Clock::now() >= *give_up && !queue_.empty()) {
+            dropped_ += queue_.size();
+            queue_.clear();
+        }
         if (dropped_ > 0) {
             const std::string n = std::to_string(dropped_);
             dropped_ = 0;

@@ -19,7 +19,7 @@ namespace pga::sidecar::gateway {
 class AuditQueue {
   public:
     explicit AuditQueue(Redeemer &db, std::size_t capacity = 4096);
-    ~AuditQueue();  // records what is queued (up to a few seconds), then stops
+    ~AuditQueue();  // records what is queued (5 s at most), then stops
     AuditQueue(const AuditQueue &) = delete;
     AuditQueue &operator=(const AuditQueue &) = delete;
 

@@ -36,8 +36,9 @@ PgResult exec(PGconn *conn, const Statement &st, const char *const *params) {
 // Runs st and classifies its end; on success calls take(result). Returns the status and
 // sets message.
 template <typename Take>
-DbStatus run(Redeemer &db, const Statement &st, const char *const *params, int want_fields,
-             Redeemer::Clock::time_point deadline, std::string &message, Take take) {
+DbStatus run_once(Redeemer &db, const Statement &st, const char *const *params, int want_fields,
+                  Redeemer::Clock::time_point deadline, std::string &message, bool &lost,
+                  Take take) {
     DbStatus status = DbStatus::Failed;
     std::string error;
     const bool got = db.with_connection(
@@ -45,6 +46,7 @@ DbStatus run(Redeemer &db, const Statement &st, const char *const *params, int w
         [&](PGconn *conn) {
             PgResult res = exec(conn, st, params);
             if (PQstatus(conn) != CONNECTION_OK) {
+                lost = true;
                 status = DbStatus::DatabaseError;
                 message = "lost the database connection: " + one_line(PQerrorMessage(conn));
                 return false;
@@ -74,6 +76,21 @@ DbStatus run(Redeemer &db, const Statement &st, const char *const *params, int w
     if (!got) {
         message = error;
         return DbStatus::DatabaseError;
+    }
+    return status;
+}
+
+// A pooled connection may have died with a PostgreSQL restart: the statement then never ran
+// (or, for the redeem, ran and committed a use record and audit row that a second run merely
+// repeats; nothing is single-use here), so one more try on a fresh connection is safe.
+template <typename Take>
+DbStatus run(Redeemer &db, const Statement &st, const char *const *params, int want_fields,
+             Redeemer::Clock::time_point deadline, std::string &message, Take take) {
+    bool lost = false;
+    DbStatus status = run_once(db, st, params, want_fields, deadline, message, lost, take);
+    if (status == DbStatus::DatabaseError && lost) {
+        lost = false;
+        status = run_once(db, st, params, want_fields, deadline, message, lost, take);
     }
     return status;
 }

@@ -27,6 +27,8 @@ namespace pga::sidecar::gateway {
 namespace {
 
 constexpr std::size_t kMaxUri = 4096;
+constexpr const char *kTlsPriorities =
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE";
 
 // One request's state across libmicrohttpd's calls of the access handler.
 struct Exchange {
@@ -115,16 +117,19 @@ void on_mhd_log(void *, const char *fmt, va_list ap) {
     log_event(LogLevel::Debug, "gateway_http", {{"message", msg}});
 }
 
+struct HeaderSink {
+    Request &req;
+    std::string repeated;  // a header that decides anything, sent twice
+};
+
 enum MHD_Result collect_header(void *cls, enum MHD_ValueKind, const char *key, const char *value) {
-    auto *req = static_cast<Request *>(cls);
+    auto *sink = static_cast<HeaderSink *>(cls);
     std::string name(key ? key : "");
     for (char &c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const std::string v = value ? value : "";
-    auto [it, fresh] = req->headers.emplace(name, v);
-    // A repeated header that decides anything is refused whole (see handle()).
+    const bool fresh = sink->req.headers.emplace(name, value ? value : "").second;
     if (!fresh && (name == "host" || name == "origin" || name == "authorization" ||
                    name == "apca-api-key-id")) {
-        req->headers["x-pga-duplicate"] = name;
+        sink->repeated = name;
     }
     return MHD_YES;
 }
@@ -165,7 +170,13 @@ enum MHD_Result on_access(void *cls, MHD_Connection *conn, const char *, const c
         const auto q = ex->uri.find('?');
         req.path = ex->uri.substr(0, q);
         if (q != std::string::npos) req.query = ex->uri.substr(q + 1);
-        MHD_get_connection_values(conn, MHD_HEADER_KIND, &collect_header, &req);
+        HeaderSink sink{req, {}};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, &collect_header, &sink);
+        if (!sink.repeated.empty()) {
+            metrics::gateway_request("none", metrics::GatewayOutcome::BadRequest);
+            return send(conn,
+                        error_response(400, 40010000, "repeated " + sink.repeated + " header"));
+        }
         req.body = std::move(ex->body);
         ex->body.clear();
         Response r = self->handle(req);
@@ -232,6 +243,9 @@ Listener::Listener(const Config &cfg, Deps deps)
              use_tls ? (void *)tls_cert_.c_str() : nullptr},
             {use_tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
              use_tls ? (void *)tls_key_.c_str() : nullptr},
+            // TLS 1.2 and 1.3 only, GnuTLS's secure defaults otherwise.
+            {use_tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+             use_tls ? (void *)kTlsPriorities : nullptr},
             {MHD_OPTION_END, 0, nullptr},
         };
         MHD_Daemon *d = MHD_start_daemon(flags, 0, nullptr, nullptr, &on_access, this,
@@ -254,11 +268,6 @@ Listener::~Listener() {
 }
 
 Response Listener::handle(const Request &req) {
-    const std::string *dup = header(req, "x-pga-duplicate");
-    if (dup != nullptr) {
-        metrics::gateway_request("none", metrics::GatewayOutcome::BadRequest);
-        return error_response(400, 40010000, "repeated " + *dup + " header");
-    }
     const std::string *host = header(req, "host");
     if (host == nullptr || !host_allowed(*host, allowed_hosts_)) {
         metrics::gateway_request("none", metrics::GatewayOutcome::Forbidden);

@@ -165,7 +165,15 @@ bool Redeemer::with_connection(Clock::time_point deadline, const std::function<b
                                std::string &error) {
     Conn conn = acquire(deadline, error);
     if (!conn) return false;
-    if (!fn(conn.get())) conn.reset();  // broken or in an unknown state: never pooled again
+    if (!fn(conn.get())) {
+        // Broken or in an unknown state: never pooled again. A lost connection usually means
+        // a PostgreSQL restart, which killed every pooled connection at once.
+        const bool lost = PQstatus(conn.get()) != CONNECTION_OK;
+        conn.reset();
+        release(std::move(conn));
+        if (lost) discard_idle();
+        return true;
+    }
     release(std::move(conn));
     return true;
 }

@@ -1622,9 +1622,11 @@ END $$;
 
 -- Which scope a gateway request needs: 'read', 'trade', 'data' (market data: either scope), or
 -- NULL (not allowed for any). path is as sent (not decoded); the sidecar has already refused
--- '%', '..', '//' and characters outside [A-Za-z0-9/._:-].
+-- '%', '..', '//' and characters outside [A-Za-z0-9/._:-]. Executable by alpaca_owner alone and
+-- called only by alpaca._session_redeem_prepare, under its pinned search_path (no SET clause of
+-- its own: that would cost a search_path change on every gateway request).
 CREATE FUNCTION alpaca._gateway_route(method text, path text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     sym constant text := '[A-Za-z0-9]+([.-][A-Za-z0-9]+)*';
     order_id constant text := '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
@@ -1656,17 +1658,22 @@ END $$;
 -- alpaca_maintainer (its policy shows every session's owner and hash), executable by
 -- alpaca_owner alone.
 CREATE FUNCTION alpaca._session_owner(token_hash bytea) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.owner_id FROM alpaca.sessions s WHERE s.token_hash = $1;
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- plpgsql keeps its plan for the session (a SQL function with a SET clause is planned anew
+-- on every call, and this one runs on every gateway request).
+BEGIN
+    RETURN (SELECT s.owner_id FROM alpaca.sessions s WHERE s.token_hash = _session_owner.token_hash);
+END $$;
 
 -- The session of a token, under RLS as its owner: valid (not revoked, not expired) and its
 -- credential active, else 28000 "session token is not valid" (the sidecar answers 401).
--- Leaves the owner set as the application user; callers end it.
+-- Leaves the owner set as the application user; callers end it. Executable by alpaca_owner
+-- alone, called only by the SECURITY DEFINER functions below under their pinned search_path
+-- (so neither SECURITY DEFINER nor a SET clause of its own, like alpaca._audit).
 CREATE FUNCTION alpaca._session_for_token(token text)
 RETURNS TABLE(session_id uuid, owner_id text, credential_id uuid, scope text, environment text,
               live_trading boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     h bytea := alpaca._session_token_hash(token);
     owner text;

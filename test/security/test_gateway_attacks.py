@@ -146,13 +146,30 @@ class GatewayAttacks(unittest.TestCase):
                         {"Host": "127.0.0.2"}):
             self.refused(403, "GET", "/v2/account", self.trade, 40310000, headers=headers)
             self.refused(403, "POST", "/v2/orders", self.trade, 40310000, headers=headers, body=ORDER)
+        # The same checks come first for /mcp (the MCP server's path on this listener).
+        for headers in ({"Origin": "https://evil.example"}, {"Host": f"evil.example:{port}"}):
+            self.refused(403, "POST", "/mcp", self.trade, 40310000, headers=headers,
+                         body={"jsonrpc": "2.0", "id": 1, "method": "initialize"})
         # Allowed: loopback names, no Origin.
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST"):
             self.assertEqual(G.request("GET", "/v2/clock", self.trade, headers={"Host": host})[0], 200)
         self.seen = G.standin_requests()
-        # No Host at all (HTTP/1.1 requires one) and two of them.
+        # No Host at all (HTTP/1.1 requires one), two of them, two tokens.
         self.assertEqual(G.request("GET", "/v2/account", self.trade, headers={"Host": ""})[0] // 100, 4)
+        self.assertEqual(self.raw(f"GET /v2/account HTTP/1.1\r\nHost: localhost\r\n"
+                                  f"Host: evil.example\r\nAPCA-API-KEY-ID: {self.trade}\r\n\r\n"), 400)
+        self.assertEqual(self.raw(f"GET /v2/account HTTP/1.1\r\nHost: localhost\r\n"
+                                  f"APCA-API-KEY-ID: {self.read}\r\n"
+                                  f"APCA-API-KEY-ID: {self.trade}\r\n\r\n"), 400)
         self.nothing_reached()
+
+    def raw(self, text):
+        """The status of a request sent byte for byte (headers http.client would not send)."""
+        import socket
+        with socket.create_connection(("127.0.0.1", G.port()), timeout=10) as s:
+            s.sendall(text.encode())
+            head = s.recv(4096).decode(errors="replace")
+        return int(head.split(" ", 2)[1])
 
     def test_bodies(self):
         self.refused(413, "POST", "/v2/orders", self.trade,

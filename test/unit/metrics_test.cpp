@@ -48,6 +48,25 @@ TEST(Metrics, RequestsAreCountedByOperationOutcomeAndEnvironment) {
         << status;
 }
 
+TEST(Metrics, GatewayRequestsByScopeAndOutcomeOnly) {
+    m::gateway_request("read", m::GatewayOutcome::Ok);
+    m::gateway_request("read", m::GatewayOutcome::Ok);
+    m::gateway_request("trade", m::GatewayOutcome::Forbidden);
+    m::gateway_request("pgas_not_a_scope", m::GatewayOutcome::Unauthorized);  // -> none
+    const std::string text = m::prometheus_text();
+    EXPECT_NE(text.find("pga_sidecar_gateway_requests_total{scope=\"read\",outcome=\"ok\"} 2\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(
+        text.find("pga_sidecar_gateway_requests_total{scope=\"trade\",outcome=\"forbidden\"} 1\n"),
+        std::string::npos);
+    EXPECT_NE(
+        text.find(
+            "pga_sidecar_gateway_requests_total{scope=\"none\",outcome=\"unauthorized\"} 1\n"),
+        std::string::npos);
+    EXPECT_EQ(text.find("pgas_"), std::string::npos);
+}
+
 TEST(Wire, StatusTakesNoTicket) {
     pga::SidecarRequest req;
     req.request_id = "s1";
