@@ -341,11 +341,10 @@ void write_tool(JsonWriter &w, const Tool &t) {
     w.EndObject();
 }
 
-ToolResult tool_error(std::string text, Json structured = {}) {
+ToolResult tool_error(std::string text) {
     ToolResult r;
     r.is_error = true;
     r.text = std::move(text);
-    r.structured = std::move(structured);
     return r;
 }
 
@@ -362,11 +361,8 @@ ToolResult alpaca_error(const gateway::Response &resp) {
     std::string text = "Alpaca refused the request (HTTP " + std::to_string(resp.status);
     if (!code.empty()) text += ", code " + code;
     text += "): " + message;
-    Json err = Json::object();
-    err.add("status", Json::number(std::to_string(resp.status)));
-    if (!code.empty()) err.add("code", Json::number(code));
-    err.add("message", Json::string(message));
-    return tool_error(std::move(text), wrap("error", std::move(err)));
+    // No structuredContent: clients validate it against the tool's outputSchema even on errors.
+    return tool_error(std::move(text));
 }
 
 }  // namespace
