@@ -24,11 +24,14 @@
 #     envelope_fuzz       35   alpaca_secret text from INSERT/COPY
 #     fernet_fuzz         25   tokens imported from the earlier system
 #     occ_symbol_fuzz     20   option symbols inside Alpaca JSON (a small parser)
+#     jwt_fuzz            25   JWTs from alpaca_set_user_jwt callers; the JWKS file
 #   operator input (root-owned files):
 #     sidecar_config_fuzz 15   the sidecar's configuration file
 #     keyring_fuzz        15   the key file
-# Longest first on 2 lanes: wire 45 + ticket 35 + fernet 25 + config 15 = 120 s and
-# alpaca 45 + envelope 35 + occ 20 + keyring 15 = 115 s.
+# Total weight 260, so with 120 s on 2 lanes a weight of 45 gets 41 s (35: 32, 25: 23, 20: 18,
+# 15: 13). Longest first, each target to the lane that frees first: wire 41 + ticket 32 +
+# fernet 23 + occ 18 = 114 s and alpaca 41 + envelope 32 + jwt 23 + config 13 + keyring 13 =
+# 122 s.
 source "$(dirname "$0")/lib.sh"
 BUILD=$PGA_ROOT/build-fuzz
 JOBS=${PGA_FUZZ_JOBS:-2}
@@ -47,7 +50,7 @@ done
 
 declare -A WEIGHT=(
     [wire_fuzz]=45 [alpaca_models_fuzz]=45 [ticket_fuzz]=35 [envelope_fuzz]=35
-    [fernet_fuzz]=25 [occ_symbol_fuzz]=20 [sidecar_config_fuzz]=15 [keyring_fuzz]=15
+    [fernet_fuzz]=25 [jwt_fuzz]=25 [occ_symbol_fuzz]=20 [sidecar_config_fuzz]=15 [keyring_fuzz]=15
 )
 
 ensure_packages

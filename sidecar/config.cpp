@@ -243,9 +243,11 @@ const std::map<std::string, Setter, std::less<>> &setters() {
          [](Config &c, const Line &l) {
              c.request_timeout_ms = long(number_in(l, "request_timeout_ms", 100, 600000));
          }},
+        // At most 55 s: a trade's audit row is recorded with its ticket after the call, and a
+        // trade ticket is valid for 60 s (alpaca._audit_trade refuses an expired one).
         {"request_deadline_ms",
          [](Config &c, const Line &l) {
-             c.request_deadline_ms = long(number_in(l, "request_deadline_ms", 100, 3600000));
+             c.request_deadline_ms = long(number_in(l, "request_deadline_ms", 100, 55000));
          }},
         {"max_attempts",
          [](Config &c, const Line &l) {

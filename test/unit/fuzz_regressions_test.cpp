@@ -3,6 +3,8 @@
 // printable ASCII and bounded, the invariant the fuzz targets assert.
 #include "common/alpaca_models.hpp"
 #include "common/envelope.hpp"
+#include "common/jwks.hpp"
+#include "common/jwt.hpp"
 #include "common/error.hpp"
 #include "common/keyring.hpp"
 #include "common/ticket.hpp"
@@ -88,6 +90,14 @@ void replay(const std::string &target, const std::string &in) {
                 EXPECT_TRUE(pga::is_printable_ascii(r.message));
             },
             120);
+    } else if (target == "jwt_fuzz") {
+        refusal([&] { (void)pga::jwt::Jwks::parse(rest, "fuzz.jwks"); }, 300);
+        try {
+            (void)pga::jwt::parse_header(pga::jwt::split(rest).header_json);
+        } catch (const pga::jwt::JwtError &e) {
+            EXPECT_LE(std::string(e.what()).size(), 200u);
+            EXPECT_TRUE(pga::is_printable_ascii(e.what())) << e.what();
+        }
     } else {
         ADD_FAILURE() << "no replay for fuzz target " << target;
     }

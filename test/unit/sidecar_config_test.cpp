@@ -57,7 +57,7 @@ TEST(SidecarConfig, FullFileWithCommentsQuotesAndBlankLines) {
         "ca_file = /etc/alpaca/ca.pem\n"
         "connect_timeout_ms = 100\n"
         "request_timeout_ms = 600000\n"
-        "request_deadline_ms = 3600000\n"
+        "request_deadline_ms = 55000\n"
         "max_attempts = 10\n"
         "retry_base_delay_ms = 0\n"
         "retry_max_delay_ms = 0\n"
@@ -80,7 +80,7 @@ TEST(SidecarConfig, FullFileWithCommentsQuotesAndBlankLines) {
     EXPECT_EQ(c.ca_file, "/etc/alpaca/ca.pem");
     EXPECT_EQ(c.connect_timeout_ms, 100);
     EXPECT_EQ(c.request_timeout_ms, 600000);
-    EXPECT_EQ(c.request_deadline_ms, 3600000);
+    EXPECT_EQ(c.request_deadline_ms, 55000);
     EXPECT_EQ(c.max_attempts, 10);
     EXPECT_EQ(c.retry_base_delay_ms, 0);
     EXPECT_EQ(c.retry_max_delay_ms, 0);
@@ -168,6 +168,7 @@ TEST(SidecarConfig, EachBadLineNamesFileAndLine) {
         {"connect_timeout_ms = 99", "connect_timeout_ms"},
         {"request_timeout_ms = 600001", "request_timeout_ms"},
         {"request_deadline_ms = 99", "request_deadline_ms"},
+        {"request_deadline_ms = 55001", "request_deadline_ms"},
         {"max_attempts = 0", "max_attempts"},
         {"max_attempts = 11", "max_attempts"},
         {"retry_base_delay_ms = 60001", "retry_base_delay_ms"},
