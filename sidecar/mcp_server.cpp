@@ -227,7 +227,12 @@ class Dispatcher {
             return error_message(id, kInvalidParams,
                                  "Unknown tool: " + quote_for_error(name->text) +
                                      " (tools/list names the tools of this session's scope)");
-        const ToolResult r = call_tool(*tool, arguments, upstream_);
+        ToolResult r;
+        try {
+            r = call_tool(*tool, arguments, upstream_);
+        } catch (const std::exception &) {  // never its text: it may name internals
+            return error_message(id, kInternalError, "Internal error: the tool call failed");
+        }
         return envelope(id, "result", [&](JsonWriter &w) {
             w.StartObject();
             w.Key("content");

@@ -60,8 +60,8 @@ Json wrap(const char *key, Json body) {
     return o;
 }
 
-using Output = std::vector<std::pair<std::string, std::string>>;
-const Output kOrderOutput{{"id", "string"}, {"symbol", "string"}, {"status", "string"}};
+const std::vector<std::pair<std::string, std::string>> kOrderOutput{
+    {"id", "string"}, {"symbol", "string"}, {"status", "string"}};
 
 std::string replace_changes_something(const Args &a) {
     for (const char *n : {"qty", "limit_price", "stop_price", "trail", "time_in_force"})
@@ -83,41 +83,46 @@ std::string close_amount_ok(const Args &a) {
     return {};
 }
 
-Tool tool(const char *name, const char *title, const char *description, bool trade = false) {
+using Output = std::vector<std::pair<std::string, std::string>>;
+
+// Appends a tool (its shape: Alpaca's answer as it is, until the caller says otherwise).
+Tool &add(std::vector<Tool> &tools, const char *name, const char *title, const char *description,
+          Output output, bool trade = false) {
     Tool x;
     x.name = name;
     x.title = title;
     x.description = description;
+    x.output = std::move(output);
     x.trade = trade;
     x.shape = keep;
-    return x;
+    tools.push_back(std::move(x));
+    return tools.back();
 }
 
 std::vector<Tool> make_tools() {
     std::vector<Tool> t;
     {
-        Tool x =
-            tool("get_account", "Account",
-                 "The Alpaca account of this session's credential: status, currency, cash, buying "
-                 "power, equity, portfolio value (decimals as strings).");
+        Tool &x =
+            add(t, "get_account", "Account",
+                "The Alpaca account of this session's credential: status, currency, cash, buying "
+                "power, equity, portfolio value (decimals as strings).",
+                {{"id", "string"}, {"status", "string"}, {"currency", "string"}});
         x.request = [](const Args &) { return UpstreamCall{"GET", "/v2/account", ""}; };
-        x.output = {{"id", "string"}, {"status", "string"}, {"currency", "string"}};
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool(
-            "get_positions", "Open positions",
-            "All open positions. Option positions carry the fields of their OCC symbol "
-            "(underlying, expiration, type, strike); options_by_underlying groups them by "
-            "underlying with exact totals of qty, market value, cost basis and unrealized P/L.");
+        Tool &x =
+            add(t, "get_positions", "Open positions",
+                "All open positions. Option positions carry the fields of their OCC symbol "
+                "(underlying, expiration, type, strike); options_by_underlying groups them by "
+                "underlying with exact totals of qty, market value, cost basis and unrealized P/L.",
+                {{"positions", "array"}, {"options_by_underlying", "array"}});
         x.request = [](const Args &) { return UpstreamCall{"GET", "/v2/positions", ""}; };
         x.shape = [](Json body, const Args &) { return positions_view(body); };
-        x.output = {{"positions", "array"}, {"options_by_underlying", "array"}};
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool("get_orders", "Orders",
-                      "Orders of the account, newest first unless direction is asc.");
+        Tool &x = add(t, "get_orders", "Orders",
+                      "Orders of the account, newest first unless direction is asc.",
+                      {{"orders", "array"}});
         x.params = {enum_param("status", "Which orders: open, closed or all",
                                {"open", "closed", "all"}, "open"),
                     integer_param("limit", "At most this many orders", 1, 500, 50),
@@ -133,28 +138,24 @@ std::vector<Tool> make_tools() {
             if (body.type != Json::Type::Array) throw ParseError("orders: not a JSON array");
             return wrap("orders", std::move(body));
         };
-        x.output = {{"orders", "array"}};
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool("get_order", "One order", "One order by its id.");
+        Tool &x = add(t, "get_order", "One order", "One order by its id.", kOrderOutput);
         x.params = {order_id_param()};
         x.request = [](const Args &a) {
             return UpstreamCall{"GET", "/v2/orders/" + arg(a, "order_id"), ""};
         };
-        x.output = kOrderOutput;
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool("get_clock", "Market clock",
-                      "Whether the market is open now, and the next open and close.");
+        Tool &x = add(t, "get_clock", "Market clock",
+                      "Whether the market is open now, and the next open and close.",
+                      {{"is_open", "boolean"}, {"next_open", "string"}, {"next_close", "string"}});
         x.request = [](const Args &) { return UpstreamCall{"GET", "/v2/clock", ""}; };
-        x.output = {{"is_open", "boolean"}, {"next_open", "string"}, {"next_close", "string"}};
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool("get_latest_quote", "Latest stock quote",
-                      "The latest bid and ask of one stock (market data).");
+        Tool &x = add(t, "get_latest_quote", "Latest stock quote",
+                      "The latest bid and ask of one stock (market data).",
+                      {{"symbol", "string"}, {"quote", "object"}});
         x.params = {string_param("symbol", "Stock symbol in upper case, e.g. AAPL or BRK.B", kStock,
                                  16, true),
                     enum_param("feed", "Market data feed", {"iex", "sip", "delayed_sip"})};
@@ -163,16 +164,14 @@ std::vector<Tool> make_tools() {
             if (a.count("feed")) path += "?feed=" + arg(a, "feed");
             return UpstreamCall{"GET", path, ""};
         };
-        x.output = {{"symbol", "string"}, {"quote", "object"}};
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool(
-            "place_order", "Place an order",
+        Tool &x = add(
+            t, "place_order", "Place an order",
             "Submits an order. Give exactly one of qty or notional, as decimal strings. Pass your "
             "own client_order_id to make a retry of this call safe: Alpaca refuses a second "
             "order with the same one. Without it a fresh id is generated.",
-            true);
+            kOrderOutput, true);
         x.params = {
             string_param("symbol",
                          "Symbol: stock (AAPL), option (OCC, AAPL240119C00190000) or "
@@ -211,15 +210,13 @@ std::vector<Tool> make_tools() {
             body.add("client_order_id", Json::string(coid.empty() ? new_client_order_id() : coid));
             return UpstreamCall{"POST", "/v2/orders", to_json(body)};
         };
-        x.output = kOrderOutput;
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool(
-            "replace_order", "Replace an order",
+        Tool &x = add(
+            t, "replace_order", "Replace an order",
             "Replaces a working order with new qty, prices or time in force; Alpaca answers with "
             "the new order (the old one becomes replaced).",
-            true);
+            kOrderOutput, true);
         x.params = {order_id_param(),
                     decimal_param("qty", "New quantity"),
                     decimal_param("limit_price", "New limit price"),
@@ -236,12 +233,11 @@ std::vector<Tool> make_tools() {
                 params);
             return UpstreamCall{"PATCH", "/v2/orders/" + arg(a, "order_id"), to_json(body)};
         };
-        x.output = kOrderOutput;
-        t.push_back(std::move(x));
     }
     {
-        Tool x =
-            tool("cancel_order", "Cancel an order", "Asks Alpaca to cancel a working order.", true);
+        Tool &x =
+            add(t, "cancel_order", "Cancel an order", "Asks Alpaca to cancel a working order.",
+                {{"order_id", "string"}, {"cancel_requested", "boolean"}}, true);
         x.idempotent = true;
         x.params = {order_id_param()};
         x.request = [](const Args &a) {
@@ -253,15 +249,13 @@ std::vector<Tool> make_tools() {
                 .add("cancel_requested", Json::boolean(true));
             return o;
         };
-        x.output = {{"order_id", "string"}, {"cancel_requested", "boolean"}};
-        t.push_back(std::move(x));
     }
     {
-        Tool x = tool(
-            "close_position", "Close a position",
+        Tool &x = add(
+            t, "close_position", "Close a position",
             "Closes a position (all of it, or qty, or a percentage) with a market order; Alpaca "
             "answers with that order.",
-            true);
+            kOrderOutput, true);
         x.params = {string_param("symbol", "The position's symbol (BTC/USD and BTCUSD alike)",
                                  kSymbol, 32, true),
                     decimal_param("qty", "Close this quantity"),
@@ -276,8 +270,6 @@ std::vector<Tool> make_tools() {
             if (a.count("percentage")) path += "?percentage=" + arg(a, "percentage");
             return UpstreamCall{"DELETE", path, ""};
         };
-        x.output = kOrderOutput;
-        t.push_back(std::move(x));
     }
     return t;
 }

@@ -224,3 +224,27 @@ TEST(McpServer, WwwAuthenticate) {
 }
 
 }  // namespace
+
+namespace {
+
+struct ThrowingUpstream : pga::sidecar::gateway::Upstream {
+    pga::sidecar::gateway::Response call(const std::string &, const std::string &,
+                                         const std::string &) override {
+        throw std::runtime_error("db connection string host=secret");
+    }
+};
+
+TEST(McpServer, AnUpstreamThatThrowsIsAnInternalErrorWithoutItsText) {
+    ThrowingUpstream up;
+    const auto r = pga::sidecar::mcp::handle(
+        pga_test::mcp_request(R"({"jsonrpc":"2.0","id":3,"method":"tools/call",)"
+                              R"("params":{"name":"get_clock"}})"),
+        pga_test::session("read"), up);
+    EXPECT_EQ(r.status, 200);
+    const auto j = pga::sidecar::mcp::parse_json(r.body);
+    EXPECT_EQ(pga_test::error_code(j), -32603);
+    EXPECT_EQ(j.find("id")->text, "3");
+    EXPECT_EQ(r.body.find("secret"), std::string::npos);
+}
+
+}  // namespace
