@@ -20,6 +20,7 @@ constexpr std::string_view kSalt = "pg_alpaca";
 constexpr std::string_view kInfoData = "pg_alpaca data-key v1";
 constexpr std::string_view kInfoTicket = "pg_alpaca ticket-mac v1";
 constexpr std::string_view kInfoFingerprint = "pg_alpaca fingerprint v1";
+constexpr std::string_view kInfoSession = "pg_alpaca session-token v1";
 constexpr std::size_t kMaxKeyFileSize = 1 << 20;
 
 constexpr std::size_t kMaxShownPath = 200;
@@ -84,6 +85,7 @@ KeyEntry KeyRing::derive(std::uint32_t id, const std::uint8_t master[kAesKeyLen]
     e.data_cipher = std::make_unique<AesGcm>(data_key.data());
     e.ticket_key = hkdf_sha256(master, kAesKeyLen, salt, kSalt.size(), kInfoTicket, 32);
     e.fingerprint_key = hkdf_sha256(master, kAesKeyLen, salt, kSalt.size(), kInfoFingerprint, 32);
+    e.session_key = hkdf_sha256(master, kAesKeyLen, salt, kSalt.size(), kInfoSession, 32);
     return e;
 }
 

@@ -7,6 +7,7 @@
 //   data key         info "pg_alpaca data-key v1"     -> AES-256-GCM for alpaca_secret
 //   ticket MAC key   info "pg_alpaca ticket-mac v1"   -> HMAC-SHA256 for tickets
 //   fingerprint key  info "pg_alpaca fingerprint v1"  -> HMAC-SHA256 duplicate detection
+//   session key      info "pg_alpaca session-token v1" -> HMAC-SHA256 of gateway session tokens
 #pragma once
 #include "cpp_only.hpp"
 #include "crypto.hpp"
@@ -24,6 +25,7 @@ struct KeyEntry {
     std::uint32_t id = 0;
     SecureBytes ticket_key;       // 32 bytes
     SecureBytes fingerprint_key;  // 32 bytes
+    SecureBytes session_key;      // 32 bytes
     std::unique_ptr<AesGcm> data_cipher;
 };
 

@@ -26,8 +26,9 @@ emit_log_hook_type g_previous_hook = nullptr;
 bool g_redaction_enabled = true;
 char *g_redact_functions = nullptr;  // GUC storage; the parsed list is g_extra
 
-// Functions whose arguments carry plaintext keys, tickets, JWTs or Fernet material (matched as
-// bare names, case-insensitively, so "alpaca"."_seal" and ALPACA_STORE_CREDENTIAL match too).
+// Functions whose arguments carry plaintext keys, tickets, session tokens, JWTs or Fernet
+// material (matched as bare names, case-insensitively, so "alpaca"."_seal" and
+// ALPACA_STORE_CREDENTIAL match too).
 const char *const kSensitiveNames[] = {
     "alpaca_store_credential",
     "alpaca_update_credential",
@@ -51,6 +52,15 @@ const char *const kSensitiveNames[] = {
     "_alpaca_get",
     "_alpaca_send",
     "_audit_trade",
+    // Gateway session tokens (pgas_...): the procedure and functions that take one, and the
+    // token's own prefix, so a token passed as a literal or bind value to any function (an
+    // application's wrapper, a cast that fails) is masked too.
+    "redeem_session",
+    "_gateway_session",
+    "_session_token_hash",
+    "_session_for_token",
+    "_session_redeem_prepare",
+    "pgas_",
 };
 const char kRedacted[] = "[redacted by pg_alpaca]";
 const char kAuditPrefix[] = "AUDIT: ";

@@ -2,6 +2,7 @@
 #include "extension/jwt_functions.hpp"
 #include "extension/log_redaction.hpp"
 #include "extension/preload_check.hpp"
+#include "extension/session_tokens.hpp"
 #include "extension/sidecar_transport.hpp"
 #include "extension/vault_state.hpp"
 
@@ -18,6 +19,7 @@ void _PG_init(void) {
     pga::ext::define_vault_gucs();
     pga::ext::define_sidecar_gucs();
     pga::ext::define_jwt_gucs();
+    pga::ext::define_session_gucs();
     pga::ext::install_log_redaction();
     pga::ext::note_preload();
     MarkGUCPrefixReserved("pg_alpaca");

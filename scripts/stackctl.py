@@ -759,6 +759,33 @@ class Stack:
         self.stop_standin()
         self.start_standin()
 
+    # -- the gateway --------------------------------------------------------------------------
+    @property
+    def gateway_socket(self):
+        return os.path.join(self.sidecar_dir, "gateway.sock")
+
+    def gateway_on(self):
+        """Turns the sidecar's gateway on: a loopback port of its own and a unix socket in the
+        sidecar's folder, market data from the stand-in's paper listener. Restarts the sidecar
+        when that changes its settings. Returns the gateway's URL (http://127.0.0.1:PORT)."""
+        st = self.state
+        port = st.get("gateway_port") or free_port()
+        listen = f"127.0.0.1:{port}, {self.gateway_socket}"
+        if self.sidecar.get("gateway_listen") != listen:
+            self.sidecar.set("gateway_listen", listen)
+            self.sidecar.set("data_base_url", self.sidecar.get("paper_base_url"))
+            self.sidecar.restart()
+            st["gateway_port"] = port
+            self._state = st
+            self._write_state()
+        return f"http://127.0.0.1:{port}"
+
+    def gateway_off(self):
+        if self.sidecar.get("gateway_listen") is not None:
+            self.sidecar.set("gateway_listen", None)
+            self.sidecar.set("data_base_url", None)
+            self.sidecar.restart()
+
     # -- keys ---------------------------------------------------------------------------------
     def add_key(self):
         """Appends the next key to the key file (as its owner, the runner) and reloads."""
@@ -787,6 +814,9 @@ USAGE = """scripts/stack.sh COMMAND DIR [ARGS]   (a throwaway pg_alpaca stack in
   set-sidecar DIR KEY [VALUE]   edit the sidecar's configuration (no VALUE: remove the key);
                                 takes effect at reload-sidecar or restart-sidecar
   restart-standin DIR           restart the Alpaca stand-in
+  gateway DIR on|off            the sidecar's REST gateway (and /mcp): on = gateway_listen on a
+                                free loopback port plus DIR/sidecar/gateway.sock, data_base_url
+                                = the stand-in; restarts the sidecar; prints the gateway's URL
   add-key DIR                   append a new key to the key file (it becomes primary), reload
   bare-up DIR KEYFILE           a bare cluster (no sidecar, no stand-in) with a copy of KEYFILE;
                                 prints its port (its socket folder is DIR/run)
@@ -850,6 +880,10 @@ def main(argv):
             st.sidecar.set(args[0], args[1] if len(args) == 2 else None)
         elif cmd == "restart-standin":
             st.restart_standin()
+        elif cmd == "gateway" and args == ["on"]:
+            print(st.gateway_on())
+        elif cmd == "gateway" and args == ["off"]:
+            st.gateway_off()
         elif cmd == "add-key":
             st.add_key()
         else:

@@ -111,6 +111,9 @@ if [ "$rc" -ne 0 ]; then
 fi
 record "pg_regress" $((r_total - r_failed > 0 ? r_total - r_failed : 0)) "$r_failed"
 
+log "test clients (official SDKs, pinned: test/clients)"
+ensure_test_clients
+
 shopt -s nullglob
 for t in "$PGA_ROOT"/test/integration/test_*.py; do
     name=$(basename "$t" .py)

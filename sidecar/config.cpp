@@ -4,7 +4,9 @@
 #include "common/error.hpp"
 #include "sidecar/metrics.hpp"
 
+#include <arpa/inet.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <libpq-fe.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -172,6 +174,39 @@ std::string absolute_path_in(const Line &l, const char *key) {
     return std::string(l.value);
 }
 
+// A comma-separated list; items trimmed, empty items refused.
+std::vector<std::string> list_in(const Line &l) {
+    std::vector<std::string> out;
+    std::string_view rest = l.value;
+    while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        const std::string_view item = trim(rest.substr(0, comma));
+        if (item.empty()) l.fail("empty item in a comma-separated list");
+        out.emplace_back(item);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+        if (trim(rest).empty()) l.fail("empty item in a comma-separated list");
+    }
+    return out;
+}
+
+unsigned octal_mode_in(const Line &l, const char *key) {
+    std::string_view v = l.value;
+    bool ok = !v.empty() && v.size() <= 4;
+    unsigned mode = 0;
+    for (char ch : v) {
+        if (ch < '0' || ch > '7') ok = false;
+        mode = mode * 8 + static_cast<unsigned>(ch - '0');
+    }
+    if (!ok || mode > 0777) {
+        l.fail(std::string(key) + ": expected an octal mode such as 0660, got " + shown(v));
+    }
+    if (mode & 0007) {
+        l.fail(std::string(key) + ": must not give access to others (use the group, e.g. 0660)");
+    }
+    return mode;
+}
+
 using Setter = std::function<void(Config &, const Line &)>;
 
 const std::map<std::string, Setter, std::less<>> &setters() {
@@ -187,19 +222,7 @@ const std::map<std::string, Setter, std::less<>> &setters() {
          }},
         {"socket_mode",
          [](Config &c, const Line &l) {
-             std::string_view v = l.value;
-             bool ok = !v.empty() && v.size() <= 4;
-             unsigned mode = 0;
-             for (char ch : v) {
-                 if (ch < '0' || ch > '7') ok = false;
-                 mode = mode * 8 + static_cast<unsigned>(ch - '0');
-             }
-             if (!ok || mode > 0777) {
-                 l.fail("socket_mode: expected an octal mode such as 0660, got " + shown(v));
-             }
-             if (mode & 0007) {
-                 l.fail("socket_mode: must not give access to others (use the group, e.g. 0660)");
-             }
+             const unsigned mode = octal_mode_in(l, "socket_mode");
              if ((mode & 0600) != 0600) {
                  l.fail("socket_mode: the owner needs read and write (e.g. 0660)");
              }
@@ -291,6 +314,61 @@ const std::map<std::string, Setter, std::less<>> &setters() {
              if (!metrics::parse_listen(l.value, host, port, why)) l.fail(why);
              c.metrics_listen = host.empty() ? std::string() : std::string(l.value);
          }},
+        {"gateway_listen",
+         [](Config &c, const Line &l) {
+             c.gateway_listen.clear();
+             for (const std::string &item : list_in(l)) {
+                 if (item == "off") continue;
+                 GatewayAddress a;
+                 std::string why;
+                 if (!parse_gateway_address(item, a, why)) l.fail("gateway_listen: " + why);
+                 c.gateway_listen.push_back(item);
+             }
+         }},
+        {"gateway_tls_cert",
+         [](Config &c, const Line &l) {
+             c.gateway_tls_cert = absolute_path_in(l, "gateway_tls_cert");
+         }},
+        {"gateway_tls_key",
+         [](Config &c, const Line &l) {
+             c.gateway_tls_key = absolute_path_in(l, "gateway_tls_key");
+         }},
+        {"gateway_socket_mode",
+         [](Config &c, const Line &l) {
+             c.gateway_socket_mode = mode_t(octal_mode_in(l, "gateway_socket_mode"));
+         }},
+        {"data_base_url",
+         [](Config &c, const Line &l) { c.data_base_url = base_url_in(l, "data_base_url"); }},
+        {"gateway_allowed_hosts",
+         [](Config &c, const Line &l) {
+             c.gateway_allowed_hosts = list_in(l);
+             for (const std::string &h : c.gateway_allowed_hosts) {
+                 if (h.find_first_of("/@ ") != std::string::npos)
+                     l.fail("gateway_allowed_hosts: expected host names, got " + shown(h));
+             }
+         }},
+        {"gateway_allowed_origins",
+         [](Config &c, const Line &l) {
+             c.gateway_allowed_origins = list_in(l);
+             for (const std::string &o : c.gateway_allowed_origins) {
+                 if ((o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) || o.back() == '/')
+                     l.fail("gateway_allowed_origins: expected scheme://host[:port], got " +
+                            shown(o));
+             }
+         }},
+        {"gateway_max_connections",
+         [](Config &c, const Line &l) {
+             c.gateway_max_connections = int(number_in(l, "gateway_max_connections", 1, 1024));
+         }},
+        {"gateway_max_body_bytes",
+         [](Config &c, const Line &l) {
+             c.gateway_max_body_bytes =
+                 std::size_t(number_in(l, "gateway_max_body_bytes", 256, 1048576));
+         }},
+        {"gateway_connection_timeout_s",
+         [](Config &c, const Line &l) {
+             c.gateway_connection_timeout_s = number_in(l, "gateway_connection_timeout_s", 1, 3600);
+         }},
     };
     return table;
 }
@@ -378,6 +456,21 @@ Config parse_config(std::string_view text, const std::string &filename) {
     }
 
     if (cfg.socket_path.empty()) fail_file(filename, "socket_path is required");
+    if (cfg.gateway_tls_cert.empty() != cfg.gateway_tls_key.empty()) {
+        fail_file(filename,
+                  "gateway_tls_cert and gateway_tls_key go together: set both or neither");
+    }
+    for (const std::string &item : cfg.gateway_listen) {
+        GatewayAddress a;
+        std::string why;
+        parse_gateway_address(item, a, why);
+        if (!a.is_unix && !a.loopback && cfg.gateway_tls_cert.empty()) {
+            fail_at(filename, seen.find("gateway_listen")->second,
+                    "gateway_listen: " + shown(item) +
+                        " is not a loopback address; it needs gateway_tls_cert and "
+                        "gateway_tls_key (tokens would cross the network unencrypted)");
+        }
+    }
     if (cfg.retry_max_delay_ms < cfg.retry_base_delay_ms) {
         fail_at(filename,
                 seen.count("retry_max_delay_ms") ? seen.find("retry_max_delay_ms")->second
@@ -434,10 +527,62 @@ void check_config_environment(const Config &cfg, const std::string &filename) {
     }
 }
 
+bool parse_gateway_address(std::string_view text, GatewayAddress &out, std::string &why) {
+    out = GatewayAddress{};
+    if (!text.empty() && text.front() == '/') {
+        for (char c : text) {
+            if (static_cast<unsigned char>(c) <= 0x20) {
+                why = "a socket path must not contain spaces or control characters";
+                return false;
+            }
+        }
+        if (text.size() >= sizeof(sockaddr_un{}.sun_path)) {
+            why = "socket path longer than " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+                  " bytes";
+            return false;
+        }
+        out.is_unix = true;
+        out.path = std::string(text);
+        return true;
+    }
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+        why = "expected HOST:PORT or an absolute unix socket path, got " + shown(text);
+        return false;
+    }
+    std::string_view host = text.substr(0, colon);
+    long long port = 0;
+    if (!parse_decimal(text.substr(colon + 1), 1, 65535, port)) {
+        why = "expected a port from 1 to 65535 in " + shown(text);
+        return false;
+    }
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    in_addr v4{};
+    in6_addr v6{};
+    const std::string h(host == "localhost" ? std::string_view("127.0.0.1") : host);
+    if (inet_pton(AF_INET, h.c_str(), &v4) == 1) {
+        out.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+    } else if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+        out.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+    } else {
+        why = "expected a numeric IP address (or localhost) in " + shown(text);
+        return false;
+    }
+    out.host = h;
+    out.port = int(port);
+    return true;
+}
+
 std::vector<std::string> restart_required_changes(const Config &a, const Config &b) {
     std::vector<std::string> out;
     if (a.socket_path != b.socket_path) out.emplace_back("socket_path");
     if (a.metrics_listen != b.metrics_listen) out.emplace_back("metrics_listen");
+    if (a.gateway_listen != b.gateway_listen) out.emplace_back("gateway_listen");
+    if (a.gateway_tls_cert != b.gateway_tls_cert) out.emplace_back("gateway_tls_cert");
+    if (a.gateway_tls_key != b.gateway_tls_key) out.emplace_back("gateway_tls_key");
+    if (a.gateway_max_connections != b.gateway_max_connections)
+        out.emplace_back("gateway_max_connections");
     if (a.socket_mode != b.socket_mode) out.emplace_back("socket_mode");
     if (a.socket_group != b.socket_group) out.emplace_back("socket_group");
     if (a.conninfo != b.conninfo) out.emplace_back("conninfo");

@@ -45,7 +45,31 @@ struct Config {
     // Connections accepted but not yet through their frame; beyond it the oldest is closed.
     std::size_t max_pending_connections = 256;
     std::string metrics_listen;  // empty: off; else a loopback HOST:PORT (sidecar/metrics.hpp)
+
+    // The gateway (sidecar/gateway_listener.hpp): off unless gateway_listen names at least one
+    // address. Each entry is a HOST:PORT (loopback unless TLS is configured) or an absolute
+    // unix socket path.
+    std::vector<std::string> gateway_listen;
+    std::string gateway_tls_cert, gateway_tls_key;  // PEM files; both or neither
+    mode_t gateway_socket_mode = 0660;              // unix socket entries
+    std::string data_base_url = "https://data.alpaca.markets";
+    std::vector<std::string> gateway_allowed_hosts;    // beyond localhost, 127.0.0.1, [::1]
+    std::vector<std::string> gateway_allowed_origins;  // exact scheme://host[:port]
+    int gateway_max_connections = 64;                  // one thread each, at most
+    std::size_t gateway_max_body_bytes = 16384;        // request body cap (413 beyond)
+    long gateway_connection_timeout_s = 30;            // idle or slow client connections
 };
+
+// One gateway_listen entry: a TCP HOST:PORT or a unix socket path.
+struct GatewayAddress {
+    bool is_unix = false;
+    std::string path;  // unix
+    std::string host;  // tcp: "127.0.0.1", "::1", "0.0.0.0", ...
+    int port = 0;
+    bool loopback = false;
+};
+// Parses one entry; false with why when it is not one.
+bool parse_gateway_address(std::string_view text, GatewayAddress &out, std::string &why);
 
 // Parse config text. `filename` is used only in messages.
 Config parse_config(std::string_view text, const std::string &filename);

@@ -17,10 +17,10 @@ namespace pga::sidecar::gateway {
 
 // One HTTP request as the listener received it.
 struct Request {
-    std::string method;                         // upper case: GET, POST, PATCH, DELETE, ...
-    std::string path;                           // as sent, without the query (not decoded)
-    std::string query;                          // as sent, without the '?'; may be empty
-    std::map<std::string, std::string> headers; // names in lower case
+    std::string method;                          // upper case: GET, POST, PATCH, DELETE, ...
+    std::string path;                            // as sent, without the query (not decoded)
+    std::string query;                           // as sent, without the '?'; may be empty
+    std::map<std::string, std::string> headers;  // names in lower case
     std::string body;
 };
 

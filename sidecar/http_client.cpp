@@ -82,8 +82,16 @@ std::size_t on_header(char *data, std::size_t size, std::size_t n, void *user) {
     if (line.rfind("HTTP/", 0) == 0) {  // a new response (e.g. after 100-continue)
         t->resp->ratelimit_reset.reset();
         t->resp->retry_after.reset();
+        t->resp->ratelimit_limit.clear();
+        t->resp->ratelimit_remaining.clear();
+        t->resp->ratelimit_reset_text.clear();
     } else if (header_is(line, "x-ratelimit-reset", value)) {
         t->resp->ratelimit_reset = parse_seconds(value);
+        if (t->resp->ratelimit_reset) t->resp->ratelimit_reset_text = std::string(value);
+    } else if (header_is(line, "x-ratelimit-limit", value)) {
+        if (parse_seconds(value)) t->resp->ratelimit_limit = std::string(value);
+    } else if (header_is(line, "x-ratelimit-remaining", value)) {
+        if (parse_seconds(value)) t->resp->ratelimit_remaining = std::string(value);
     } else if (header_is(line, "retry-after", value)) {
         t->resp->retry_after = parse_seconds(value);
     }

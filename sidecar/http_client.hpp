@@ -61,6 +61,8 @@ struct HttpResponse {
     std::string body;
     std::optional<std::int64_t> ratelimit_reset;  // X-RateLimit-Reset, Unix seconds
     std::optional<std::int64_t> retry_after;      // Retry-After, seconds
+    // X-RateLimit-Limit, -Remaining and -Reset as Alpaca sent them (the gateway passes them on).
+    std::string ratelimit_limit, ratelimit_remaining, ratelimit_reset_text;
 };
 
 class HttpClient {

@@ -4,6 +4,7 @@
 #include "common/version.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/config_check.hpp"
+#include "sidecar/gateway_listener.hpp"
 #include "sidecar/http_client.hpp"
 #include "sidecar/log.hpp"
 #include "sidecar/metrics.hpp"
@@ -139,6 +140,13 @@ int main(int argc, char **argv) {
         http_global_init();
         const metrics::MetricsServer metrics_http(cfg.metrics_listen);
         Server server(config_path, cfg);
+        // The gateway (off unless gateway_listen is set) shares the database pool, the rate
+        // limiter and the TLS session cache; it stops before the audit queue drains.
+        gateway::ClientPool gateway_clients(server.curl_share());
+        gateway::AuditQueue gateway_audit(server.redeemer());
+        gateway::Listener gateway(
+            cfg, gateway::Deps{server.redeemer(), server.limiter(), gateway_clients, gateway_audit,
+                               [&server] { return server.current_config(); }});
         server.run(sfd);
     } catch (const std::exception &e) {
         log_event(LogLevel::Error, "fatal", {{"message", e.what()}});

@@ -49,6 +49,7 @@ struct Registry {
     std::atomic<std::uint64_t> other_ops{0};  // names beyond kMaxOps (never expected)
     Hist hists[3];
     std::atomic<std::uint64_t> retries{0}, rate_waits{0}, requests{0}, failed{0};
+    std::atomic<std::uint64_t> gateway[3][kGatewayOutcomes] = {};  // scope x outcome
     std::atomic<std::int64_t> queue_depth{0}, busy{0};
     std::atomic<int> workers{0};
     std::atomic<std::size_t> max_queue{0};
@@ -166,6 +167,15 @@ void observe(Histogram h, Clock::time_point started) {
     observe_seconds(reg().hists[int(h)], since(started));
 }
 
+constexpr const char *kGatewayScopes[3] = {"read", "trade", "none"};
+constexpr const char *kGatewayOutcomeNames[kGatewayOutcomes] = {
+    "ok", "unauthorized", "forbidden", "bad_request", "upstream_error", "unavailable"};
+
+void gateway_request(std::string_view scope, GatewayOutcome outcome) {
+    const int s = scope == "read" ? 0 : scope == "trade" ? 1 : 2;
+    reg().gateway[s][int(outcome)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void count_retry() {
     reg().retries.fetch_add(1, std::memory_order_relaxed);
 }
@@ -225,6 +235,18 @@ std::string prometheus_text() {
                      "s\"} %llu",
                      s.name, outcome_name(Outcome(o)), kEnvNames[e], (unsigned long long)n);
             }
+        }
+    }
+    line(out,
+         "# HELP pga_sidecar_gateway_requests_total Gateway requests answered, by session scope "
+         "and outcome.");
+    line(out, "# TYPE pga_sidecar_gateway_requests_total counter");
+    for (int sc = 0; sc < 3; ++sc) {
+        for (int o = 0; o < kGatewayOutcomes; ++o) {
+            const auto n = r.gateway[sc][o].load(std::memory_order_relaxed);
+            if (n == 0) continue;
+            line(out, "pga_sidecar_gateway_requests_total{scope=\"%s\",outcome=\"%s\"} %llu",
+                 kGatewayScopes[sc], kGatewayOutcomeNames[o], (unsigned long long)n);
         }
     }
     render_hist(out, "pga_sidecar_request_duration_seconds",

@@ -25,6 +25,11 @@ void request_done(std::string_view operation, Outcome outcome, std::string_view 
                   Clock::time_point started, const std::string &message);
 void observe(Histogram h, Clock::time_point started);
 void count_retry();
+// One gateway request answered (sidecar/gateway_*): scope "read", "trade" or "none" (no valid
+// session); outcome one of kGatewayOutcomes. Labels never carry ids or tokens.
+enum class GatewayOutcome { Ok, Unauthorized, Forbidden, BadRequest, Upstream, Unavailable };
+constexpr int kGatewayOutcomes = 6;
+void gateway_request(std::string_view scope, GatewayOutcome outcome);
 void count_rate_wait();
 void set_queue_depth(std::size_t depth);
 // Busy workers: one alive per request being served.

@@ -1,6 +1,7 @@
 #include "sidecar/redeemer.hpp"
 
 #include "sidecar/log.hpp"
+#include "sidecar/pg_result.hpp"
 
 #include <cstring>
 
@@ -19,27 +20,7 @@ constexpr const char *kHasExtension =
 // A procedure that commits the single-use mark and the audit row before it returns the keys.
 constexpr const char *kRedeemCall = "CALL alpaca.redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
 
-struct ResultDeleter {
-    void operator()(PGresult *r) const noexcept {
-        // Wipe every value before libpq frees the block: two of them are plaintext keys.
-        for (int row = 0; row < PQntuples(r); ++row) {
-            for (int col = 0; col < PQnfields(r); ++col) {
-                secure_wipe(PQgetvalue(r, row, col), std::size_t(PQgetlength(r, row, col)));
-            }
-        }
-        PQclear(r);
-    }
-};
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
-
-std::string one_line(const char *s) {
-    std::string out = s ? s : "";
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-    for (char &c : out) {
-        if (c == '\n' || c == '\t') c = ' ';
-    }
-    return out;
-}
+using Result = PgResult;
 
 }  // namespace
 
@@ -194,6 +175,15 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
         if (out.status != RedeemStatus::DatabaseError) return out;
     }
     return out;
+}
+
+bool Redeemer::with_connection(Clock::time_point deadline, const std::function<bool(PGconn *)> &fn,
+                               std::string &error) {
+    Conn conn = acquire(deadline, error);
+    if (!conn) return false;
+    if (!fn(conn.get())) conn.reset();  // broken or in an unknown state: never pooled again
+    release(std::move(conn));
+    return true;
 }
 
 void Redeemer::audit_trade(const SecureBytes &ticket, const std::string &operation,

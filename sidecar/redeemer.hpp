@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,6 +57,12 @@ class Redeemer {
 
     // Connections currently open (idle + in use), for the status log.
     int open_connections();
+
+    // Runs fn on a pooled connection (autocommit, search_path pinned empty). fn returns
+    // whether the connection is still good to keep. False with error when none came before the
+    // deadline. For the gateway's statements (sidecar/gateway_db.hpp).
+    bool with_connection(Clock::time_point deadline, const std::function<bool(PGconn *)> &fn,
+                         std::string &error);
 
   private:
     struct ConnDeleter {

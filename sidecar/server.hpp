@@ -105,6 +105,13 @@ class Server {
     // request and returns. signal_fd: a signalfd for SIGHUP, SIGTERM and SIGINT.
     void run(int signal_fd);
 
+    // What the gateway (sidecar/gateway_listener.hpp) shares with the socket path: the database
+    // pool, the per-credential rate limiter, the TLS session cache and the current settings.
+    Redeemer &redeemer() noexcept { return redeemer_; }
+    RateLimiter &limiter() noexcept { return limiter_; }
+    const CurlShare &curl_share() const noexcept { return curl_share_; }
+    std::shared_ptr<const Config> current_config() const { return config(); }
+
   private:
     using Clock = std::chrono::steady_clock;
 

@@ -1209,3 +1209,272 @@ GRANT EXECUTE ON FUNCTION alpaca._audit_trade(text, text, text, text) TO alpaca_
 -- alpaca._end_user (created at the top) is the extension's own.
 REVOKE ALL ON FUNCTION alpaca._end_user() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._end_user() TO alpaca_owner;
+
+--------------------------------------------------------------------------------------------
+-- Gateway sessions (README, "The gateway"): a token for one credential and one scope that is
+-- worth nothing outside the sidecar's gateway. The token (pgas_..., 192 random bits) is shown
+-- once by alpaca_open_session; the table keeps only its keyed hash (HMAC under a key derived
+-- from the key ring, extension/session_tokens.cpp). The sidecar checks a token on every
+-- request, so a revoked or expired one stops at the next request.
+--------------------------------------------------------------------------------------------
+CREATE FUNCTION alpaca._mint_session_token(OUT token text, OUT token_hash bytea)
+    AS 'MODULE_PATHNAME', 'pga_mint_session_token' LANGUAGE C VOLATILE;
+CREATE FUNCTION alpaca._session_token_hash(token text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'pga_session_token_hash' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION alpaca._max_session_ttl() RETURNS int
+    AS 'MODULE_PATHNAME', 'pga_max_session_ttl' LANGUAGE C STABLE;
+
+CREATE TABLE alpaca.sessions (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    owner_id      text NOT NULL CHECK (owner_id <> ''),
+    credential_id uuid NOT NULL REFERENCES alpaca.credentials (id) ON DELETE CASCADE,
+    scope         text NOT NULL CHECK (scope IN ('read', 'trade')),
+    label         text CHECK (length(label) <= 200),
+    token_hash    bytea NOT NULL UNIQUE CHECK (octet_length(token_hash) = 32),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    last_used_at  timestamptz,
+    revoked_at    timestamptz
+);
+CREATE INDEX sessions_owner_idx ON alpaca.sessions (owner_id);
+CREATE INDEX sessions_credential_idx ON alpaca.sessions (credential_id);
+ALTER TABLE alpaca.sessions OWNER TO alpaca_owner;
+ALTER TABLE alpaca.sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE alpaca.sessions FORCE ROW LEVEL SECURITY;
+CREATE POLICY sessions_owner ON alpaca.sessions
+    USING (owner_id = @extschema@.alpaca_current_user())
+    WITH CHECK (owner_id = @extschema@.alpaca_current_user());
+-- alpaca_maintainer finds the owner of a presented token (alpaca._session_owner), nothing else.
+CREATE POLICY sessions_maintainer_lookup ON alpaca.sessions FOR SELECT TO alpaca_maintainer
+    USING (true);
+-- The gateway's audit row is written as 'pending' and gets the HTTP status afterwards
+-- (alpaca._gateway_status; an UPDATE's new row must pass a SELECT policy too). The
+-- maintainer's column grants show it only id, action and outcome.
+CREATE POLICY audit_log_gateway_rows ON alpaca.audit_log FOR SELECT TO alpaca_maintainer
+    USING (action = 'gateway');
+CREATE POLICY audit_log_gateway_status ON alpaca.audit_log FOR UPDATE TO alpaca_maintainer
+    USING (action = 'gateway' AND outcome = 'pending') WITH CHECK (action = 'gateway');
+GRANT SELECT (id, owner_id, credential_id, scope, label, created_at, expires_at, last_used_at,
+              revoked_at) ON alpaca.sessions TO alpaca_app;
+GRANT SELECT (id, owner_id, token_hash) ON alpaca.sessions TO alpaca_maintainer;
+GRANT SELECT (id, action, outcome), UPDATE (outcome) ON alpaca.audit_log TO alpaca_maintainer;
+
+CREATE FUNCTION alpaca_open_session(cred uuid, scope text DEFAULT 'read',
+        ttl interval DEFAULT '1 hour', label text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u text := alpaca._require_user();
+    c record;
+    t record;
+    max_ttl interval := make_interval(secs => alpaca._max_session_ttl());
+BEGIN
+    IF scope IS NULL OR scope NOT IN ('read', 'trade') THEN
+        RAISE EXCEPTION 'scope must be read or trade' USING ERRCODE = '22023';
+    END IF;
+    IF ttl IS NULL OR ttl <= interval '0' OR ttl > max_ttl THEN
+        RAISE EXCEPTION 'session ttl must be more than 0 and at most %', max_ttl
+            USING ERRCODE = '22023', HINT = 'A superuser sets the longest with pg_alpaca.max_session_ttl.';
+    END IF;
+    IF length(label) > 200 THEN
+        RAISE EXCEPTION 'label is longer than 200 characters' USING ERRCODE = '22023';
+    END IF;
+    SELECT x.is_active INTO c FROM alpaca.credentials x WHERE x.id = cred;
+    IF NOT FOUND THEN
+        PERFORM alpaca._not_found(cred);
+    END IF;
+    IF NOT c.is_active THEN
+        RAISE EXCEPTION 'credential % is deactivated', cred
+            USING ERRCODE = '55000', HINT = 'Reactivate it with alpaca_update_credential(id, is_active => true).';
+    END IF;
+    IF scope = 'trade' THEN
+        PERFORM alpaca._check_trading(cred);
+    END IF;
+    SELECT * INTO t FROM alpaca._mint_session_token();
+    INSERT INTO alpaca.sessions (owner_id, credential_id, scope, label, token_hash, expires_at)
+    VALUES (u, cred, scope, label, t.token_hash, clock_timestamp() + ttl);
+    PERFORM alpaca._audit('session_open', cred, scope);
+    RETURN t.token;
+END $$;
+
+CREATE FUNCTION alpaca_list_sessions()
+RETURNS TABLE(id uuid, credential_id uuid, scope text, label text, created_at timestamptz,
+              expires_at timestamptz, last_used_at timestamptz, revoked_at timestamptz,
+              active boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.id, s.credential_id, s.scope, s.label, s.created_at, s.expires_at, s.last_used_at,
+           s.revoked_at, s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
+    FROM alpaca.sessions s
+    ORDER BY s.created_at, s.id;
+$$;
+
+CREATE FUNCTION alpaca_revoke_session(id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u text := alpaca._require_user();
+    cred uuid;
+BEGIN
+    UPDATE alpaca.sessions s SET revoked_at = coalesce(s.revoked_at, clock_timestamp())
+     WHERE s.id = alpaca_revoke_session.id
+    RETURNING s.credential_id INTO cred;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % does not exist or does not belong to the current user',
+            alpaca_revoke_session.id USING ERRCODE = '42501';
+    END IF;
+    PERFORM alpaca._audit('session_revoke', cred);
+    RETURN true;
+END $$;
+
+-- Which scope a gateway request needs: 'read', 'trade', 'data' (market data: either scope), or
+-- NULL (not allowed for any). path is as sent (not decoded); the sidecar has already refused
+-- '%', '..', '//' and characters outside [A-Za-z0-9/._:-].
+CREATE FUNCTION alpaca._gateway_route(method text, path text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sym constant text := '[A-Za-z0-9]+([.-][A-Za-z0-9]+)*';
+    order_id constant text := '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
+BEGIN
+    IF method = 'GET' THEN
+        IF path ~ ('^/v2/(account|positions|orders|clock|calendar|assets|account/activities|account/portfolio/history|orders:by_client_order_id)$')
+           OR path ~ ('^/v2/orders/' || order_id || '$')
+           OR path ~ ('^/v2/(positions|assets)/' || sym || '$')
+           OR path ~ '^/v2/account/activities/[A-Z_]{1,32}$' THEN
+            RETURN 'read';
+        END IF;
+        IF path ~ ('^/v2/stocks/' || sym || '/(quotes|trades)/latest$')
+           OR path ~ ('^/v2/stocks/' || sym || '/(bars|quotes|trades|snapshot)$')
+           OR path ~ '^/v2/stocks/(quotes|trades|bars)/latest$'
+           OR path ~ '^/v2/stocks/(bars|quotes|trades|snapshots)$' THEN
+            RETURN 'data';
+        END IF;
+    ELSIF method = 'POST' AND path = '/v2/orders' THEN
+        RETURN 'trade';
+    ELSIF method IN ('PATCH', 'DELETE') AND path ~ ('^/v2/orders/' || order_id || '$') THEN
+        RETURN 'trade';
+    ELSIF method = 'DELETE' AND (path = '/v2/orders' OR path ~ ('^/v2/positions/' || sym || '$')) THEN
+        RETURN 'trade';
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- The session a presented token stands for, found without an application user: owned by
+-- alpaca_maintainer (its policy shows every session's owner and hash), executable by
+-- alpaca_owner alone.
+CREATE FUNCTION alpaca._session_owner(token_hash bytea) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.owner_id FROM alpaca.sessions s WHERE s.token_hash = $1;
+$$;
+
+-- The session of a token, under RLS as its owner: valid (not revoked, not expired) and its
+-- credential active, else 28000 "session token is not valid" (the sidecar answers 401).
+-- Leaves the owner set as the application user; callers end it.
+CREATE FUNCTION alpaca._session_for_token(token text)
+RETURNS TABLE(session_id uuid, owner_id text, credential_id uuid, scope text, environment text,
+              live_trading boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    h bytea := alpaca._session_token_hash(token);
+    owner text;
+    r record;
+    valid boolean := false;
+BEGIN
+    owner := CASE WHEN h IS NOT NULL THEN alpaca._session_owner(h) END;
+    IF owner IS NOT NULL THEN
+        PERFORM alpaca._set_user(owner);
+        SELECT s.id, s.credential_id, s.scope, c.environment, c.live_trading INTO r
+          FROM alpaca.sessions s JOIN alpaca.credentials c ON c.id = s.credential_id
+         WHERE s.token_hash = h AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
+           AND c.is_active;
+        valid := FOUND;
+    END IF;
+    IF NOT valid THEN
+        PERFORM alpaca._end_user();
+        RAISE EXCEPTION 'session token is not valid' USING ERRCODE = '28000';
+    END IF;
+    RETURN QUERY SELECT r.id, owner, r.credential_id, r.scope, r.environment, r.live_trading;
+END $$;
+
+-- For the sidecar (the MCP front's tool list): what a token stands for, no keys.
+CREATE FUNCTION alpaca._gateway_session(token text)
+RETURNS TABLE(session_id uuid, credential_id uuid, scope text, environment text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+BEGIN
+    SELECT * INTO s FROM alpaca._session_for_token(token);
+    PERFORM alpaca._end_user();
+    RETURN QUERY SELECT s.session_id, s.credential_id, s.scope, s.environment;
+END $$;
+
+-- Called (through alpaca.redeem_session) by the sidecar for one gateway request: the token's
+-- session, the scope for method + path, the live two-key rule for trading, last_used_at, and
+-- the 'gateway' audit row (purpose = method and path, outcome pending until the sidecar
+-- records the status; never the token).
+CREATE FUNCTION alpaca._session_redeem_prepare(token text, method text, path text)
+RETURNS TABLE(credential_id uuid, environment text, api_key alpaca_secret,
+              secret_key alpaca_secret, session_id uuid, scope text, route text, audit_id bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+    c record;
+    needed text := alpaca._gateway_route(method, path);
+    aid bigint;
+BEGIN
+    SELECT * INTO s FROM alpaca._session_for_token(token);
+    IF needed IS NULL OR (needed = 'trade' AND s.scope <> 'trade') THEN
+        PERFORM alpaca._end_user();
+        RAISE EXCEPTION 'this session''s scope does not allow this request' USING ERRCODE = '42501';
+    END IF;
+    IF needed = 'trade' AND s.environment = 'live'
+       AND NOT (alpaca._live_trading_allowed() AND s.live_trading) THEN
+        PERFORM alpaca._end_user();
+        RAISE EXCEPTION 'live trading is not enabled for the credential of this session'
+            USING ERRCODE = '42501';
+    END IF;
+    SELECT x.api_key, x.secret_key INTO c FROM alpaca.credentials x WHERE x.id = s.credential_id;
+    UPDATE alpaca.sessions x SET last_used_at = clock_timestamp() WHERE x.id = s.session_id;
+    UPDATE alpaca.credentials x SET last_used_at = clock_timestamp() WHERE x.id = s.credential_id;
+    INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
+    VALUES (s.owner_id, s.credential_id, 'gateway', left(method || ' ' || path, 200), 'pending')
+    RETURNING id INTO aid;
+    PERFORM alpaca._end_user();
+    RETURN QUERY SELECT s.credential_id, s.environment, c.api_key, c.secret_key, s.session_id,
+                        s.scope, needed, aid;
+END $$;
+
+CREATE PROCEDURE alpaca.redeem_session(token text, method text, path text,
+        OUT credential_id uuid, OUT environment text, OUT api_key text, OUT secret_key text,
+        OUT session_id text, OUT scope text, OUT route text, OUT audit_id text)
+    AS 'MODULE_PATHNAME', 'pga_redeem_session' LANGUAGE C;
+COMMENT ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) IS 'alpaca_sidecar only: trade a gateway session token for the keys of one request, committed before they leave';
+
+-- The HTTP status of a gateway request, recorded by the sidecar after it answered.
+CREATE FUNCTION alpaca._gateway_status(audit_id bigint, http_status int) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE alpaca.audit_log a
+       SET outcome = 'http ' || least(greatest(coalesce($2, 0), 0), 999)::text
+     WHERE a.id = $1 AND a.action = 'gateway' AND a.outcome = 'pending';
+$$;
+
+ALTER FUNCTION alpaca_open_session(uuid, text, interval, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_list_sessions() OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca_revoke_session(uuid) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._session_owner(bytea) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._session_for_token(text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._gateway_session(text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._session_redeem_prepare(text, text, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._gateway_status(bigint, int) OWNER TO alpaca_maintainer;
+REVOKE ALL ON FUNCTION alpaca_open_session(uuid, text, interval, text), alpaca_list_sessions(),
+    alpaca_revoke_session(uuid), alpaca._mint_session_token(), alpaca._session_token_hash(text),
+    alpaca._max_session_ttl(), alpaca._gateway_route(text, text), alpaca._session_owner(bytea),
+    alpaca._session_for_token(text), alpaca._gateway_session(text),
+    alpaca._session_redeem_prepare(text, text, text), alpaca._gateway_status(bigint, int)
+    FROM PUBLIC;
+REVOKE ALL ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._mint_session_token(), alpaca._session_token_hash(text),
+    alpaca._max_session_ttl(), alpaca._gateway_route(text, text), alpaca._session_owner(bytea),
+    alpaca._session_for_token(text) TO alpaca_owner;
+GRANT EXECUTE ON FUNCTION alpaca_open_session(uuid, text, interval, text), alpaca_list_sessions(),
+    alpaca_revoke_session(uuid) TO alpaca_app;
+GRANT EXECUTE ON FUNCTION alpaca._gateway_session(text), alpaca._gateway_status(bigint, int)
+    TO alpaca_sidecar;
+GRANT EXECUTE ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) TO alpaca_sidecar;

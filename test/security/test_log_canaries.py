@@ -672,6 +672,71 @@ class LogCanaries(unittest.TestCase):
         self.assertNotIn("pgat1.", text.replace("pgat1.AAAA", ""), "a ticket reached the log")
         self.assert_no_keys("trading", mark, [key, secret], controls)
 
+    def test_gateway_logs_no_key_or_token(self):
+        """Attacks 'no key and no session token in any log' through the gateway (issue 11):
+        a canary credential's trade session makes reads, an order and its cancel, refused
+        requests and a token passed as a literal to a failing cast. The server log (chatty
+        settings of this class), the sidecar's log (debug), the stand-in's request log and the
+        audit log hold neither the keys nor the token; the gateway's log lines are there."""
+        import gateway_lib as G
+        gw_was_on = H.sidecar_config_get("gateway_listen") is not None
+        G.gateway()  # restarts the sidecar when it was off
+        H.warm_sidecar()
+        user = self.user()
+        with self.app() as app:
+            key, secret = self.canary_pair("gateway")
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                acct = app.execute("SELECT alpaca_create_account('gateway canaries')").fetchone()[0]
+                cred = app.execute("SELECT alpaca_store_credential(%s, %s, %s)",
+                                   (acct, key, secret)).fetchone()[0]
+            mark = self.log_mark()
+            sidecar_mark = os.path.getsize(os.environ["PGA_SIDECAR_LOG"])
+            token = G.open_session(app, user, cred, "trade", label="canary")
+            self.canaries[token] = "session token"
+            for path in ("/v2/account", "/v2/positions", "/v2/orders?status=all", "/v2/clock",
+                         "/v2/stocks/AAPL/quotes/latest"):
+                self.assertEqual(G.request("GET", path, token)[0], 200, path)
+            status, _, body = G.request("POST", "/v2/orders", token, body={
+                "symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit",
+                "time_in_force": "day", "limit_price": "1"})
+            self.assertEqual(status, 200, body)
+            order = __import__("json").loads(body)["id"]
+            self.assertEqual(G.request("DELETE", f"/v2/orders/{order}", token)[0], 204)
+            self.assertEqual(G.request("PATCH", "/v2/account/configurations", token, body={})[0], 403)
+            self.assertEqual(G.request("GET", "/v2/account", token[:-1] + "x")[0], 401)
+            self.assertEqual(G.request("GET", "/v2/account", token,
+                                       headers={"Origin": "https://evil.example"})[0], 403)
+            self.expect_error(app, f"SELECT '{token}'::uuid", sqlstate="22P02")
+            self.expect_error(app, "SELECT %s::int", (token,), sqlstate="22P02")
+            controls = [self.control(app)]
+        time.sleep(0.5)  # the audit queue records the statuses
+        with open(os.environ["PGA_SIDECAR_LOG"], errors="replace") as f:
+            f.seek(sidecar_mark)
+            sidecar_text = f.read()
+        self.assertIn("event=gateway method=POST path=/v2/orders", sidecar_text)
+        with open(os.environ["PGA_STANDIN_LOG"], errors="replace") as f:
+            standin_text = f.read()
+        with S.connect() as su:
+            audit = "\n".join(str(r) for r in su.execute(
+                "SELECT * FROM alpaca.audit_log WHERE app_user = %s", (user,)))
+        self.assertIn("GET /v2/account", audit)
+        places = {"sidecar log": sidecar_text, "stand-in log": standin_text, "audit log": audit,
+                  "errors sent to the client": "\n".join(self.errors)}
+        found = {}
+        for place, text in places.items():
+            low = text.lower()
+            n = sum(low.count(core) for v in (key, secret)
+                    for core in H.search_cores(v, 4 if v.startswith("PK") else 0))
+            n += low.count(token.lower()) + low.count(token[5:25].lower())
+            found[place] = n
+        H.count(f"gateway canaries: keys 2 and a session token, occurrences in the sidecar log, "
+                f"stand-in log, audit log and client errors: {found}")
+        self.assertEqual(found, {p: 0 for p in places})
+        self.assert_no_keys("gateway", mark, [key, secret, token], controls)
+        if not gw_was_on:
+            S.STACK.gateway_off()
+
     def test_pgaudit(self):
         """Attacks 'anyone reading logs ... cannot see a key, secret or ticket': pgaudit with
         log = all and log_parameter = on logs every statement and every nested function call

@@ -1597,12 +1597,31 @@ ROUTES = {
     "/v2/orders": ("GET", "POST", "DELETE"),
     "/v2/orders/{id}": ("GET", "PATCH", "DELETE"),
     "/v2/orders:by_client_order_id": ("GET",),
+    "/v2/calendar": ("GET",),
+    "/v2/assets": ("GET",),
+    "/v2/assets/{symbol}": ("GET",),
+    "/v2/account/activities": ("GET",),
+    "/v2/account/activities/{type}": ("GET",),
+    "/v2/account/portfolio/history": ("GET",),
+    # Market data (data.alpaca.markets; any listener of the stand-in answers them)
+    "/v2/stocks/{symbol}/quotes/latest": ("GET",),
+    "/v2/stocks/quotes/latest": ("GET",),
+    "/v2/stocks/{symbol}/bars": ("GET",),
+    "/v2/stocks/bars": ("GET",),
 }
+_DATA_RE = re.compile(r"^/v2/stocks/([A-Za-z0-9.]+)/(quotes/latest|bars)$")
 
 
 def _route_kind(path):
     if path in ROUTES:
         return path
+    m = _DATA_RE.match(path)
+    if m and m.group(1) not in ("quotes", "bars"):
+        return "/v2/stocks/{symbol}/" + m.group(2)
+    for prefix, kind in (("/v2/assets/", "/v2/assets/{symbol}"),
+                         ("/v2/account/activities/", "/v2/account/activities/{type}")):
+        if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix):]:
+            return kind
     if path.startswith("/v2/orders/") and len(path) > len("/v2/orders/") and "/" not in path[11:]:
         return "/v2/orders/{id}"
     if (path.startswith("/v2/positions/") and len(path) > len("/v2/positions/")
@@ -1641,13 +1660,169 @@ def _trade(book, method, kind, path, q, body):
         return book.cancel(order_id)
     if kind == "/v2/orders:by_client_order_id":
         return _order_by_client_id(book, q)
+    if kind == "/v2/assets":
+        return 200, _assets_body(book, q)
+    if kind == "/v2/assets/{symbol}":
+        return 200, _compact(_asset_obj(book, urllib.parse.unquote(path[11:])))
+    if kind == "/v2/account/activities":
+        return 200, _activities_body(book)
+    if kind == "/v2/account/activities/{type}":
+        return 200, _activities_body(book, path[len("/v2/account/activities/"):])
+    if kind == "/v2/account/portfolio/history":
+        return 200, _portfolio_history_body(book, q)
+    if kind.startswith("/v2/stocks/"):
+        return _data(book, kind, path, q)
     return 404, ERR_ENDPOINT
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference endpoints (calendar, assets), account history, and market data
+
+
+def _one(q, name, default=None):
+    v = q.get(name)
+    return v[-1] if v else default
+
+
+def _day(text, what):
+    try:
+        return datetime.date.fromisoformat(text[:10])
+    except ValueError:
+        _refuse(42210000, "invalid %s" % what)
+
+
+def _calendar_body(q):
+    today = datetime.datetime.now(_NEW_YORK).date()
+    start = _day(_one(q, "start"), "start") if _one(q, "start") else today - datetime.timedelta(days=7)
+    end = _day(_one(q, "end"), "end") if _one(q, "end") else today + datetime.timedelta(days=30)
+    if (end - start).days > 3660:
+        _refuse(42210000, "the requested range is too long")
+    days, d = [], start
+    while d <= end:
+        if d.weekday() < 5:
+            settle = d + datetime.timedelta(days=1)
+            while settle.weekday() >= 5:
+                settle += datetime.timedelta(days=1)
+            days.append({"date": d.isoformat(), "open": "09:30", "close": "16:00",
+                         "session_open": "0400", "session_close": "2000",
+                         "settlement_date": settle.isoformat()})
+        d += datetime.timedelta(days=1)
+    return _compact(days)
+
+
+def _asset_obj(book, symbol):
+    a = book.asset(symbol)
+    cls = a.asset_class
+    return {"id": a.asset_id, "class": cls, "exchange": a.exchange or "OTC",
+            "symbol": a.order_symbol, "name": a.order_symbol, "status": "active",
+            "tradable": True, "marginable": bool(a.marginable), "shortable": cls == "us_equity",
+            "easy_to_borrow": cls == "us_equity", "fractionable": cls != "us_option",
+            "maintenance_margin_requirement": 30 if cls == "us_equity" else 100,
+            "attributes": []}
+
+
+def _assets_body(book, q):
+    status = _one(q, "status")
+    cls = _one(q, "asset_class", "us_equity")
+    out = []
+    for sym in PRICE_TABLE:
+        a = _asset_obj(book, sym)
+        if a["class"] == cls and status in (None, "", "active"):
+            out.append(a)
+    return _compact(out)
+
+
+def _activities_body(book, activity_type=None):
+    if activity_type not in (None, "FILL"):
+        return _compact([])
+    out = []
+    for o in book._all():
+        d = o.d
+        if d.get("filled_at") and d.get("filled_qty") not in (None, "0"):
+            out.append({"id": d["filled_at"].replace("-", "").replace(":", "").replace(".", "")
+                        + "::" + d["id"], "activity_type": "FILL",
+                        "transaction_time": d["filled_at"], "type": "fill",
+                        "price": d.get("filled_avg_price"), "qty": d.get("filled_qty"),
+                        "side": d.get("side"), "symbol": d.get("symbol"), "leaves_qty": "0",
+                        "order_id": d["id"], "cum_qty": d.get("filled_qty"),
+                        "order_status": d.get("status")})
+    out.sort(key=lambda a: a["transaction_time"], reverse=True)
+    return _compact(out)
+
+
+def _portfolio_history_body(book, q):
+    equity = D(book.account.get("equity", "0"))
+    base = D(book.account.get("last_equity", str(equity)))
+    now = int(time.time())
+    day = 86400
+    stamps = [now - (now % day) - i * day for i in range(6, -1, -1)]
+    values = [base + (equity - base) * i / 6 for i in range(7)]
+    return _compact({
+        "timestamp": stamps, "equity": [float(fmt(v, 2)) for v in values],
+        "profit_loss": [float(fmt(v - base, 2)) for v in values],
+        "profit_loss_pct": [float(fmt((v - base) / base, 6)) if base else 0.0 for v in values],
+        "base_value": float(fmt(base, 2)),
+        "base_value_asof": datetime.date.fromtimestamp(stamps[0]).isoformat(),
+        "timeframe": _one(q, "timeframe", "1D")})
+
+
+def _price(book, symbol):
+    return book.asset(symbol).price
+
+
+def _quote(book, symbol):
+    p = _price(book, symbol)
+    cents = Decimal("0.01")
+    return {"ap": float((p * Decimal("1.0005")).quantize(cents)), "as": 3, "ax": "V",
+            "bp": float((p * Decimal("0.9995")).quantize(cents)), "bs": 2, "bx": "V",
+            "c": ["R"], "t": now_stamp(), "z": "C"}
+
+
+def _bars(book, symbol, q):
+    p = _price(book, symbol)
+    limit = int(_one(q, "limit", "5") or 5)
+    if not 1 <= limit <= 10000:
+        _refuse(42210000, "invalid limit")
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    out = []
+    for i in range(limit, 0, -1):
+        d = today - datetime.timedelta(days=i)
+        c = float(p)
+        out.append({"t": d.isoformat() + "T04:00:00Z", "o": c, "h": c, "l": c, "c": c,
+                    "v": 1000 + i, "n": 10 + i, "vw": c})
+    return out
+
+
+def _symbols(q):
+    syms = [s for s in (_one(q, "symbols") or "").split(",") if s]
+    if not syms:
+        _refuse(42210000, "symbols is required")
+    return syms
+
+
+def _data(book, kind, path, q):
+    if kind == "/v2/stocks/{symbol}/quotes/latest":
+        sym = path.split("/")[3]
+        return 200, _compact({"symbol": sym, "quote": _quote(book, sym)})
+    if kind == "/v2/stocks/quotes/latest":
+        return 200, _compact({"quotes": {s: _quote(book, s) for s in _symbols(q)}})
+    if kind == "/v2/stocks/{symbol}/bars":
+        sym = path.split("/")[3]
+        return 200, _compact({"bars": _bars(book, sym, q), "symbol": sym,
+                              "next_page_token": None})
+    return 200, _compact({"bars": {s: _bars(book, s, q) for s in _symbols(q)},
+                          "next_page_token": None})
 
 
 def alpaca_answer(app, acct, method, kind, path, q, body=b""):
     """-> (status, body) of an authenticated request to a known path and method."""
     if kind == "/v2/clock":
         return 200, _clock_body()
+    if kind == "/v2/calendar":
+        try:
+            return 200, _calendar_body(q)
+        except Refusal as r:
+            return r.status, r.body
     book = app.book(acct)
     with book.lock:
         before = book.created

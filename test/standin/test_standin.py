@@ -251,6 +251,39 @@ class StandinTest(unittest.TestCase):
         self.assertGreater(ts(c["next_open"]), now)
         self.assertGreater(ts(c["next_close"]), now)
 
+    def test_reference_and_market_data(self):
+        """What the gateway's SDK tests need beyond trading: calendar, assets, activities,
+        portfolio history, and the market-data paths alpaca-py and the JS SDK request."""
+        days = self.get_json("/v2/calendar?start=2026-11-27&end=2026-12-02")
+        self.assertEqual([d["date"] for d in days], ["2026-11-27", "2026-11-30", "2026-12-01",
+                                                     "2026-12-02"])
+        self.assertEqual(set(days[0]), {"date", "open", "close", "session_open", "session_close",
+                                        "settlement_date"})
+        assets = self.get_json("/v2/assets")
+        self.assertIn("AAPL", [a["symbol"] for a in assets])
+        self.assertEqual({a["class"] for a in assets}, {"us_equity"})
+        self.assertEqual(self.get_json("/v2/assets/aapl")["symbol"], "AAPL")
+        self.assertEqual(self.get("/v2/assets/NOPE0")[0], 422)
+        fills = self.get_json("/v2/account/activities/FILL")
+        self.assertTrue(all(a["activity_type"] == "FILL" for a in fills))
+        self.assertEqual(self.get_json("/v2/account/activities/DIV"), [])
+        hist = self.get_json("/v2/account/portfolio/history")
+        self.assertEqual(len(hist["timestamp"]), len(hist["equity"]))
+        q = self.get_json("/v2/stocks/AAPL/quotes/latest")
+        self.assertEqual(q["symbol"], "AAPL")
+        self.assertLess(q["quote"]["bp"], q["quote"]["ap"])
+        many = self.get_json("/v2/stocks/quotes/latest?symbols=AAPL,MSFT")
+        self.assertEqual(set(many["quotes"]), {"AAPL", "MSFT"})
+        self.assertEqual(many["quotes"]["AAPL"]["ap"], q["quote"]["ap"])
+        bars = self.get_json("/v2/stocks/AAPL/bars?timeframe=1Day&limit=3")
+        self.assertEqual((bars["symbol"], len(bars["bars"])), ("AAPL", 3))
+        self.assertEqual(set(self.get_json("/v2/stocks/bars?symbols=AAPL,SPY&timeframe=1Day")["bars"]),
+                         {"AAPL", "SPY"})
+        self.assertEqual(self.get("/v2/stocks/quotes/latest")[0], 422)
+        for path in ("/v2/calendar", "/v2/stocks/AAPL/quotes/latest", "/v2/assets"):
+            self.assertEqual(self.get(path, key=None)[:3:2], (403, b'{"message":"forbidden."}'))
+            self.assertEqual(self.get(path, method="POST")[0], 405)
+
     # errors ----------------------------------------------------------------------------------
     def test_auth_errors_exact_bodies(self):
         forbidden = (403, b'{"message":"forbidden."}')

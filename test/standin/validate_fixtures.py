@@ -272,6 +272,28 @@ class Checker:
                 self.check("alpaca_standin refusal %s" % args[1], json.loads(r.body), "Error")
         self.check("alpaca_standin clock body", json.loads(s._clock_body()), "legacy_clock")
 
+    def standin_reference(self, fixtures_dir):
+        """The gateway's other read endpoints, answered in process: calendar, assets (all and
+        one), account activities, portfolio history."""
+        sys.path.insert(0, HERE)
+        import alpaca_standin as s
+        app = s.App(fixtures_dir, 200, None)
+        acct = next((a for a in app.accounts.values() if a.positions), None)
+        if acct is None:
+            return
+        for path, query, schema, array in (
+                ("/v2/calendar", {"start": ["2026-11-27"], "end": ["2026-12-08"]},
+                 "legacy_public_calendar_resp", False),
+                ("/v2/assets", {}, "Assets", True), ("/v2/assets/AAPL", {}, "Assets", False),
+                ("/v2/account/activities", {}, "TradingActivities", True),
+                ("/v2/account/activities/FILL", {}, "TradingActivities", True),
+                ("/v2/account/portfolio/history", {}, "PortfolioHistory", False)):
+            st, body = s.alpaca_answer(app, acct, "GET", s._route_kind(path), path, query)
+            if st != 200:
+                self.fail("alpaca_standin GET %s" % path, None, "status %d" % st)
+                continue
+            self.check("alpaca_standin GET %s" % path, json.loads(body), schema, array=array)
+
     def standin_trading(self, fixtures_dir):
         """Run a scripted trading session against the stand-in's engine in process (no sockets)
         and check every answer: orders, order lists, cancel-all and close-all lists, the account
@@ -370,6 +392,7 @@ def main(argv=None):
     if not a.no_standin:
         c.standin_bodies()
         c.standin_trading(a.dirs[0])
+        c.standin_reference(a.dirs[0])
     c.spec_examples()
     if c.errors:
         print("FAILED: %d violation(s) in %d document(s) checked" % (c.errors, c.checked))

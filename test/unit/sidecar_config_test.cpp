@@ -391,3 +391,62 @@ TEST(SidecarConfig, LoadConfigReadsAFileAndNamesIt) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(SidecarConfig, GatewaySettings) {
+    const Config c =
+        parse_config(kMinimal +
+                         "gateway_listen = 127.0.0.1:8443, /run/alpaca/gateway.sock, [::1]:8444\n"
+                         "data_base_url = https://data.example/\n"
+                         "gateway_allowed_hosts = gw.internal, gw.example\n"
+                         "gateway_allowed_origins = http://localhost:3000\n"
+                         "gateway_max_connections = 32\n"
+                         "gateway_max_body_bytes = 4096\n"
+                         "gateway_socket_mode = 0660\n",
+                     kFile);
+    EXPECT_EQ(c.gateway_listen, (std::vector<std::string>{
+                                    "127.0.0.1:8443", "/run/alpaca/gateway.sock", "[::1]:8444"}));
+    EXPECT_EQ(c.data_base_url, "https://data.example");
+    EXPECT_EQ(c.gateway_allowed_hosts, (std::vector<std::string>{"gw.internal", "gw.example"}));
+    EXPECT_EQ(c.gateway_max_connections, 32);
+    EXPECT_EQ(c.gateway_max_body_bytes, 4096u);
+    const Config d = parse_config(kMinimal, kFile);
+    EXPECT_TRUE(d.gateway_listen.empty()) << "the gateway is off by default";
+    EXPECT_EQ(d.data_base_url, "https://data.alpaca.markets");
+}
+
+TEST(SidecarConfig, GatewayRefusals) {
+    const struct {
+        const char *line;
+        const char *says;
+    } cases[] = {
+        {"gateway_listen = 0.0.0.0:8443\n", "needs gateway_tls_cert"},
+        {"gateway_listen = 192.168.1.5:8443\n", "not a loopback address"},
+        {"gateway_listen = localhost\n", "expected HOST:PORT"},
+        {"gateway_listen = 127.0.0.1:0\n", "port from 1 to 65535"},
+        {"gateway_listen = gw.example:8443\n", "numeric IP address"},
+        {"gateway_listen = 127.0.0.1:8443,\n", "empty item"},
+        {"gateway_listen = relative.sock\n", "expected HOST:PORT"},
+        {"data_base_url = http://data.example\n", "plain http://"},
+        {"gateway_allowed_origins = localhost:3000\n", "scheme://host"},
+        {"gateway_allowed_hosts = evil/x\n", "host names"},
+        {"gateway_socket_mode = 0666\n", "others"},
+        {"gateway_max_connections = 0\n", "from 1 to 1024"},
+        {"gateway_tls_cert = /etc/x.pem\n", "go together"},
+    };
+    for (const auto &c : cases) {
+        const Refusal r = refusal(kMinimal + c.line);
+        EXPECT_TRUE(r.threw) << c.line;
+        EXPECT_NE(r.message.find(c.says), std::string::npos) << c.line << " -> " << r.message;
+    }
+    // With TLS, any address.
+    const Config t =
+        parse_config(kMinimal +
+                         "gateway_listen = 0.0.0.0:8443\ngateway_tls_cert = /etc/c.pem\n"
+                         "gateway_tls_key = /etc/k.pem\n",
+                     kFile);
+    EXPECT_EQ(t.gateway_listen.size(), 1u);
+}
+
+}  // namespace

@@ -1,0 +1,127 @@
+#include "common/envelope.hpp"
+#include "extension/committed_redeem.hpp"
+#include "extension/vault_state.hpp"
+
+#include <memory>
+
+extern "C" {
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/acl.h"
+}
+
+namespace pga::ext {
+namespace {
+
+// Runs the SPI work as alpaca_owner (who owns and may execute the prepare functions); the
+// previous user and security context come back when this object goes, on every path.
+// (On an error PostgreSQL's transaction abort restores them too.)
+class AsRole {
+  public:
+    explicit AsRole(Oid role) {
+        GetUserIdAndSecContext(&saved_user_, &saved_context_);
+        SetUserIdAndSecContext(role, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+    }
+    ~AsRole() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+    AsRole(const AsRole &) = delete;
+    AsRole &operator=(const AsRole &) = delete;
+
+  private:
+    Oid saved_user_ = InvalidOid;
+    int saved_context_ = 0;
+};
+
+std::string spi_text(int col) {
+    char *v = pga::pg::call(
+        [&] { return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col); });
+    return v ? std::string(v) : std::string();
+}
+
+bool nonatomic_call(FunctionCallInfo fcinfo) {
+    return fcinfo->context != nullptr && IsA(fcinfo->context, CallContext) &&
+           !castNode(CallContext, fcinfo->context)->atomic;
+}
+
+// Inside an open SPI connection. The statement is fully schema-qualified (the procedures have
+// no pinned search_path: a SET clause would make them atomic).
+CommittedKeys run_prepare(SPIPlanPtr *plan, const char *query, int nargs, Oid *types, Datum *args,
+                          int extra_cols, const char *refusal) {
+    Oid owner = pga::pg::call([] { return get_role_oid("alpaca_owner", false); });
+    CommittedKeys out;
+    AsRole as_owner(owner);
+    int rc = pga::pg::call([&] {
+        // Planned once per backend (the plan cache re-plans it if the function is replaced).
+        if (*plan == nullptr) {
+            SPIPlanPtr p = SPI_prepare(query, nargs, types);
+            if (p == nullptr || SPI_keepplan(p) != 0)
+                elog(ERROR, "pg_alpaca: could not prepare the redeem query");
+            *plan = p;
+        }
+        return SPI_execute_plan(*plan, args, nullptr, false, 2);
+    });
+    if (rc != SPI_OK_SELECT || SPI_processed != 1)
+        throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE, refusal);
+    bool isnull = false;
+    Datum cred = pga::pg::call(
+        [&] { return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull); });
+    out.credential_id = pga::pg::uuid_value(cred);
+    out.environment = spi_text(2);
+    std::string api = spi_text(3), secret = spi_text(4);
+    for (int i = 0; i < extra_cols; ++i) out.extra.push_back(spi_text(5 + i));
+    const pga::KeyRing &ring = keyring();
+    out.api_key = pga::open_secret(ring, api, out.credential_id, "api_key");
+    out.secret_key = pga::open_secret(ring, secret, out.credential_id, "secret_key");
+    return out;
+}
+
+}  // namespace
+
+void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, const char *marks,
+                            const char *call_form) {
+    if (nonatomic_call(fcinfo)) return;
+    throw pga::pg::PgError(
+        ERRCODE_INVALID_TRANSACTION_TERMINATION,
+        std::string(procedure) + " must be called with CALL outside a transaction block",
+        std::string("The ") + marks +
+            " are committed before the keys are returned, so a redeem cannot be part of a "
+            "larger transaction.",
+        std::string("Run ") + call_form + " on its own, in autocommit mode.");
+}
+
+CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, Oid *types,
+                                Datum *args, int extra_cols, const char *refusal) {
+    pga::pg::call([] {
+        if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+            elog(ERROR, "pg_alpaca: SPI_connect failed");
+    });
+    CommittedKeys keys = run_prepare(plan, query, nargs, types, args, extra_cols, refusal);
+    // Fails with 2D000 inside a subtransaction (a plpgsql block with an exception handler).
+    pga::pg::call([] { SPI_commit(); });
+    // Durable before the keys leave, whatever synchronous_commit says (any role may turn it off
+    // for its session): a crash right after this cannot lose the mark and let it work again.
+    pga::pg::call([] { XLogFlush(XactLastCommitEnd); });
+    pga::pg::call([] { SPI_finish(); });
+    return keys;
+}
+
+Datum keys_row(FunctionCallInfo fcinfo, const CommittedKeys &keys,
+               const std::vector<Datum> &extra) {
+    std::vector<text *> owned;
+    auto secret_text = [&](const pga::SecureBytes &b) {
+        std::string_view s = pga::as_view(b);
+        text *t = pga::pg::call([&] { return cstring_to_text_with_len(s.data(), (int)s.size()); });
+        owned.push_back(t);
+        return PointerGetDatum(t);
+    };
+    std::vector<Datum> values = {pga::pg::uuid_datum(keys.credential_id),
+                                 pga::pg::text_datum(keys.environment), secret_text(keys.api_key),
+                                 secret_text(keys.secret_key)};
+    values.insert(values.end(), extra.begin(), extra.end());
+    std::unique_ptr<bool[]> nulls = std::make_unique<bool[]>(values.size());  // all false
+    Datum row = pga::pg::composite_datum(fcinfo, values.data(), nulls.get());
+    for (text *t : owned) pga::secure_wipe(VARDATA(t), VARSIZE(t) - VARHDRSZ);
+    return row;
+}
+
+}  // namespace pga::ext

@@ -1,0 +1,45 @@
+// The part of a redeem that every procedure handing out plaintext keys shares
+// (alpaca.redeem_ticket in extension/redeem.cpp, alpaca.redeem_session in
+// extension/session_redeem.cpp): refuse an atomic context; run a prepare query as alpaca_owner
+// (it checks, marks and audits); open the two envelopes; COMMIT and flush that commit to the
+// WAL; only then build the result row with the keys, and wipe our copies.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/secure_memory.hpp"
+#include "extension/pg_values.hpp"
+
+extern "C" {
+#include "executor/spi.h"
+}
+
+namespace pga::ext {
+
+// What the prepare query returned: columns 1..4 are credential id (uuid), environment, api_key
+// and secret_key (alpaca_secret as text); the `extra` text columns follow.
+struct CommittedKeys {
+    pga::Uuid credential_id{};
+    std::string environment;
+    std::vector<std::string> extra;
+    pga::SecureBytes api_key, secret_key;
+};
+
+// Raises 2D000 unless called by CALL outside a transaction block. marks: what the redeem
+// commits ("single-use mark and the decrypt audit row"); call_form: how to call it.
+void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, const char *marks,
+                            const char *call_form);
+
+// The redeem up to the commit. query is prepared once per backend into *plan (kept); it must
+// return exactly one row (else `refusal` as 42501) of 4 + extra_cols columns.
+CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, Oid *types,
+                                Datum *args, int extra_cols, const char *refusal);
+
+// The procedure's OUT row: credential_id, environment, api_key, secret_key, then `extra`
+// (already Datums of the OUT parameters' types). The key texts are wiped once the row is
+// formed.
+Datum keys_row(FunctionCallInfo fcinfo, const CommittedKeys &keys,
+               const std::vector<Datum> &extra = {});
+
+}  // namespace pga::ext

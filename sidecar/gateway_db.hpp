@@ -1,0 +1,48 @@
+// The gateway's SQL, as alpaca_sidecar on the redeem pool: the check of a token (Session
+// fields, no keys), the redeem of a token for one request (CALL alpaca.redeem_session: scope,
+// live rule, use record and audit row committed before the keys come back) and the HTTP status
+// of an audited request. The token is a bind parameter, never part of a statement's text.
+#pragma once
+#include "common/cpp_only.hpp"
+#include "common/secure_memory.hpp"
+#include "sidecar/gateway_types.hpp"
+#include "sidecar/redeemer.hpp"
+
+#include <string>
+
+namespace pga::sidecar::gateway {
+
+enum class DbStatus {
+    Ok,
+    BadToken,       // 28000: not a valid, live session token -> 401
+    Forbidden,      // 42xxx: scope, live rule, path not allowed -> 403
+    DatabaseError,  // no connection, pool busy until the deadline -> 503
+    Failed,         // anything else -> 500
+};
+
+struct SessionKeys {
+    DbStatus status = DbStatus::Failed;
+    std::string message;  // PostgreSQL's primary message (never holds the token)
+    Session session;
+    std::string route;     // "read", "trade" or "data" (alpaca._gateway_route)
+    std::string audit_id;  // the gateway audit row, for record_status
+    SecureBytes api_key, secret_key;
+};
+
+struct SessionCheck {
+    DbStatus status = DbStatus::Failed;
+    std::string message;
+    Session session;
+};
+
+SessionKeys redeem_session(Redeemer &db, const SecureBytes &token, const std::string &method,
+                           const std::string &path, Redeemer::Clock::time_point deadline);
+
+SessionCheck check_session(Redeemer &db, const SecureBytes &token,
+                           Redeemer::Clock::time_point deadline);
+
+// False (error set) when the row could not be updated.
+bool record_status(Redeemer &db, const std::string &audit_id, int http_status,
+                   Redeemer::Clock::time_point deadline, std::string &error);
+
+}  // namespace pga::sidecar::gateway
