@@ -37,32 +37,9 @@ def control_version():
         return re.search(r"default_version\s*=\s*'([^']+)'", f.read()).group(1)
 
 
-class Mcp(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        why = M.missing()
-        if why:
-            raise unittest.SkipTest(why)
-        G.gateway()
-        cls.key, cls.secret = H.canary_key_pair("mcp")
-        H.add_standin_fixture(cls.key, cls.secret, template=S.ALICE)
-        H.standin_reload()
-        cls.user = H.random_user("mcp")
-        with S.connect(role="app") as c:
-            cls.cred = S.store(c, cls.user, cls.key, cls.secret)
-            cls.read = G.open_session(c, cls.user, cls.cred, "read")
-            cls.trade = G.open_session(c, cls.user, cls.cred, "trade")
-
-    @classmethod
-    def tearDownClass(cls):
-        H.remove_standin_fixture(cls.key)
-        H.standin_reload()
-
-    def held(self, path):
-        return G.direct("GET", path, self.key, self.secret)
-
-    def order_ids(self, status):
-        return sorted(o["id"] for o in self.held(f"/v2/orders?status={status}&limit=500"))
+class Mcp(G.OwnAccount, unittest.TestCase):
+    TAG = "mcp"
+    REQUIRES = staticmethod(M.missing)
 
     def test_initialize(self):
         out = M.agent(self.read, [{"op": "server"}, {"op": "ping"}])

@@ -20,7 +20,6 @@ import tempfile
 import unittest
 
 import gateway_lib as G
-import hardening_lib as H
 import mcp_lib as M
 import mcp_proxy
 import pga_stack as S
@@ -75,18 +74,14 @@ def conformance(*args, timeout=300):
                           cwd=M.DIR, timeout=timeout)
 
 
-class McpConformance(unittest.TestCase):
+class McpConformance(G.OwnAccount, unittest.TestCase):
+    TAG = "mcpconf"
+    REQUIRES = staticmethod(M.missing)
+
     @classmethod
     def setUpClass(cls):
-        why = M.missing()
-        if why:
-            raise unittest.SkipTest(why)
-        G.gateway()
-        cls.user = H.random_user("mcpconf")
-        with S.connect(role="app") as c:
-            cred = S.store(c, cls.user, S.ALICE, S.fixture_secret(S.ALICE))
-            cls.token = G.open_session(c, cls.user, cred, "read")
-        cls.proxy = mcp_proxy.Proxy(G.port(), cls.token).__enter__()
+        super().setUpClass()
+        cls.proxy = mcp_proxy.Proxy(G.port(), cls.read).__enter__()
         cls.url = f"http://127.0.0.1:{cls.proxy.port}/mcp"
         sc = S.STACK.sidecar
         cls.saved_origins = sc.read_config().get("gateway_allowed_origins")
@@ -98,6 +93,7 @@ class McpConformance(unittest.TestCase):
         cls.proxy.__exit__(None, None, None)
         S.STACK.sidecar.set("gateway_allowed_origins", cls.saved_origins)
         S.STACK.sidecar.restart()
+        super().tearDownClass()
 
     def run_scenario(self, name):
         with tempfile.TemporaryDirectory() as out:

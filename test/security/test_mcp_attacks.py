@@ -33,25 +33,8 @@ def rpc(method, params=None, id_=1):
     return json.dumps(m).encode()
 
 
-class McpAttacks(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        G.gateway()
-        cls.app = S.connect(role="app")
-        cls.user = H.random_user("mcpa")
-        cls.cred = S.store(cls.app, cls.user, S.ALICE, S.fixture_secret(S.ALICE))
-        cls.read = G.open_session(cls.app, cls.user, cls.cred, "read")
-        cls.trade = G.open_session(cls.app, cls.user, cls.cred, "trade")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.close()
-
-    def setUp(self):
-        self.seen = G.standin_requests()
-
-    def nothing_reached(self):
-        self.assertEqual(G.standin_requests(), self.seen, "a request reached the stand-in")
+class McpAttacks(G.NothingReaches, unittest.TestCase):
+    TAG = "mcpa"
 
     def post(self, raw, token, headers=None, bearer=True):
         h = dict(MCP_HEADERS, **{"Content-Type": "application/json"})
