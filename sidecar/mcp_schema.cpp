@@ -7,12 +7,76 @@
 namespace pga::sidecar::mcp {
 namespace {
 
-const char *const kDecimalPattern = "^(0|[1-9][0-9]{0,14})(\\.[0-9]{1,9})?$";
 constexpr std::size_t kDecimalMaxLength = 25;
 
-const std::regex &decimal_regex() {
-    static const std::regex re(kDecimalPattern, std::regex::ECMAScript);
-    return re;
+bool digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool upper(char c) {
+    return c >= 'A' && c <= 'Z';
+}
+bool hex(char c) {
+    return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool uuid_text(std::string_view s) {
+    if (s.size() != 36) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !hex(s[i])) return false;
+    }
+    return true;
+}
+
+bool symbol_text(std::string_view s) {
+    bool after_word = false;  // the previous character belongs to a word
+    for (const char c : s) {
+        if (upper(c) || digit(c)) {
+            after_word = true;
+        } else if ((c == '.' || c == '/') && after_word) {
+            after_word = false;
+        } else {
+            return false;
+        }
+    }
+    return after_word;
+}
+
+bool stock_text(std::string_view s) {
+    const std::size_t dot = s.find('.');
+    const std::string_view base = s.substr(0, dot);
+    if (base.empty()) return false;
+    for (const char c : base)
+        if (!upper(c)) return false;
+    if (dot == std::string_view::npos) return true;
+    const std::string_view cls = s.substr(dot + 1);
+    if (cls.empty()) return false;
+    for (const char c : cls)
+        if (!upper(c) && !digit(c)) return false;
+    return true;
+}
+
+bool client_id_text(std::string_view s) {
+    if (s.empty() || s.size() > 128) return false;
+    for (const char c : s)
+        if (!upper(c) && !digit(c) && !(c >= 'a' && c <= 'z') && c != '.' && c != '_' && c != ':' &&
+            c != '-')
+            return false;
+    return true;
+}
+
+bool decimal_text(std::string_view s) {
+    const std::size_t dot = s.find('.');
+    const std::string_view ip = s.substr(0, dot);
+    if (ip.empty() || ip.size() > 15 || (ip.size() > 1 && ip[0] == '0')) return false;
+    for (const char c : ip)
+        if (!digit(c)) return false;
+    if (dot == std::string_view::npos) return true;
+    const std::string_view fp = s.substr(dot + 1);
+    if (fp.empty() || fp.size() > 9) return false;
+    for (const char c : fp)
+        if (!digit(c)) return false;
+    return true;
 }
 
 void write_text(JsonWriter &w, const std::string &s) {
@@ -69,8 +133,8 @@ std::string check_one(const Param &p, const Json &v, std::string &out) {
             }
             if (v.text.size() > p.max_length)
                 return bad(p, "longer than " + std::to_string(p.max_length) + " characters");
-            if (p.regex && !std::regex_match(v.text, *p.regex))
-                return bad(p, quote_for_error(v.text) + " does not match " + p.pattern);
+            if (p.pattern && !p.pattern->matches(v.text))
+                return bad(p, quote_for_error(v.text) + " does not match " + p.pattern->regex);
             out = v.text;
             return {};
         }
@@ -88,15 +152,21 @@ Param base(std::string name, ParamKind kind, std::string description) {
 
 }  // namespace
 
-bool is_plain_decimal(const std::string &s) {
-    return s.size() <= kDecimalMaxLength && std::regex_match(s, decimal_regex());
+const Pattern kUuidPattern{
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", uuid_text};
+const Pattern kSymbolPattern{"^[A-Z0-9]+([./][A-Z0-9]+)*$", symbol_text};
+const Pattern kStockPattern{"^[A-Z]+([.][A-Z0-9]+)?$", stock_text};
+const Pattern kClientIdPattern{"^[A-Za-z0-9._:-]{1,128}$", client_id_text};
+const Pattern kDecimalPattern{"^(0|[1-9][0-9]{0,14})(\\.[0-9]{1,9})?$", decimal_text};
+
+bool is_plain_decimal(std::string_view s) {
+    return decimal_text(s);
 }
 
-Param string_param(std::string name, std::string description, std::string pattern,
+Param string_param(std::string name, std::string description, const Pattern &pattern,
                    std::size_t max_length, bool req) {
     Param p = base(std::move(name), ParamKind::String, std::move(description));
-    p.regex = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
-    p.pattern = std::move(pattern);
+    p.pattern = &pattern;
     p.max_length = max_length;
     p.required = req;
     return p;
@@ -112,7 +182,7 @@ Param enum_param(std::string name, std::string description, std::vector<std::str
 
 Param decimal_param(std::string name, std::string description, bool req) {
     Param p = base(std::move(name), ParamKind::Decimal, std::move(description));
-    p.pattern = kDecimalPattern;
+    p.pattern = &kDecimalPattern;
     p.max_length = kDecimalMaxLength;
     p.required = req;
     return p;
@@ -190,7 +260,7 @@ void write_input_schema(JsonWriter &w, const std::vector<Param> &params) {
                 w.String("number");
                 w.EndArray();
                 w.Key("pattern");
-                write_text(w, p.pattern);
+                w.String(p.pattern->regex);
                 w.Key("maxLength");
                 w.Uint64(p.max_length);
                 w.Key("exclusiveMinimum");
@@ -204,9 +274,9 @@ void write_input_schema(JsonWriter &w, const std::vector<Param> &params) {
                     w.StartArray();
                     for (const auto &c : p.choices) write_text(w, c);
                     w.EndArray();
-                } else {
+                } else if (p.pattern) {
                     w.Key("pattern");
-                    write_text(w, p.pattern);
+                    w.String(p.pattern->regex);
                     w.Key("maxLength");
                     w.Uint64(p.max_length);
                 }

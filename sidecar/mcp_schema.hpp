@@ -8,12 +8,24 @@
 
 #include <cstdint>
 #include <map>
-#include <memory>
-#include <regex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pga::sidecar::mcp {
+
+// A string pattern: the anchored ECMAScript regular expression a schema publishes, and the
+// hand-written check that enforces exactly it (no regex engine at run time: bounded, linear).
+struct Pattern {
+    const char *regex;
+    bool (*matches)(std::string_view);
+};
+
+extern const Pattern kUuidPattern;      // 8-4-4-4-12 hex digits, either case
+extern const Pattern kSymbolPattern;    // [A-Z0-9] words joined by single '.' or '/'
+extern const Pattern kStockPattern;     // letters, optionally '.' and a class (BRK.B)
+extern const Pattern kClientIdPattern;  // 1 to 128 of A-Z a-z 0-9 . _ : -
+extern const Pattern kDecimalPattern;   // digits (no leading zeros), optionally . and 1-9 digits
 
 enum class ParamKind { String, Decimal, Integer, Boolean };
 
@@ -22,16 +34,15 @@ struct Param {
     ParamKind kind = ParamKind::String;
     std::string description;
     bool required = false;
-    // String: an anchored ECMAScript pattern (also published), checked after max_length.
-    std::string pattern;
-    std::shared_ptr<const std::regex> regex;
+    // String and Decimal: the pattern (published, and checked after max_length).
+    const Pattern *pattern = nullptr;
     std::size_t max_length = 64;
     std::vector<std::string> choices;       // String: enum
     std::int64_t minimum = 0, maximum = 0;  // Integer bounds (inclusive)
     std::string default_json;               // published as "default" (JSON text), not applied here
 };
 
-Param string_param(std::string name, std::string description, std::string pattern,
+Param string_param(std::string name, std::string description, const Pattern &pattern,
                    std::size_t max_length, bool required = false);
 Param enum_param(std::string name, std::string description, std::vector<std::string> choices,
                  std::string default_value = {});
@@ -53,6 +64,6 @@ std::string validate_arguments(const Json *arguments, const std::vector<Param> &
 void write_input_schema(JsonWriter &w, const std::vector<Param> &params);
 
 // Plain positive decimal text: digits, optionally '.' and 1..9 digits; no sign, no exponent.
-bool is_plain_decimal(const std::string &s);
+bool is_plain_decimal(std::string_view s);
 
 }  // namespace pga::sidecar::mcp

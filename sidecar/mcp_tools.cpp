@@ -11,22 +11,16 @@
 namespace pga::sidecar::mcp {
 namespace {
 
-const char *const kUuid =
-    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-// Stocks, options (OCC), crypto pairs: upper-case words joined by single '.' or '/'.
-const char *const kSymbol = "^[A-Z0-9]+([./][A-Z0-9]+)*$";
-const char *const kStock = "^[A-Z]+([.][A-Z0-9]+)?$";
-const char *const kClientOrderId = "^[A-Za-z0-9._:-]{1,128}$";
-
 // Alpaca's answers may be large (500 orders, many positions); still bounded.
 const Limits kAlpacaLimits{32 * 1024 * 1024, 64, 4 * 1024 * 1024};
 constexpr std::size_t kMaxMessage = 500;
 
 Param order_id_param() {
-    return string_param("order_id", "The order's id (a UUID, as Alpaca gives it)", kUuid, 36, true);
+    return string_param("order_id", "The order's id (a UUID, as Alpaca gives it)", kUuidPattern, 36,
+                        true);
 }
 Param client_order_id_param(const char *what) {
-    return string_param("client_order_id", what, kClientOrderId, 128);
+    return string_param("client_order_id", what, kClientIdPattern, 128);
 }
 Param tif_param() {
     return enum_param("time_in_force", "How long the order stays working",
@@ -156,8 +150,8 @@ std::vector<Tool> make_tools() {
         Tool &x = add(t, "get_latest_quote", "Latest stock quote",
                       "The latest bid and ask of one stock (market data).",
                       {{"symbol", "string"}, {"quote", "object"}});
-        x.params = {string_param("symbol", "Stock symbol in upper case, e.g. AAPL or BRK.B", kStock,
-                                 16, true),
+        x.params = {string_param("symbol", "Stock symbol in upper case, e.g. AAPL or BRK.B",
+                                 kStockPattern, 16, true),
                     enum_param("feed", "Market data feed", {"iex", "sip", "delayed_sip"})};
         x.request = [](const Args &a) {
             std::string path = "/v2/stocks/" + arg(a, "symbol") + "/quotes/latest";
@@ -176,7 +170,7 @@ std::vector<Tool> make_tools() {
             string_param("symbol",
                          "Symbol: stock (AAPL), option (OCC, AAPL240119C00190000) or "
                          "crypto pair (BTC/USD)",
-                         kSymbol, 32, true),
+                         kSymbolPattern, 32, true),
             enum_param("side", "buy or sell", {"buy", "sell"}),
             enum_param("type", "Order type",
                        {"market", "limit", "stop", "stop_limit", "trailing_stop"}, "market"),
@@ -257,7 +251,7 @@ std::vector<Tool> make_tools() {
             "answers with that order.",
             kOrderOutput, true);
         x.params = {string_param("symbol", "The position's symbol (BTC/USD and BTCUSD alike)",
-                                 kSymbol, 32, true),
+                                 kSymbolPattern, 32, true),
                     decimal_param("qty", "Close this quantity"),
                     decimal_param("percentage", "Close this percentage (0 to 100)")};
         x.cross_check = close_amount_ok;
