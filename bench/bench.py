@@ -584,14 +584,15 @@ def b5(args):
             figures.append(Figure(
                 "B5", f"calls/s, {clients} pgbench client{'s' if clients > 1 else ''}, stand-in "
                 f"answers after {delay} ms; baseline = clients ÷ {delay} ms",
-                tps, [bound], "/s", [t / bound for t in tps], "",
-                "≥ 0.9 × bound" if clients == 32 else "(report)",
-                (lambda r: r >= 0.9) if clients == 32 else None))
+                tps, [bound], "/s", [t / bound for t in tps], "", "(report)", None))
+            # The target is against what the stand-in delivers to bare clients on the same
+            # cores (bench/README.md, "Why these baselines"), not against the 20 ms bound.
             figures.append(Figure(
                 "B5 direct", f"the same load straight from {clients} keep-alive curl clients to "
                 "the stand-in (what it can deliver here); ratio = ours ÷ this",
-                tps, direct, "/s", [t / d for t, d in zip(tps, direct)], "", "(information)",
-                None))
+                tps, direct, "/s", [t / d for t, d in zip(tps, direct)], "",
+                "≥ 0.9 × direct" if clients == 32 else "(information)",
+                (lambda r: r >= 0.9) if clients == 32 else None))
     finally:
         control("DELETE", f"/faults/{fault['id']}")
     return figures

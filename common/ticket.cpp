@@ -47,12 +47,16 @@ std::string mint_ticket(const KeyRing &ring, TicketClaims &claims) {
     if (claims.app_user.empty() || claims.app_user.size() > kMaxAppUserLen)
         throw Error(ErrorCode::InvalidParameter,
                     "ticket app user must be 1 to " + std::to_string(kMaxAppUserLen) + " bytes");
+    if (claims.db_role.size() > kMaxDbRoleLen)
+        throw Error(ErrorCode::InvalidParameter, "ticket database role must be at most " +
+                                                     std::to_string(kMaxDbRoleLen) + " bytes");
     const KeyEntry &key = ring.primary();
     claims.key_id = key.id;
     random_bytes(claims.nonce.data(), claims.nonce.size());
 
     std::vector<std::uint8_t> payload;
-    payload.reserve(kFixedLen + claims.purpose.size() + claims.app_user.size());
+    payload.reserve(kFixedLen + claims.purpose.size() + claims.app_user.size() + 1 +
+                    claims.db_role.size());
     put_be(payload, claims.key_id, 4);
     payload.insert(payload.end(), claims.credential_id.begin(), claims.credential_id.end());
     put_be(payload, static_cast<std::uint64_t>(claims.expires_at_ms), 8);
@@ -61,6 +65,10 @@ std::string mint_ticket(const KeyRing &ring, TicketClaims &claims) {
     payload.insert(payload.end(), claims.purpose.begin(), claims.purpose.end());
     put_be(payload, claims.app_user.size(), 2);
     payload.insert(payload.end(), claims.app_user.begin(), claims.app_user.end());
+    if (!claims.db_role.empty()) {
+        put_be(payload, claims.db_role.size(), 1);
+        payload.insert(payload.end(), claims.db_role.begin(), claims.db_role.end());
+    }
 
     std::string out;
     out.reserve(kMaxTicketTextLen);
@@ -117,10 +125,17 @@ TicketClaims verify_ticket(const KeyRing &ring, std::string_view ticket, std::in
     p += plen;
     std::size_t ulen = static_cast<std::size_t>(get_be(p, 2));
     p += 2;
-    if (ulen == 0 || ulen > kMaxAppUserLen || static_cast<std::size_t>(end - p) != ulen)
+    if (ulen == 0 || ulen > kMaxAppUserLen || static_cast<std::size_t>(end - p) < ulen)
         bad("malformed ticket");
     c.app_user.assign(reinterpret_cast<const char *>(p), ulen);
-    if (now_ms >= c.expires_at_ms) bad("ticket expired");
+    p += ulen;
+    if (p != end) {  // the optional database role: exactly one length byte and its text
+        std::size_t rlen = *p++;
+        if (rlen == 0 || rlen > kMaxDbRoleLen || static_cast<std::size_t>(end - p) != rlen)
+            bad("malformed ticket");
+        c.db_role.assign(reinterpret_cast<const char *>(p), rlen);
+    }
+    if (now_ms != kAnyTime && now_ms >= c.expires_at_ms) bad("ticket expired");
     return c;
 }
 

@@ -79,6 +79,14 @@ CommittedKeys run_prepare(SPIPlanPtr *plan, const char *query, int nargs, Oid *t
 
 void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, const char *marks,
                             const char *call_form) {
+    // The marks are written here: a standby cannot (the sidecar beside it redeems on the
+    // primary).
+    if (RecoveryInProgress())
+        throw pga::pg::PgError(ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                               std::string(procedure) + " runs on the primary, not on a hot standby",
+                               "",
+                               "Point the sidecar's conninfo at the primary, or list the nodes "
+                               "with target_session_attrs=read-write.");
     if (nonatomic_call(fcinfo)) return;
     throw pga::pg::PgError(
         ERRCODE_INVALID_TRANSACTION_TERMINATION,

@@ -52,6 +52,7 @@ const char *const kSensitiveNames[] = {
     "_alpaca_get",
     "_alpaca_send",
     "_audit_trade",
+    "_record_outcomes",
     // Gateway session tokens (pgas_...): the procedure and functions that take one, and the
     // token's own prefix, so a token passed as a literal or bind value to any function (an
     // application's wrapper, a cast that fails) is masked too.

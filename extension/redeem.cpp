@@ -5,7 +5,8 @@
 // the single-use mark and the `decrypt` audit row of this redeem are committed, whatever the
 // caller does with its transaction afterwards. So, in this order (extension/committed_redeem):
 //   1. refuse an atomic context (inside BEGIN, a function, a DO block with an exception
-//      handler, a multi-statement implicit transaction, PREPARE TRANSACTION's block);
+//      handler, a multi-statement implicit transaction, PREPARE TRANSACTION's block), and a
+//      hot standby (25006: the sidecar must redeem on the primary);
 //   2. run alpaca._redeem_prepare(ticket, purpose) as alpaca_owner: it verifies MAC, expiry,
 //      purpose, single use (nonce row), owner and active flag under RLS as the ticket's user,
 //      and writes the audit row;

@@ -35,11 +35,26 @@ std::string quoted_if_plain(const std::string &name) {
 }
 
 // Alpaca's answer as text: it sends UTF-8; converted to the database encoding (which verifies
-// it and rejects NUL bytes).
-Datum body_datum(const std::string &b) {
+// it and rejects NUL bytes). In a UTF-8 database the value received is returned as it is.
+Datum body_datum(const pga::ext::SidecarAnswer &a) {
+    const std::string_view b = a.body_view();
     char *conv = pga::pg::call([&] { return pg_any_to_server(b.data(), (int)b.size(), PG_UTF8); });
-    std::size_t conv_len = conv == b.data() ? b.size() : std::strlen(conv);
-    return pga::pg::text_datum(std::string_view(conv, conv_len));
+    if (conv == b.data()) return PointerGetDatum(a.body);
+    return pga::pg::text_datum(std::string_view(conv, std::strlen(conv)));
+}
+
+// One exchange: Alpaca's 2xx body as text in `ok_body` (true), or the answer for the error
+// paths, which read Alpaca's error body (small) as a string (false).
+bool exchange(pga::SidecarRequest &req, Datum &ok_body, pga::SidecarResponse &failed) {
+    pga::ext::SidecarAnswer a = pga::ext::exchange_with_sidecar_into_text(req);
+    if (a.resp.outcome == pga::Outcome::Ok && a.resp.http_status >= 200 &&
+        a.resp.http_status < 300) {
+        ok_body = body_datum(a);
+        return true;
+    }
+    a.resp.body = std::string(a.body_view());
+    failed = std::move(a.resp);
+    return false;
 }
 
 std::string random_request_id() {
@@ -97,10 +112,9 @@ PGA_FUNCTION(pga_alpaca_get) {
     if (!PG_ARGISNULL(3)) req.query = query_pairs(PG_GETARG_DATUM(3));
     req.request_id = random_request_id();
 
-    const pga::SidecarResponse resp = pga::ext::exchange_with_sidecar(req);
-    if (resp.outcome == pga::Outcome::Ok && resp.http_status >= 200 && resp.http_status < 300) {
-        return body_datum(resp.body);
-    }
+    Datum body = 0;
+    pga::SidecarResponse resp;
+    if (exchange(req, body, resp)) return body;
     if (resp.outcome == pga::Outcome::Ok && accept_unauthorized &&
         (resp.http_status == 401 || resp.http_status == 403)) {
         PG_RETURN_NULL();
@@ -147,9 +161,8 @@ PGA_FUNCTION(pga_alpaca_send) {
     }
     req.request_id = random_request_id();
 
-    const pga::SidecarResponse resp = pga::ext::exchange_with_sidecar(req);
-    if (resp.outcome == pga::Outcome::Ok && resp.http_status >= 200 && resp.http_status < 300) {
-        return body_datum(resp.body);
-    }
+    Datum body = 0;
+    pga::SidecarResponse resp;
+    if (exchange(req, body, resp)) return body;
     pga::ext::throw_for_trade_response(resp, cred, req.operation);
 }

@@ -14,8 +14,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/socket.h>
@@ -33,6 +35,8 @@ extern "C" {
 }
 
 namespace {
+
+using pga::ext::SidecarAnswer;
 
 constexpr const char *kDefaultSocket = "/run/alpaca-sidecar/alpaca-sidecar.sock";
 
@@ -164,11 +168,12 @@ void send_all(const SidecarCall &ctx, int fd, const std::uint8_t *data, std::siz
     }
 }
 
-// Reads exactly len bytes; EOF before that is a lost connection.
-void recv_all(const SidecarCall &ctx, int fd, std::uint8_t *out, std::size_t len) {
+// Reads at least `need` and at most `cap` bytes (whatever has arrived); returns how many.
+std::size_t recv_some(const SidecarCall &ctx, int fd, std::uint8_t *out, std::size_t need,
+                      std::size_t cap) {
     std::size_t off = 0;
-    while (off < len) {
-        ssize_t n = ::recv(fd, out + off, len - off, 0);
+    while (off < need) {
+        ssize_t n = ::recv(fd, out + off, cap - off, 0);
         if (n > 0) {
             off += (std::size_t)n;
             continue;
@@ -182,6 +187,62 @@ void recv_all(const SidecarCall &ctx, int fd, std::uint8_t *out, std::size_t len
         }
         throw_lost("connection failed while reading the answer", err);
     }
+    return off;
+}
+
+[[noreturn]] void throw_bad_frame(const std::string &detail) {
+    throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar", detail);
+}
+
+std::uint32_t be32(const std::uint8_t *p) noexcept {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+           std::uint32_t{p[3]};
+}
+
+// Reads one answer frame (u32 length | u32 header length | header | body). The first read takes
+// whatever has arrived into a small buffer (prefix, header and usually some of the body: one
+// system call for a short answer); the rest of the body goes straight from the socket into the
+// text value that the SQL function returns, so a large answer is copied once, not three times.
+SidecarAnswer receive_answer(const SidecarCall &ctx, int fd) {
+    constexpr std::size_t kLengths = pga::kFramePrefixLen + 4;  // frame length, header length
+    std::uint8_t first[8192];
+    const std::size_t have = recv_some(ctx, fd, first, kLengths, sizeof first);
+    std::uint32_t len = 0;
+    try {
+        len = pga::decode_frame_length(first, pga::kDefaultMaxResponsePayload);
+    } catch (const pga::Error &e) {
+        throw_bad_frame(e.what());
+    }
+    const std::uint32_t hlen = be32(first + pga::kFramePrefixLen);
+    if (len < 4 || hlen == 0 || hlen > len - 4)
+        throw_bad_frame("wire: header length does not fit in the payload");
+
+    // The payload's header part (its own length included), as decode_response reads it.
+    std::vector<std::uint8_t> header(4 + std::size_t(hlen));
+    const std::size_t in_first = std::min(have - pga::kFramePrefixLen, header.size());
+    std::memcpy(header.data(), first + pga::kFramePrefixLen, in_first);
+    if (in_first < header.size())
+        recv_some(ctx, fd, header.data() + in_first, header.size() - in_first,
+                  header.size() - in_first);
+    SidecarAnswer answer;
+    try {
+        answer.resp = pga::decode_response(header.data(), header.size());
+    } catch (const pga::Error &e) {
+        throw_bad_frame(e.what());
+    }
+
+    const std::size_t body_len = std::size_t(len) - header.size();
+    answer.body = pga::pg::call([&] { return (varlena *)palloc(VARHDRSZ + body_len); });
+    SET_VARSIZE(answer.body, VARHDRSZ + body_len);
+    auto *dest = reinterpret_cast<std::uint8_t *>(VARDATA(answer.body));
+    const std::size_t consumed = pga::kFramePrefixLen + in_first;
+    // Bytes past the frame (there should be none) are never taken into the body.
+    const std::size_t body_in_first = std::min(have - consumed, body_len);
+    std::memcpy(dest, first + consumed, body_in_first);
+    if (body_in_first < body_len)
+        recv_some(ctx, fd, dest + body_in_first, body_len - body_in_first,
+                  body_len - body_in_first);
+    return answer;
 }
 
 }  // namespace
@@ -212,13 +273,13 @@ bool live_trading_allowed() noexcept {
     return g_allow_live_trading;
 }
 
-pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req) {
+SidecarAnswer exchange_with_sidecar_into_text(pga::SidecarRequest &req) {
     SidecarCall ctx;
     ctx.socket_path = g_sidecar_socket != nullptr ? g_sidecar_socket : kDefaultSocket;
     ctx.timeout_ms = g_request_timeout_ms;
     ctx.deadline = Clock::now() + std::chrono::milliseconds(ctx.timeout_ms);
 
-    pga::SidecarResponse resp;
+    SidecarAnswer answer;
     {
         pga::SecureBytes frame = pga::encode_request(req);
         pga::secure_wipe(req.ticket.data(), req.ticket.size());
@@ -230,28 +291,23 @@ pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req) {
         send_all(ctx, sock.get(), frame.data(), frame.size());
         pga::secure_wipe(frame.data(), frame.size());  // it carried the ticket
 
-        std::uint8_t prefix[pga::kFramePrefixLen];
-        recv_all(ctx, sock.get(), prefix, sizeof prefix);
-        std::uint32_t len = 0;
-        try {
-            len = pga::decode_frame_length(prefix, pga::kDefaultMaxResponsePayload);
-        } catch (const pga::Error &e) {
-            throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
-                                   e.what());
-        }
-        std::vector<std::uint8_t> payload(len);
-        recv_all(ctx, sock.get(), payload.data(), payload.size());
-        try {
-            resp = pga::decode_response(payload.data(), payload.size());
-        } catch (const pga::Error &e) {
-            throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
-                                   e.what());
-        }
+        answer = receive_answer(ctx, sock.get());
     }  // socket closed here
-    if (resp.request_id != req.request_id)
+    if (answer.resp.request_id != req.request_id)
         throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
                                "The answer is for another request id.");
-    return resp;
+    return answer;
+}
+
+pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req) {
+    SidecarAnswer answer = exchange_with_sidecar_into_text(req);
+    answer.resp.body = std::string(answer.body_view());
+    return std::move(answer.resp);
+}
+
+std::string_view SidecarAnswer::body_view() const noexcept {
+    if (body == nullptr) return {};
+    return std::string_view(VARDATA(body), VARSIZE(body) - VARHDRSZ);
 }
 
 }  // namespace pga::ext

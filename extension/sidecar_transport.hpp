@@ -7,7 +7,20 @@
 
 #include "common/wire.hpp"
 
+#include <string_view>
+
+struct varlena;  // PostgreSQL's text
+
 namespace pga::ext {
+
+// An answer whose body was read from the socket straight into a text value.
+struct SidecarAnswer {
+    pga::SidecarResponse resp;  // resp.body stays empty: the body is `body`
+    // VARHDRSZ + the body bytes exactly as the sidecar sent them (Alpaca's UTF-8, unchecked),
+    // palloc'd in the memory context current at the call; never null once returned.
+    varlena *body = nullptr;
+    std::string_view body_view() const noexcept;
+};
 
 // Defines pg_alpaca.sidecar_socket and pg_alpaca.request_timeout_ms. Called once from
 // _PG_init (no C++ object is alive there, so a GUC error may longjmp).
@@ -21,5 +34,7 @@ bool live_trading_allowed() noexcept;
 // sidecar cannot be reached, 08006 when the connection breaks, 57014 on timeout or cancel,
 // 08P01 for a malformed answer or one for another request id.
 pga::SidecarResponse exchange_with_sidecar(pga::SidecarRequest &req);
+// The same, with the body left in the text value (one copy from the socket, none after).
+SidecarAnswer exchange_with_sidecar_into_text(pga::SidecarRequest &req);
 
 }  // namespace pga::ext

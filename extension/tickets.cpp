@@ -1,6 +1,8 @@
 // Tickets: alpaca._mint_ticket and alpaca._verify_ticket, the SQL face of common/ticket.hpp.
 // A ticket is an HMAC (under a key derived from the ring's primary key) over credential id,
-// application user, purpose, expiry and a nonce; alpaca.redeem_ticket trades one for keys.
+// application user, purpose, expiry, a nonce and the caller's database role (its session
+// user, for the call's audit row that the sidecar writes afterwards); alpaca.redeem_ticket
+// trades one for keys.
 // EXECUTE is revoked from PUBLIC; the SQL script's SECURITY DEFINER functions call these.
 #include <cstring>
 #include <string>
@@ -9,6 +11,10 @@
 #include "extension/vault_state.hpp"
 
 #include "extension/pg_values.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+}
 
 using pga::pg::text_datum;
 using pga::pg::text_view;
@@ -20,17 +26,24 @@ PGA_FUNCTION(pga_mint_ticket) {
     claims.app_user = std::string(text_view(PG_GETARG_DATUM(1)));
     claims.purpose = std::string(text_view(PG_GETARG_DATUM(2)));
     claims.expires_at_ms = pga::pg::timestamptz_to_unix_ms(PG_GETARG_TIMESTAMPTZ(3));
+    // The session user, not the current one: inside the SECURITY DEFINER caller the current
+    // user is alpaca_owner. Taken here, so no caller can name another role.
+    claims.db_role = pga::pg::call([] { return GetUserNameFromId(GetSessionUserId(), false); });
     pga::SecureBytes ticket = pga::secure_copy(pga::mint_ticket(pga::ext::keyring(), claims));
     return text_datum(pga::as_view(ticket));
 }
 
-// alpaca._verify_ticket(ticket text, OUT credential_id uuid, OUT app_user text,
-//   OUT purpose text, OUT expires_at timestamptz, OUT nonce bytea, OUT key_id bigint)
+// alpaca._verify_ticket(ticket text, any_time boolean DEFAULT false, OUT credential_id uuid,
+//   OUT app_user text, OUT purpose text, OUT expires_at timestamptz, OUT nonce bytea,
+//   OUT key_id bigint, OUT db_role text): any_time skips the expiry check (the outcome of a
+//   call recorded after its ticket expired; the nonce row proves the redeem); db_role is NULL
+//   for a ticket that carries none.
 PGA_FUNCTION(pga_verify_ticket) {
     pga::TicketClaims c;
+    const bool any_time = PG_NARGS() > 1 && PG_GETARG_BOOL(1);
     try {
         c = pga::verify_ticket(pga::ext::keyring(), text_view(PG_GETARG_DATUM(0)),
-                               pga::pg::now_unix_ms());
+                               any_time ? pga::kAnyTime : pga::pg::now_unix_ms());
     } catch (const pga::Error &e) {
         // A ticket under a key that is not (or no longer) in the ring is simply not valid.
         if (e.code() != pga::ErrorCode::KeyMissing) throw;
@@ -39,12 +52,13 @@ PGA_FUNCTION(pga_verify_ticket) {
     bytea *nonce = pga::pg::call([&] { return (bytea *)palloc(VARHDRSZ + c.nonce.size()); });
     SET_VARSIZE(nonce, VARHDRSZ + c.nonce.size());
     std::memcpy(VARDATA(nonce), c.nonce.data(), c.nonce.size());
-    Datum values[6] = {pga::pg::uuid_datum(c.credential_id),
+    Datum values[7] = {pga::pg::uuid_datum(c.credential_id),
                        text_datum(c.app_user),
                        text_datum(c.purpose),
                        TimestampTzGetDatum(pga::pg::unix_ms_to_timestamptz(c.expires_at_ms)),
                        PointerGetDatum(nonce),
-                       Int64GetDatum((int64)c.key_id)};
-    bool nulls[6] = {false, false, false, false, false, false};
+                       Int64GetDatum((int64)c.key_id),
+                       c.db_role.empty() ? (Datum)0 : text_datum(c.db_role)};
+    bool nulls[7] = {false, false, false, false, false, false, c.db_role.empty()};
     return pga::pg::composite_datum(fcinfo, values, nulls);
 }

@@ -57,12 +57,17 @@ std::vector<std::uint8_t> serialise(const pga::TicketClaims &c) {
     p.insert(p.end(), c.purpose.begin(), c.purpose.end());
     put_be(p, c.app_user.size(), 2);
     p.insert(p.end(), c.app_user.begin(), c.app_user.end());
+    if (!c.db_role.empty()) {
+        put_be(p, c.db_role.size(), 1);
+        p.insert(p.end(), c.db_role.begin(), c.db_role.end());
+    }
     return p;
 }
 
 void check_claims(const pga::TicketClaims &c) {
     check(!c.purpose.empty() && c.purpose.size() <= pga::kMaxPurposeLen);
     check(!c.app_user.empty() && c.app_user.size() <= pga::kMaxAppUserLen);
+    check(c.db_role.size() <= pga::kMaxDbRoleLen);
     check(c.expires_at_ms > kNow);
     check(ring().find(c.key_id) != nullptr);
 }

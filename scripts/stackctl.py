@@ -20,6 +20,8 @@ The layout (mirrors the README's install steps, see there):
                                        bit gives it the server's group), its passfile (0600),
                                        its logs; the server can connect, nobody else
   DIR/sidecar.conf  0640 root:SIDECAR_USER's group   (the sidecar reads it, cannot change it)
+  DIR/replica    0755 RUNNER           a hot standby (replica-up): pgdata, run (its socket),
+                                       log; its sidecar is DIR/sidecar/replica.{sock,conf,log}
 The sidecar logs in over TCP loopback (the cluster listens on 127.0.0.1) with SCRAM and a
 passfile of its own; pg_hba.conf accepts TCP only for its role alpaca_sidecar_login. PostgreSQL
 15's pg_ident cannot map root to every role the tests create, hence trust on a socket the
@@ -685,6 +687,8 @@ class Stack:
             sc.stop()
         self.stop_standin()
         if st:
+            if self.replica.exists():
+                self.replica.cluster.stop()
             self.cluster.stop()
         for p in (self.env_path,):
             if os.path.exists(p):
@@ -709,6 +713,8 @@ class Stack:
         pid = self._standin_pid()
         lines.append("standin: " + (f"running (pid {pid})" if pid_alive(pid) else "stopped"))
         lines.append("postgresql: " + ("running" if self.cluster.running() else "stopped"))
+        if self.replica.exists():
+            lines.append(self.replica.status())
         return "\n".join(lines)
 
     # -- the stand-in -------------------------------------------------------------------------
@@ -795,7 +801,121 @@ class Stack:
         with self.cluster.connect() as c:
             c.execute("SELECT pg_reload_conf()")
 
+    # -- a hot standby and its own sidecar ----------------------------------------------------
+    @property
+    def replica(self):
+        return Replica(self)
 
+
+# ---------------------------------------------------------------------------------------------
+# A streaming replica of the stack's cluster (hot standby), with a sidecar of its own
+# ---------------------------------------------------------------------------------------------
+class Replica:
+    """DIR/replica: a hot standby made with `pg_basebackup -R` from the stack's primary (as the
+    runner), its own port and socket folder, the same key file and settings; beside it the
+    sidecar `replica` (DIR/sidecar/replica.sock, run as the sidecar user) whose conninfo lists
+    the primary first, then the replica, with target_session_attrs=read-write: it redeems on
+    whichever of the two accepts writes, so after a failover (primary gone, replica promoted) it
+    redeems on the former replica by itself."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.dir = os.path.join(stack.dir, "replica")
+        self.cluster = Cluster(self.dir)
+        self.sidecar = Sidecar(stack, "replica")
+
+    def exists(self):
+        return os.path.exists(self.cluster.state_path)
+
+    def up(self):
+        if self.exists():
+            raise StackError(f"{self.dir} already holds a replica (replica-down first)")
+        st, primary = self.stack.state, self.stack.cluster
+        runner, rgroup = st["runner"], primary_group(st["runner"])
+        make_dir(self.dir, runner, rgroup, 0o755)
+        for d, mode in (("run", 0o700), ("log", 0o755)):
+            make_dir(os.path.join(self.dir, d), runner, rgroup, mode)
+        # The primary lets its own OS user stream over its unix socket (trust, like all else
+        # there: only the runner and root can enter that folder).
+        hba = os.path.join(primary.pgdata, "pg_hba.conf")
+        text = run(as_user(runner, ["cat", hba])).stdout
+        if "replication" not in text:
+            run(as_user(runner, ["tee", hba]),
+                input="local   replication  postgres  trust\n" + text)
+            with primary.connect(dbname="postgres") as c:
+                c.execute("SELECT pg_reload_conf()")
+        log("replica: pg_basebackup -R from the primary")
+        run(as_user(runner, [f"{PG_BIN}/pg_basebackup", "-h", primary.sockdir, "-p",
+                             str(primary.port), "-U", "postgres", "-D", self.cluster.pgdata,
+                             "-R", "-X", "stream", "-c", "fast"]), cwd=self.dir)
+        port = free_port()
+        # Later lines win: the primary's settings (key file, preload, ...) stay, these change.
+        conf = ("\n# The replica (scripts/stackctl.py replica-up)\n"
+                f"port = {port}\n"
+                f"unix_socket_directories = '{self.cluster.sockdir}'\n"
+                "hot_standby = on\n"
+                f"pg_alpaca.sidecar_socket = '{self.sidecar.socket_path}'\n")
+        run(as_user(runner, ["tee", "-a", os.path.join(self.cluster.pgdata, "postgresql.conf")]),
+            input=conf)
+        with open(primary.state_path) as f:
+            key_file = json.load(f)["key_file"]
+        with open(self.cluster.state_path + ".tmp", "w") as f:
+            json.dump({"port": port, "key_file": key_file}, f)
+        os.replace(self.cluster.state_path + ".tmp", self.cluster.state_path)
+        self.cluster.start()
+        if not wait_until(self.cluster.accepts, 30, 0.1):
+            raise StackError(f"the replica does not accept connections: {self.cluster.log}")
+        log(f"replica: hot standby on port {port}, socket folder {self.cluster.sockdir}")
+        # Its sidecar logs in like the stack's, to the primary or (after a promotion) to the
+        # replica: one passfile line per port.
+        main = self.stack.sidecar.read_config()
+        passfile = os.path.join(self.stack.sidecar_dir, "pgpass")
+        with open(passfile) as f:  # we are root (or its owner)
+            lines = f.read().splitlines()
+        line = lines[0].split(":", 2)
+        extra = f"{line[0]}:{port}:{line[2]}"
+        if extra not in lines:
+            write_file(passfile, "\n".join(lines + [extra]) + "\n", st["sidecar_user"],
+                       primary_group(st["sidecar_user"]), 0o600)
+        self.stack.extra_sidecar(
+            "replica", conninfo=self.conninfo(main["conninfo"], primary.port, port))
+        log("replica: its sidecar (as " + st["sidecar_user"] + ")")
+        self.sidecar.check_config()
+        self.sidecar.start()
+        return port
+
+    @staticmethod
+    def conninfo(main, primary_port, replica_port):
+        """The main sidecar's conninfo with a host list: primary, then the replica."""
+        words = [w for w in main.split() if not w.startswith(("host=", "port="))]
+        return " ".join([f"host=127.0.0.1,127.0.0.1 port={primary_port},{replica_port}"] +
+                        words + ["target_session_attrs=read-write"])
+
+    def promote(self):
+        self.cluster.pg("pg_ctl", "-D", self.cluster.pgdata, "-w", "-t", "60", "promote")
+
+    def in_recovery(self):
+        with self.cluster.connect(dbname="postgres") as c:
+            return c.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+
+    def down(self):
+        self.sidecar.stop()
+        if self.exists():
+            self.cluster.stop()
+        if os.path.isdir(self.dir):
+            run(as_root(["rm", "-rf", self.dir]))
+        for p in (self.sidecar.pid_path, self.sidecar.config_path):
+            if os.path.exists(p):
+                run(as_root(["rm", "-f", p]))
+
+    def status(self):
+        if not self.exists():
+            return "replica: none"
+        up = self.cluster.running()
+        role = ("standby" if self.in_recovery() else "promoted") if up else "stopped"
+        return (f"replica: {role} (port {self.cluster.port}, socket folder "
+                f"{self.cluster.sockdir}); its sidecar: "
+                + (f"running (pid {self.sidecar.pid})" if self.sidecar.alive() else "stopped"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,6 +941,16 @@ USAGE = """scripts/stack.sh COMMAND DIR [ARGS]   (a throwaway pg_alpaca stack in
   bare-up DIR KEYFILE           a bare cluster (no sidecar, no stand-in) with a copy of KEYFILE;
                                 prints its port (its socket folder is DIR/run)
   bare-down DIR                 stop a bare cluster
+  replica-up DIR                a hot standby of the cluster (pg_basebackup -R, as the runner;
+                                own port, socket folder DIR/replica/run, the same key file and
+                                settings) and its own sidecar "replica" (socket
+                                DIR/sidecar/replica.sock; conninfo: the primary, then the
+                                replica, target_session_attrs=read-write); the replica's
+                                pg_alpaca.sidecar_socket names that socket. Prints its port
+  replica-status DIR            standby or promoted, and its sidecar
+  promote DIR                   pg_ctl promote the replica (its sidecar then redeems on it as
+                                soon as the primary is gone: target_session_attrs=read-write)
+  replica-down DIR              stop the replica and its sidecar, remove DIR/replica
   users                         create the sidecar's OS user if missing; print who runs what
 
 Who runs what: the cluster and the stand-in as the runner (postgres when root, else you), the
@@ -886,6 +1016,14 @@ def main(argv):
             st.gateway_off()
         elif cmd == "add-key":
             st.add_key()
+        elif cmd == "replica-up":
+            print(st.replica.up())
+        elif cmd == "replica-status":
+            print(st.replica.status())
+        elif cmd == "promote":
+            st.replica.promote()
+        elif cmd == "replica-down":
+            st.replica.down()
         else:
             sys.stdout.write(USAGE)
             return 2

@@ -2,6 +2,7 @@
 
 #include "sidecar/log.hpp"
 #include "sidecar/pg_result.hpp"
+#include "sidecar/pg_session.hpp"
 
 #include <cstring>
 
@@ -11,12 +12,6 @@ namespace {
 constexpr const char *kStatement = "pga_redeem";
 constexpr const char *kAuditStatement = "pga_audit_trade";
 constexpr const char *kAuditCall = "SELECT alpaca._audit_trade($1, $2, $3, $4)";
-// Every name the sidecar sends is schema-qualified, in schema alpaca where nobody but the
-// extension creates objects, and its connections run with an empty search_path: nothing
-// created in a schema its role can see can receive a ticket or make the call ambiguous.
-constexpr const char *kPinSearchPath = "SELECT pg_catalog.set_config('search_path', '', false)";
-constexpr const char *kHasExtension =
-    "SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_alpaca'";
 // A procedure that commits the single-use mark and the audit row before it returns the keys.
 constexpr const char *kRedeemCall = "CALL alpaca.redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
 
@@ -33,28 +28,8 @@ int Redeemer::open_connections() {
 }
 
 Redeemer::Conn Redeemer::connect(std::string &error) {
-    // Later keywords override what the connection string says.
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", nullptr};
-    const char *values[] = {conninfo_.c_str(), "alpaca-sidecar", "5", nullptr};
-    Conn conn(PQconnectdbParams(keys, values, 1));
-    if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
-        error = "cannot connect to PostgreSQL: " +
-                one_line(conn ? PQerrorMessage(conn.get()) : "out of memory");
-        return nullptr;
-    }
-    Result pin(PQexec(conn.get(), kPinSearchPath));
-    if (!pin || PQresultStatus(pin.get()) != PGRES_TUPLES_OK) {
-        error = "cannot pin search_path: " + one_line(PQerrorMessage(conn.get()));
-        return nullptr;
-    }
-    Result ext(PQexec(conn.get(), kHasExtension));
-    if (!ext || PQresultStatus(ext.get()) != PGRES_TUPLES_OK || PQntuples(ext.get()) != 1) {
-        error = ext && PQresultStatus(ext.get()) == PGRES_TUPLES_OK
-                    ? std::string("database \"") + PQdb(conn.get()) +
-                          "\" has no pg_alpaca extension: check dbname in conninfo"
-                    : "cannot look up pg_alpaca: " + one_line(PQerrorMessage(conn.get()));
-        return nullptr;
-    }
+    Conn conn = open_session(conninfo_, error);
+    if (!conn) return nullptr;
     const Oid types[2] = {25, 25};  // text, text
     Result prep(PQprepare(conn.get(), kStatement, kRedeemCall, 2, types));
     if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {

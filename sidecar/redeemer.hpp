@@ -4,6 +4,7 @@
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
+#include "sidecar/pg_session.hpp"
 
 #include <libpq-fe.h>
 
@@ -65,10 +66,7 @@ class Redeemer {
                          std::string &error);
 
   private:
-    struct ConnDeleter {
-        void operator()(PGconn *c) const noexcept { PQfinish(c); }
-    };
-    using Conn = std::unique_ptr<PGconn, ConnDeleter>;
+    using Conn = PgConn;
 
     Conn acquire(Clock::time_point deadline, std::string &error);
     void release(Conn conn);

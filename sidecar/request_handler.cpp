@@ -66,6 +66,16 @@ void fill_answer(UpstreamResult &up, const Config &cfg, SidecarResponse &resp) {
     }
 }
 
+// What the call's audit row says: "ok" (2xx), "rejected" (Alpaca refused the keys), "error"
+// (any other HTTP status), else how the sidecar ended it (timeout, unreachable, ...).
+std::string outcome_text(const UpstreamResult &up, const SidecarResponse &resp) {
+    if (up.end == UpstreamResult::End::ClientGone) return "client_gone";
+    if (resp.outcome != Outcome::Ok) return outcome_name(resp.outcome);
+    if (resp.http_status >= 200 && resp.http_status < 300) return "ok";
+    if (resp.http_status == 401 || resp.http_status == 403) return "rejected";
+    return "error";
+}
+
 }  // namespace
 
 SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &cfg,
@@ -114,6 +124,10 @@ SidecarResponse RequestHandler::handle(const SidecarRequest &req, const Config &
         redeemer_.audit_trade(req.ticket, req.operation, coid, outcome,
                               std::chrono::steady_clock::now() + std::chrono::seconds(5));
     }
+    // The call's outcome row and last_used_at, written after the answer (outcome_writer).
+    outcomes_.record(CallOutcome{req.ticket, req.operation, outcome_text(up, resp),
+                                 resp.outcome == Outcome::Ok ? resp.http_status : 0,
+                                 std::chrono::system_clock::now()});
     log_request(req, cred->credential_id, cred->environment, resp, started);
     return resp;
 }

@@ -6,6 +6,11 @@
 
 namespace pga::sidecar {
 
+std::uint64_t jitter_seed() {
+    thread_local std::mt19937_64 seeds{std::random_device{}()};
+    return seeds();
+}
+
 bool is_retryable_status(int http_status) noexcept {
     return http_status == 0 || http_status == 429 || http_status == 502 || http_status == 503 ||
            http_status == 504;

@@ -206,8 +206,9 @@ Server::Server(std::string config_path, Config cfg)
     : config_path_(std::move(config_path)),
       config_(std::make_shared<const Config>(cfg)),
       redeemer_(cfg.conninfo, cfg.pool_size),
+      outcomes_(cfg.conninfo),
       limiter_(double(cfg.rate_limit_per_minute), std::chrono::minutes(1)),
-      handler_(redeemer_, limiter_),
+      handler_(redeemer_, limiter_, outcomes_),
       fd_limit_(current_fd_limit()) {
     open_socket();
 }
@@ -350,16 +351,7 @@ void Server::dispatch(PendingList::iterator it) {
         send_now(job->fd.get(), resp);
         return;
     }
-    const std::size_t max_queue = config()->max_queue;
-    {
-        std::lock_guard<std::mutex> lock(queue_mu_);
-        if (queue_.size() < max_queue) {
-            queue_.push_back(std::move(job));
-            metrics::set_queue_depth(queue_.size());
-            queue_cv_.notify_one();
-            return;
-        }
-    }
+    if (queue_.push(job, config()->max_queue)) return;
     SidecarResponse resp;
     resp.request_id = job->req.request_id;
     resp.outcome = Outcome::Overloaded;
@@ -487,15 +479,8 @@ void Server::serve_job(Job &job, HttpClient &http) {
 void Server::worker_loop() {
     HttpClient http(curl_share_);
     for (;;) {
-        std::unique_ptr<Job> job;
-        {
-            std::unique_lock<std::mutex> lock(queue_mu_);
-            queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping and drained
-            job = std::move(queue_.front());
-            queue_.pop_front();
-            metrics::set_queue_depth(queue_.size());
-        }
+        std::unique_ptr<Job> job = queue_.pop();
+        if (!job) return;  // stopping and drained
         const metrics::BusyWorker busy;
         try {
             serve_job(*job, http);
@@ -573,13 +558,7 @@ void Server::run(int signal_fd) {
     ::unlink(cfg->socket_path.c_str());
     const std::size_t unsent = pending_.size();
     pending_.clear();
-    std::size_t queued;
-    {
-        std::lock_guard<std::mutex> lock(queue_mu_);
-        stopping_ = true;
-        queued = queue_.size();
-    }
-    queue_cv_.notify_all();
+    const std::size_t queued = queue_.stop();
     log_event(LogLevel::Info, "stopping",
               {{"queued", std::to_string(queued)}, {"closed_unsent", std::to_string(unsent)}});
     for (auto &t : workers_) t.join();

@@ -19,12 +19,12 @@
 #include "sidecar/http_client.hpp"
 #include "sidecar/redeemer.hpp"
 #include "sidecar/request_handler.hpp"
+#include "sidecar/metrics.hpp"
+#include "sidecar/work_queue.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -153,6 +153,7 @@ class Server {
     std::shared_ptr<const Config> config_;
 
     Redeemer redeemer_;
+    OutcomeWriter outcomes_;  // outlives handler_ and the workers
     RateLimiter limiter_;
     CurlShare curl_share_;
     RequestHandler handler_;
@@ -165,10 +166,7 @@ class Server {
     LogThrottle bad_log_{std::chrono::seconds(1)};
     LogThrottle accept_log_{std::chrono::seconds(1)};
 
-    std::mutex queue_mu_;
-    std::condition_variable queue_cv_;
-    std::deque<std::unique_ptr<Job>> queue_;
-    bool stopping_ = false;
+    WorkQueue<Job> queue_{[](std::size_t n) { metrics::set_queue_depth(n); }};
     std::vector<std::thread> workers_;
 };
 

@@ -123,6 +123,7 @@ DECLARE
     fps text[];
     new_id uuid := gen_random_uuid();
 BEGIN
+    PERFORM alpaca._require_primary('storing a credential');
     IF account_id IS NULL THEN
         RAISE EXCEPTION 'account_id must not be null' USING ERRCODE = '22023';
     END IF;
@@ -183,29 +184,25 @@ BEGIN
         RAISE EXCEPTION 'credential % is deactivated', cred
             USING ERRCODE = '55000', HINT = 'Reactivate it with alpaca_update_credential(id, is_active => true).';
     END IF;
+    -- No write: a ticket costs nothing until it is redeemed (the redeem's decrypt row is the
+    -- record), so calls work in read-only transactions and on hot standbys.
     t := alpaca._mint_ticket(cred, u, purpose, clock_timestamp() + ttl);
-    PERFORM alpaca._audit('ticket', cred, purpose);
     RETURN t;
 END $$;
 CREATE OR REPLACE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAULT '30 seconds')
 RETURNS text
 LANGUAGE sql VOLATILE AS $$ SELECT alpaca._issue_ticket($1, $2, $3) $$;
--- Mints a ticket (ownership checked under RLS), asks the sidecar, records use. Returns the
--- JSON body, or NULL when accept_unauthorized and Alpaca refused the keys.
+-- Mints a ticket (ownership checked under RLS) and asks the sidecar. Returns the JSON body, or
+-- NULL when accept_unauthorized and Alpaca refused the keys. Writes nothing in the caller's
+-- transaction (it works READ ONLY and on a hot standby): the redeem commits the decrypt row on
+-- the primary before the keys leave, and the sidecar records the call's outcome and
+-- last_used_at afterwards (alpaca._record_outcomes).
 CREATE OR REPLACE FUNCTION alpaca._call(cred uuid, op text, query text[] DEFAULT '{}',
                              accept_unauthorized boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    body text;
 BEGIN
-    body := alpaca._alpaca_get(cred, op, alpaca._issue_ticket(cred, op, interval '30 seconds'), query,
-                               accept_unauthorized);
-    UPDATE alpaca.credentials c
-       SET last_used_at = now(),
-           last_validated_at = CASE WHEN op = 'validate' THEN now() ELSE c.last_validated_at END
-     WHERE c.id = cred;
-    PERFORM alpaca._audit('call', cred, op, CASE WHEN body IS NULL THEN 'rejected' ELSE 'ok' END);
-    RETURN body;
+    RETURN alpaca._alpaca_get(cred, op, alpaca._issue_ticket(cred, op, interval '30 seconds'),
+                              query, accept_unauthorized);
 END $$;
 
 -- The redeem commits its single-use mark and audit row before the keys leave.
@@ -470,6 +467,7 @@ DECLARE
     cur alpaca.credentials%ROWTYPE;
     fps text[];
 BEGIN
+    PERFORM alpaca._require_primary('updating a credential');
     SELECT * INTO cur FROM alpaca.credentials c WHERE c.id = alpaca_update_credential.id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM alpaca._not_found(alpaca_update_credential.id);
@@ -1000,8 +998,9 @@ BEGIN
 END $$;
 
 -- One call to Alpaca for an order function: the live check (trading operations), a ticket of
--- purpose trade (orders for the look-ups), the request, last_used_at and the caller's own audit
--- row ('call', in the caller's transaction; the sidecar commits the trade's own row).
+-- purpose trade (orders for the look-ups) and the request. Nothing is written in the caller's
+-- transaction: the sidecar commits the trade's own row (alpaca._audit_trade) right after the
+-- request, and records a look-up's 'call' row and last_used_at (alpaca._record_outcomes).
 CREATE FUNCTION alpaca._trade(cred uuid, op text, target text, query text[], body jsonb)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1017,8 +1016,6 @@ BEGIN
     answer := alpaca._alpaca_send(cred, op,
         alpaca._issue_ticket(cred, CASE WHEN trading THEN 'trade' ELSE 'orders' END, interval '60 seconds'),
         target, coalesce(query, '{}'), body::text);
-    UPDATE alpaca.credentials c SET last_used_at = now() WHERE c.id = cred;
-    PERFORM alpaca._audit('call', cred, op, 'ok');
     RETURN answer;
 END $$;
 
@@ -1209,6 +1206,151 @@ GRANT EXECUTE ON FUNCTION alpaca._audit_trade(text, text, text, text) TO alpaca_
 -- alpaca._end_user (created at the top) is the extension's own.
 REVOKE ALL ON FUNCTION alpaca._end_user() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._end_user() TO alpaca_owner;
+
+-- Tickets carry the caller's database role, and verify without expiry for a call's outcome.
+DROP FUNCTION alpaca._verify_ticket(text);
+-- any_time: skip the expiry check (a call's outcome, recorded after its ticket expired; the
+-- nonce row proves the redeem). db_role: the caller's session user, NULL for older tickets.
+CREATE FUNCTION alpaca._verify_ticket(ticket text, any_time boolean DEFAULT false,
+        OUT credential_id uuid, OUT app_user text, OUT purpose text, OUT expires_at timestamptz,
+        OUT nonce bytea, OUT key_id bigint, OUT db_role text)
+    AS 'MODULE_PATHNAME', 'pga_verify_ticket' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION alpaca._verify_ticket(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._verify_ticket(text, boolean) TO alpaca_owner;
+ALTER TABLE alpaca.audit_log ADD COLUMN http_status int;
+
+--------------------------------------------------------------------------------------------
+-- One durable write per call: the outcomes the sidecar records after its calls
+--------------------------------------------------------------------------------------------
+-- A call writes nothing in the caller's transaction. Its one durable write on the critical
+-- path is the redeem (nonce row + decrypt row, committed and flushed before the keys leave).
+-- After the call, the sidecar's outcome writer (sidecar/outcome_writer.cpp) hands its
+-- outcomes over in batches, one transaction each with synchronous_commit off: one 'call' row
+-- per redeemed ticket (not for trades, whose row alpaca._audit_trade commits at once), and one
+-- UPDATE per credential with the latest last_used_at (and last_validated_at for validate calls
+-- Alpaca answered). The ticket proves the redeem; its nonce row, marked audited, makes each
+-- ticket give at most one row. Returns the number of outcomes recorded.
+CREATE FUNCTION alpaca._record_outcomes(tickets text[], operations text[], outcomes text[],
+        http_statuses int[], finished_at timestamptz[]) RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int := coalesce(array_length(tickets, 1), 0);
+    claims record;
+    op text;
+    purpose text;
+    outcome text;
+    at_ timestamptz;
+    creds uuid[] := '{}';
+    users text[] := '{}';
+    used timestamptz[] := '{}';
+    validated timestamptz[] := '{}';
+    u record;
+BEGIN
+    IF n > 1000 OR coalesce(array_length(operations, 1), 0) <> n
+       OR coalesce(array_length(outcomes, 1), 0) <> n
+       OR coalesce(array_length(http_statuses, 1), 0) <> n
+       OR coalesce(array_length(finished_at, 1), 0) <> n THEN
+        RAISE EXCEPTION 'give at most 1000 outcomes, each with its operation, outcome, HTTP status and time'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        SELECT * INTO claims FROM alpaca._verify_ticket(tickets[i], true);
+        op := operations[i];
+        purpose := CASE
+            WHEN op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN op
+            WHEN op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
+            WHEN op IN ('submit_order', 'replace_order', 'cancel_order', 'cancel_all_orders',
+                        'close_position') THEN 'trade' END;
+        IF purpose IS NULL OR purpose <> claims.purpose THEN
+            RAISE EXCEPTION 'operation does not match the ticket''s purpose' USING ERRCODE = '22023';
+        END IF;
+        outcome := left(regexp_replace(coalesce(outcomes[i], '?'), '[^a-z0-9 _]', '', 'g'), 64);
+        at_ := least(coalesce(finished_at[i], clock_timestamp()), clock_timestamp());
+        IF claims.purpose = 'trade' THEN
+            -- The trade's own row is alpaca._audit_trade's; here only its time of use.
+            PERFORM 1 FROM alpaca.redeemed_tickets r WHERE r.nonce = claims.nonce;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'ticket was not redeemed' USING ERRCODE = '42501';
+            END IF;
+        ELSE
+            UPDATE alpaca.redeemed_tickets r SET audited = true
+             WHERE r.nonce = claims.nonce AND NOT r.audited;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'ticket was not redeemed, or its outcome is already recorded'
+                    USING ERRCODE = '42501';
+            END IF;
+            INSERT INTO alpaca.audit_log (at, db_role, app_user, credential_id, action, purpose,
+                                          outcome, http_status)
+            VALUES (at_, coalesce(claims.db_role, session_user), claims.app_user,
+                    claims.credential_id, 'call', op, outcome, http_statuses[i]);
+        END IF;
+        creds := creds || claims.credential_id;
+        users := users || claims.app_user;
+        used := used || at_;
+        validated := validated || CASE WHEN op = 'validate' AND outcome IN ('ok', 'rejected')
+                                       THEN at_ END;
+    END LOOP;
+    -- One UPDATE per credential, in id order (two sidecars' batches lock rows in the same
+    -- order), under row-level security as the credential's user.
+    FOR u IN SELECT x.cred, x.app_user, max(x.used) AS used, max(x.validated) AS validated
+             FROM unnest(creds, users, used, validated) AS x(cred, app_user, used, validated)
+             GROUP BY x.cred, x.app_user ORDER BY x.cred LOOP
+        PERFORM alpaca._set_user(u.app_user);
+        UPDATE alpaca.credentials c
+           SET last_used_at = greatest(c.last_used_at, u.used),
+               last_validated_at = greatest(c.last_validated_at, u.validated)
+         WHERE c.id = u.cred;
+    END LOOP;
+    PERFORM alpaca._end_user();
+    RETURN n;
+END $$;
+ALTER FUNCTION alpaca._record_outcomes(text[], text[], text[], int[], timestamptz[]) OWNER TO alpaca_owner;
+REVOKE ALL ON FUNCTION alpaca._record_outcomes(text[], text[], text[], int[], timestamptz[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._record_outcomes(text[], text[], text[], int[], timestamptz[]) TO alpaca_sidecar;
+
+--------------------------------------------------------------------------------------------
+-- Hot standbys: calls work there (they write nothing in the caller's transaction, and the
+-- sidecar beside the standby redeems on the primary); what must write says so.
+--------------------------------------------------------------------------------------------
+CREATE FUNCTION alpaca._require_primary(what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION '% is not possible on a hot standby', what
+            USING ERRCODE = '25006',
+                  HINT = 'Do it on the primary. Calls (alpaca_account, alpaca_positions, alpaca_orders, alpaca_validate_credential, the order functions) work on standbys.';
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION alpaca._require_primary(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._require_primary(text) TO alpaca_owner;
+-- The account and delete functions refuse on a standby (the rest are redefined above).
+CREATE OR REPLACE FUNCTION alpaca_create_account(name text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u text := alpaca._require_user();
+    new_id uuid;
+BEGIN
+    PERFORM alpaca._require_primary('creating an account');
+    IF name IS NULL OR length(name) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'account name must be 1 to 200 characters' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO alpaca.accounts (owner_id, name) VALUES (u, name) RETURNING id INTO new_id;
+    RETURN new_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION alpaca_delete_credential(id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u text := alpaca._require_user();
+BEGIN
+    PERFORM alpaca._require_primary('deleting a credential');
+    DELETE FROM alpaca.credentials c WHERE c.id = alpaca_delete_credential.id;
+    IF NOT FOUND THEN
+        PERFORM alpaca._not_found(alpaca_delete_credential.id);
+    END IF;
+    PERFORM alpaca._audit('delete', alpaca_delete_credential.id);
+    RETURN true;
+END $$;
 
 --------------------------------------------------------------------------------------------
 -- Gateway sessions (README, "The gateway"): a token for one credential and one scope that is

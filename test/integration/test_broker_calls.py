@@ -344,41 +344,68 @@ class DataTest(AliceBase):
 
     STAMPS = "SELECT last_validated_at, last_used_at FROM alpaca_list_credentials() WHERE id = %s"
     AUDIT = "SELECT action, purpose, outcome, app_user FROM alpaca.audit_log WHERE credential_id = %s ORDER BY id"
+    # A call writes nothing in the caller's transaction: its decrypt row is committed by the
+    # redeem before the keys leave (there when the call returns); its outcome row and
+    # last_used_at follow from the sidecar's outcome writer, within this bound.
+    OUTCOME_BOUND = 10.0
+
+    def wait_rows(self, user, sql, params, count):
+        """Polls (never sleeps blindly) until `sql` returns `count` rows; returns them."""
+        rows = []
+
+        def enough():
+            rows[:] = S.as_user(self.c, user, sql, params)
+            return len(rows) >= count
+        self.assertTrue(S.wait_until(enough, timeout=self.OUTCOME_BOUND),
+                        f"only {rows} after {self.OUTCOME_BOUND} s")
+        return rows
+
+    def decrypt_rows(self, user, cred):
+        return S.as_user(self.c, user, "SELECT purpose FROM alpaca.audit_log WHERE credential_id = %s "
+                         "AND action = 'decrypt' ORDER BY id", (cred,))
 
     def test_validate_records_and_audits(self):
         user, cred = self.store(self.c, "val")
         self.assertEqual(S.as_user(self.c, user, self.STAMPS, (cred,)), [(None, None)])
         t0 = S.as_user(self.c, user, "SELECT clock_timestamp()")[0][0]
         self.assertEqual(S.as_user(self.c, user, "SELECT alpaca_validate_credential(%s)", (cred,)), [(True,)])
+        # The decrypt row is there as soon as the call returns; the outcome follows.
+        self.assertEqual(self.decrypt_rows(user, cred), [("validate",)])
+        self.wait_rows(user, self.STAMPS + " AND last_used_at IS NOT NULL", (cred,), 1)
         validated, used = S.as_user(self.c, user, self.STAMPS, (cred,))[0]
         self.assertIsNotNone(validated)
         self.assertGreaterEqual(validated, t0)
         self.assertEqual(validated, used)
         # A data call moves last_used_at, not last_validated_at.
         S.as_user(self.c, user, "SELECT count(*) FROM alpaca_positions(%s)", (cred,))
+        self.assertEqual(self.decrypt_rows(user, cred), [("validate",), ("positions",)])
+        self.wait_rows(user, self.STAMPS + " AND last_used_at > %s", (cred, used), 1)
         validated2, used2 = S.as_user(self.c, user, self.STAMPS, (cred,))[0]
         self.assertEqual(validated2, validated)
         self.assertGreater(used2, used)
+        # No ticket row (minting writes nothing); one decrypt and one call row per call.
+        self.wait_rows(user, self.AUDIT, (cred,), 5)
         self.assertEqual(S.as_user(self.c, user, self.AUDIT, (cred,)), [
                                  ("store", None, "ok", user),
-                                 ("ticket", "validate", "ok", user), ("decrypt", "validate", "ok", user),
-                                 ("call", "validate", "ok", user),
-                                 ("ticket", "positions", "ok", user), ("decrypt", "positions", "ok", user),
-                                 ("call", "positions", "ok", user)])
-        # The sidecar's decrypt rows come from its own role; the rest from the session's.
+                                 ("decrypt", "validate", "ok", user), ("call", "validate", "ok", user),
+                                 ("decrypt", "positions", "ok", user), ("call", "positions", "ok", user)])
+        # The sidecar's decrypt rows come from its own role; the call rows name the caller's
+        # role (carried in the ticket), as does the store row.
         with S.connect() as su:
-            roles = su.execute("SELECT action, db_role FROM alpaca.audit_log WHERE credential_id = %s",
-                               (cred,)).fetchall()
-        self.assertEqual({r for a, r in roles if a == "decrypt"}, {"alpaca_sidecar_login"})
-        self.assertEqual({r for a, r in roles if a != "decrypt"}, {"app"})
+            roles = su.execute("SELECT action, db_role, http_status FROM alpaca.audit_log "
+                               "WHERE credential_id = %s", (cred,)).fetchall()
+        self.assertEqual({r for a, r, _ in roles if a == "decrypt"}, {"alpaca_sidecar_login"})
+        self.assertEqual({r for a, r, _ in roles if a != "decrypt"}, {"app"})
+        self.assertEqual([h for a, _, h in roles if a == "call"], [200, 200])
 
     def test_validate_false_for_bad_secret(self):
         good = S.fixture_secret(S.ALICE)
         user, cred = self.store(self.c, "badsecret", secret=good[:-1] + ("A" if good[-1] != "A" else "B"))
         self.assertEqual(S.as_user(self.c, user, "SELECT alpaca_validate_credential(%s)", (cred,)), [(False,)])
-        self.assertIn(("call", "validate", "rejected", user), S.as_user(self.c, user, self.AUDIT, (cred,)))
-        validated = S.as_user(self.c, user, self.STAMPS, (cred,))[0][0]
-        self.assertIsNotNone(validated)  # the check ran, and its answer was "no"
+        self.assertEqual(self.decrypt_rows(user, cred), [("validate",)])
+        self.assertIn(("call", "validate", "rejected", user),
+                      self.wait_rows(user, self.AUDIT + "", (cred,), 3))
+        self.wait_rows(user, self.STAMPS + " AND last_validated_at IS NOT NULL", (cred,), 1)
         # The same credential for data: 42501 naming the credential, never the key or secret.
         for fn in ("alpaca_account", "alpaca_positions", "alpaca_orders"):
             _, err, _ = attempt(self.c, user, "SELECT * FROM %s(%%s)" % fn, (cred,))
@@ -386,6 +413,48 @@ class DataTest(AliceBase):
             self.assertIn(str(cred), err.diag.message_primary)
             self.assertIn("request is not authorized", err_text(err))  # Alpaca's own words
             self.assertNoSecrets(err_text(err))
+        # Those refused calls leave their trace too, though the caller's statement failed:
+        # a decrypt row each, and a 'rejected' call row with Alpaca's 401 or 403.
+        self.assertEqual(len(self.decrypt_rows(user, cred)), 4)
+        rows = self.wait_rows(user, "SELECT purpose, outcome, http_status FROM alpaca.audit_log "
+                              "WHERE credential_id = %s AND action = 'call' ORDER BY id", (cred,), 4)
+        self.assertEqual([(p, o) for p, o, _ in rows], [("validate", "rejected"), ("account", "rejected"),
+                                                       ("positions", "rejected"), ("orders", "rejected")])
+        self.assertTrue(all(h in (401, 403) for _, _, h in rows), rows)
+
+    def test_calls_in_read_only_transactions(self):
+        """A call writes nothing in the caller's transaction: BEGIN READ ONLY and
+        default_transaction_read_only = on both work, and the calls are still recorded."""
+        user, cred = self.store(self.c, "readonly")
+        with S.connect(role="app", autocommit=False) as c:
+            c.execute("BEGIN READ ONLY")
+            c.execute("SELECT alpaca_set_user(%s)", (user,))
+            self.assertEqual(c.execute("SHOW transaction_read_only").fetchone(), ("on",))
+            n = c.execute("SELECT count(*) FROM alpaca_positions(%s)", (cred,)).fetchone()[0]
+            self.assertEqual(n, len(S.fixture_json(S.ALICE, "positions.json")))
+            self.assertEqual(c.execute("SELECT alpaca_validate_credential(%s)", (cred,)).fetchone(), (True,))
+            self.assertEqual(c.execute("SELECT status FROM alpaca_account(%s)", (cred,)).fetchone(), ("ACTIVE",))
+            oid = c.execute("SELECT id FROM alpaca_orders(%s, 'all', 10) LIMIT 1", (cred,)).fetchone()[0]
+            # The order look-ups (alpaca._trade) write nothing in the caller's transaction either.
+            self.assertEqual(c.execute("SELECT id FROM alpaca_get_order(%s, %s)", (cred, oid)).fetchone(), (oid,))
+            # Writing in that transaction is refused, so the transaction really is read-only.
+            with self.assertRaises(psycopg.errors.ReadOnlySqlTransaction):
+                c.execute("SELECT alpaca_create_account('x')")
+            c.rollback()
+        with S.connect(role="app", autocommit=False, options="-c default_transaction_read_only=on") as c:
+            c.execute("SELECT alpaca_set_user(%s)", (user,))
+            self.assertEqual(c.execute("SHOW transaction_read_only").fetchone(), ("on",))
+            self.assertEqual(c.execute("SELECT count(*) FROM alpaca_account(%s)", (cred,)).fetchone(), (1,))
+            c.commit()
+        # Six calls: six decrypt rows at once, six call rows and last_used_at soon after.
+        self.assertEqual([p for (p,) in self.decrypt_rows(user, cred)],
+                         ["positions", "validate", "account", "orders", "orders", "account"])
+        rows = self.wait_rows(user, "SELECT purpose, outcome FROM alpaca.audit_log WHERE "
+                              "credential_id = %s AND action = 'call' ORDER BY id", (cred,), 6)
+        self.assertEqual(rows, [("positions", "ok"), ("validate", "ok"), ("account", "ok"),
+                                ("orders", "ok"), ("get_order", "ok"), ("account", "ok")])
+        self.wait_rows(user, self.STAMPS + " AND last_used_at IS NOT NULL AND last_validated_at IS NOT NULL",
+                       (cred,), 1)
 
     def test_other_users_credential_is_not_callable(self):
         other, _ = self.store(self.c, "mallory", key=S.BOB)

@@ -191,7 +191,8 @@ SELECT count(*) AS remaining FROM alpaca_list_credentials() WHERE id = :'alice_l
 SELECT replace(pga_try(format('SELECT alpaca_delete_credential(%L)', :'alice_live')), :'alice_live', '<id>') AS delete_again;
 COMMIT;
 
--- Audit: every store, update, delete, ticket and decrypt left a row; each user sees only theirs.
+-- Audit: every store, update, delete and decrypt left a row (minting a ticket writes nothing);
+-- each user sees only theirs.
 BEGIN;
 SELECT alpaca_set_user('alice');
 SELECT action, purpose, outcome, count(*) FROM alpaca.audit_log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;

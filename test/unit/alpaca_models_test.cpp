@@ -374,6 +374,51 @@ TEST(AlpacaPositions, EveryField) {
     EXPECT_EQ(p.change_today, "0.0084");
 }
 
+// The string scanner reads 16 bytes at a time from a string's first byte and, after an escape,
+// copies the rest down in place: every length and every escape position around the 16-byte
+// steps must decode exactly as the JSON says, whatever the string's alignment in the buffer.
+TEST(AlpacaPositions, StringsOfEveryLengthAndEscapePosition) {
+    for (std::size_t pad = 0; pad < 16; ++pad) {  // shifts the strings' alignment
+        for (std::size_t len = 0; len <= 40; ++len) {
+            for (std::size_t esc = 0; esc <= len; esc += (len > 20 ? 3 : 1)) {
+                std::string plain, json;
+                for (std::size_t k = 0; k < len; ++k) {
+                    const char c = char('a' + (k % 26));
+                    if (k == esc) {
+                        plain += '"';
+                        json += "\\\"";
+                    }
+                    if (k == (esc + 17) % (len + 1)) {  // a second escape, later or earlier
+                        plain += "\xc3\xa9";
+                        json += "\\u00e9";
+                    }
+                    plain += c;
+                    json += c;
+                }
+                const std::string doc = "[" + std::string(pad, ' ') +
+                                        R"({"symbol":"S","exchange":")" + json +
+                                        R"(","side":"long"}])";
+                const auto ps = pga::parse_positions(doc);
+                ASSERT_EQ(ps.size(), 1u);
+                ASSERT_EQ(ps[0].exchange.value_or("<none>"), plain)
+                    << "pad " << pad << " len " << len << " esc " << esc;
+                ASSERT_EQ(ps[0].side, "long");  // the scan stopped at the right quote
+            }
+        }
+    }
+}
+
+TEST(AlpacaPositions, RawControlCharactersInStringsAreRefusedEverywhere) {
+    for (unsigned c = 1; c < 0x20; ++c) {
+        for (std::size_t at = 0; at < 20; ++at) {
+            std::string v(20, 'x');
+            v[at] = char(c);
+            const std::string doc = R"([{"symbol":"S","exchange":")" + v + R"("}])";
+            EXPECT_THROW(pga::parse_positions(doc), pga::Error) << "byte " << c << " at " << at;
+        }
+    }
+}
+
 TEST(AlpacaPositions, EmptyArray) {
     EXPECT_TRUE(pga::parse_positions(" [ ] ").empty());
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 
 namespace {
 
@@ -164,6 +165,21 @@ TEST(RetryPolicy, HugeAttemptNumbersDoNotOverflow) {
     ASSERT_TRUE(d);
     EXPECT_GE(d->count(), 15000);
     EXPECT_LE(d->count(), 30000);
+}
+
+TEST(RetryPolicy, DefaultSeedsDifferBetweenPoliciesAndThreads) {
+    // Policies made one after another (one per request) must not retry in lockstep.
+    std::set<std::uint64_t> seeds;
+    for (int i = 0; i < 100; ++i) seeds.insert(pga::sidecar::jitter_seed());
+    EXPECT_EQ(seeds.size(), 100u);
+    // Each thread's generator is seeded on its own.
+    std::uint64_t other[2] = {};
+    std::thread a([&] { other[0] = pga::sidecar::jitter_seed(); });
+    std::thread b([&] { other[1] = pga::sidecar::jitter_seed(); });
+    a.join();
+    b.join();
+    EXPECT_NE(other[0], other[1]);
+    EXPECT_EQ(seeds.count(other[0]) + seeds.count(other[1]), 0u);
 }
 
 }  // namespace

@@ -358,6 +358,53 @@ std::vector<std::uint8_t> payload_of(std::uint32_t key_id, std::size_t purpose_l
     return p;
 }
 
+std::vector<std::uint8_t> with_role(std::vector<std::uint8_t> p, std::size_t role_len_field,
+                                    const std::string &role) {
+    p.push_back(static_cast<std::uint8_t>(role_len_field));
+    p.insert(p.end(), role.begin(), role.end());
+    return p;
+}
+
+TEST(Ticket, DatabaseRoleIsOptionalAndBounded) {
+    pga::KeyRing ring = ring_of({{1, 1}});
+    const pga::KeyEntry &key = ring.require(1);
+    // Minted with a role: it comes back; without one (the format before 0.2.0's one-write
+    // calls, which the same layout without the trailing field is): empty.
+    pga::TicketClaims c = claims();
+    c.db_role = "app_login";
+    const std::string t = pga::mint_ticket(ring, c);
+    EXPECT_EQ(pga::verify_ticket(ring, t, kNow).db_role, "app_login");
+    pga::TicketClaims none = claims();
+    EXPECT_EQ(pga::verify_ticket(ring, pga::mint_ticket(ring, none), kNow).db_role, "");
+    const std::vector<std::uint8_t> old = payload_of(1, 3, "abc", 2, "me");
+    const pga::TicketClaims v = pga::verify_ticket(ring, sign(key, old), kNow);
+    EXPECT_EQ(v.app_user, "me");
+    EXPECT_EQ(v.db_role, "");
+    EXPECT_EQ(
+        pga::verify_ticket(ring, sign(key, with_role(old, 63, std::string(63, 'r'))), kNow).db_role,
+        std::string(63, 'r'));
+    // The role is under the MAC: changing it breaks the ticket.
+    std::vector<std::uint8_t> payload, mac;
+    split(t, payload, mac);
+    payload.back() ^= 1;
+    EXPECT_EQ(verify(ring, join(payload, mac)).message, "ticket signature does not verify");
+    // Too long to mint.
+    pga::TicketClaims long_role = claims();
+    long_role.db_role = std::string(64, 'r');
+    EXPECT_THROW(pga::mint_ticket(ring, long_role), pga::Error);
+}
+
+TEST(Ticket, AnyTimeSkipsOnlyTheExpiry) {
+    pga::KeyRing ring = ring_of({{1, 1}});
+    pga::TicketClaims c = claims("orders", kUser, kNow - 1);
+    const std::string t = pga::mint_ticket(ring, c);
+    EXPECT_EQ(verify(ring, t).message, "ticket expired");
+    EXPECT_EQ(pga::verify_ticket(ring, t, pga::kAnyTime).purpose, "orders");
+    std::string bad = t;
+    bad[bad.size() - 2] = bad[bad.size() - 2] == 'A' ? 'B' : 'A';
+    EXPECT_TRUE(verify(ring, bad, pga::kAnyTime).threw);
+}
+
 TEST(Ticket, SignedButMalformedPayloadsAreRefusedWithinBounds) {
     pga::KeyRing ring = ring_of({{1, 1}});
     const pga::KeyEntry &key = ring.require(1);
@@ -381,7 +428,11 @@ TEST(Ticket, SignedButMalformedPayloadsAreRefusedWithinBounds) {
         payload_of(1, 3, "abc", 1, "me"),                            // user longer than said
         payload_of(1, 3, "abc", 257, std::string(257, 'u')),         // user too long
         payload_of(1, 3, "abc", 0xffff, "me"),                       // user length huge
-        trailing,                                                    // bytes after the user
+        trailing,                                                    // role length 0
+        with_role(good, 1, ""),                                      // role missing
+        with_role(good, 3, "ab"),                                    // role shorter than said
+        with_role(good, 1, "ab"),                                    // bytes after the role
+        with_role(good, 64, std::string(64, 'r')),                   // role too long
         std::vector<std::uint8_t>(good.begin(), good.begin() + 49),  // no user length
     };
     for (std::size_t i = 0; i < bad.size(); ++i) {
