@@ -550,6 +550,7 @@ class Stack:
         sc = Sidecar(self, name)
         settings = self.sidecar.read_config()
         settings.update(socket_path=sc.socket_path, log_file=sc.log_path)
+        settings.pop("gateway_listen", None)  # the stack's gateway addresses are the first's
         settings.update({k: str(v) for k, v in overrides.items()})
         sc.write_config(settings)
         return sc
