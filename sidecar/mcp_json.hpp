@@ -20,6 +20,9 @@
 // RapidJSON's Writer without the SIMD specialisation RapidJSON 1.1.0 gives exactly
 // Writer<StringBuffer> with default flags (it copies a raw 0x1A..0x1F into the output): the
 // validating flag keeps the scalar path, which escapes every control character.
+// (<cassert> first: declared inside the hidden region, libc's __assert_fail would be hidden
+// too, and a build with assertions would not link.)
+#include <cassert>
 #pragma GCC visibility push(hidden)
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
