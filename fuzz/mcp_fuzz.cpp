@@ -47,8 +47,8 @@ const char *const kCalls[] = {
     R"({"name":"get_clock"})",
     R"({"name":"get_latest_quote","arguments":{"symbol":"AAPL"}})",
     R"({"name":"place_order","arguments":{"symbol":"AAPL","side":"buy","qty":"1"}})",
-    R"({"name":"replace_order","arguments":{"order_id":"61e69015-8549-4bfd-b9c3-01e75843f47d",)"
-    R"("qty":"2"}})",
+    (R"({"name":"replace_order","arguments":{"order_id":"61e69015-8549-4bfd-b9c3-01e75843f47d",)"
+     R"("qty":"2"}})"),
     R"({"name":"cancel_order","arguments":{"order_id":"61e69015-8549-4bfd-b9c3-01e75843f47d"}})",
     R"({"name":"close_position","arguments":{"symbol":"AAPL"}})",
 };
