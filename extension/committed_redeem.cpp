@@ -82,11 +82,11 @@ void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, cons
     // The marks are written here: a standby cannot (the sidecar beside it redeems on the
     // primary).
     if (RecoveryInProgress())
-        throw pga::pg::PgError(ERRCODE_READ_ONLY_SQL_TRANSACTION,
-                               std::string(procedure) + " runs on the primary, not on a hot standby",
-                               "",
-                               "Point the sidecar's conninfo at the primary, or list the nodes "
-                               "with target_session_attrs=read-write.");
+        throw pga::pg::PgError(
+            ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            std::string(procedure) + " runs on the primary, not on a hot standby", "",
+            "Point the sidecar's conninfo at the primary, or list the nodes "
+            "with target_session_attrs=read-write.");
     if (nonatomic_call(fcinfo)) return;
     throw pga::pg::PgError(
         ERRCODE_INVALID_TRANSACTION_TERMINATION,
@@ -127,7 +127,7 @@ Datum keys_row(FunctionCallInfo fcinfo, const CommittedKeys &keys,
                                  secret_text(keys.secret_key)};
     values.insert(values.end(), extra.begin(), extra.end());
     std::unique_ptr<bool[]> nulls = std::make_unique<bool[]>(values.size());  // all false
-    Datum row = pga::pg::composite_datum(fcinfo, values.data(), nulls.get());
+    Datum row = pga::pg::composite_datum(fcinfo, values.data(), nulls.get(), int(values.size()));
     for (text *t : owned) pga::secure_wipe(VARDATA(t), VARSIZE(t) - VARHDRSZ);
     return row;
 }

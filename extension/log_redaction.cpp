@@ -120,6 +120,9 @@ bool contains_word_ci(const char *text, const char *needle) {
 // as whole words, so that a short name does not mask every line.
 bool mentions_name(const char *text) {
     if (text == nullptr) return false;
+    // A Unicode-escaped identifier (U&"alpaca_\0073tore_credential") can spell any name without
+    // its letters: fail closed and treat the text as naming one.
+    if (contains_ci(text, "u&\"")) return true;
     for (const char *name : kSensitiveNames)
         if (contains_ci(text, name)) return true;
     if (g_extra != nullptr)

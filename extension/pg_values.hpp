@@ -70,14 +70,30 @@ extern "C" {
 namespace pga::pg {
 
 // Builds the composite result of a function declared with OUT parameters.
-inline Datum composite_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls) {
+// The function's result row from `count` values. A SQL definition with another number of
+// columns (a library newer or older than the installed SQL script) is an error, never a tuple
+// formed from the wrong values.
+inline Datum composite_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls, int count) {
     return call([&] {
         TupleDesc desc;
         if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
             elog(ERROR, "pg_alpaca: function must return a composite type");
+        if (desc->natts != count)
+            ereport(ERROR,
+                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                     errmsg("pg_alpaca: the installed SQL definition of this function does not "
+                            "match the loaded library (%d result columns, the library makes %d)",
+                            desc->natts, count),
+                     errhint("Run ALTER EXTENSION pg_alpaca UPDATE, or install the library "
+                             "that matches the extension's version.")));
         desc = BlessTupleDesc(desc);
         return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
     });
+}
+
+template <std::size_t N>
+inline Datum composite_datum(FunctionCallInfo fcinfo, Datum (&values)[N], bool (&nulls)[N]) {
+    return composite_datum(fcinfo, values, nulls, int(N));
 }
 
 // Starts a materialize-mode set-returning function; returns the rsinfo to put rows into.

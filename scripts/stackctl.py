@@ -545,12 +545,19 @@ class Stack:
         return os.path.join(self.dir, "bin", name)
 
     def extra_sidecar(self, name, **overrides):
-        """A second sidecar: the stack's configuration with its own socket, log and overrides,
-        run as the sidecar user like the first (call start())."""
+        """A second sidecar: the stack's configuration with its own socket, log and overrides
+        (without the main one's gateway and metrics listeners), run as the sidecar user like
+        the first (call start())."""
         sc = Sidecar(self, name)
         settings = self.sidecar.read_config()
+        # TCP listeners are the main sidecar's: a copy would fail to bind them.
+        for k in ("gateway_listen", "metrics_listen"):
+            settings.pop(k, None)
         settings.update(socket_path=sc.socket_path, log_file=sc.log_path)
-        settings.pop("gateway_listen", None)  # the stack's gateway addresses are the first's
+        # The first sidecar's listeners (gateway, metrics) stay its own: two cannot bind one
+        # address. An extra sidecar gets a listener only when an override names one.
+        for listener in ("gateway_listen", "metrics_listen"):
+            settings.pop(listener, None)
         settings.update({k: str(v) for k, v in overrides.items()})
         sc.write_config(settings)
         return sc

@@ -141,10 +141,19 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
                                               : PQerrorMessage(conn.get())));
         if (sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0) {
             out.status = RedeemStatus::Rejected;
-        } else if (sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0) {
-            out.status = RedeemStatus::DatabaseError;  // shutting down, admin restart
+        } else if (sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0 ||
+                   sqlstate == "25006") {
+            // Shutting down, admin restart; or a standby (conninfo does not reach the primary,
+            // or this node was demoted): nothing was written, a fresh connection may do better.
+            out.status = RedeemStatus::DatabaseError;
         } else {
             out.status = RedeemStatus::Failed;
+        }
+        if (sqlstate == "25006") {
+            // Pooled connections to a standby: the retry connects afresh, and a conninfo host
+            // list with target_session_attrs=read-write finds the primary.
+            conn.reset();
+            discard_idle();
         }
         release(std::move(conn));
         if (out.status != RedeemStatus::DatabaseError) return out;

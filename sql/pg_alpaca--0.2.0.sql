@@ -1562,6 +1562,7 @@ DECLARE
     t record;
     max_ttl interval := make_interval(secs => alpaca._max_session_ttl());
 BEGIN
+    PERFORM alpaca._require_primary('opening a gateway session');
     IF scope IS NULL OR scope NOT IN ('read', 'trade') THEN
         RAISE EXCEPTION 'scope must be read or trade' USING ERRCODE = '22023';
     END IF;
@@ -1607,6 +1608,7 @@ DECLARE
     u text := alpaca._require_user();
     cred uuid;
 BEGIN
+    PERFORM alpaca._require_primary('revoking a gateway session');
     UPDATE alpaca.sessions s SET revoked_at = coalesce(s.revoked_at, clock_timestamp())
      WHERE s.id = alpaca_revoke_session.id
     RETURNING s.credential_id INTO cred;

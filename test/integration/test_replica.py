@@ -11,9 +11,10 @@ What it shows:
     redeems on the primary: the primary's audit_log shows each call's decrypt row as soon as
     it returns and its outcome row soon after, with the right application user, and
     last_used_at reaches the replica through replication;
-  * what must write (creating accounts, storing, updating, deleting credentials) fails on the
-    replica with 25006, a message naming it and a hint; a sidecar pointed at the standby for
-    its redeems is refused with 25006 too;
+  * what must write (creating accounts, storing, updating, deleting credentials, opening and
+    revoking gateway sessions) fails on the replica with 25006, a message naming it and a
+    hint; a redeem on the standby is refused with 25006, and a sidecar pointed only at the
+    standby answers a database error saying so;
   * after the primary goes away and the replica is promoted, the former replica keeps working:
     its sidecar redeems on it by itself (target_session_attrs=read-write), and it takes writes.
 
@@ -29,6 +30,7 @@ import uuid
 import psycopg
 
 import pga_stack as S
+from test_broker_calls import sidecar_request
 
 REPLICA = S.STACK.replica
 OUTCOME_BOUND = 15.0  # seconds for the outcome writer (and replication) to catch up
@@ -152,6 +154,8 @@ class Replica(unittest.TestCase):
              "storing a credential"),
             ("SELECT alpaca_update_credential(%s, label => 'x')", (self.cred,), "updating a credential"),
             ("SELECT alpaca_delete_credential(%s)", (self.cred,), "deleting a credential"),
+            ("SELECT alpaca_open_session(%s)", (self.cred,), "opening a gateway session"),
+            ("SELECT alpaca_revoke_session(gen_random_uuid())", (), "revoking a gateway session"),
         ]
         for sql, params, what in cases:
             with self.subTest(what=what):
@@ -166,6 +170,20 @@ class Replica(unittest.TestCase):
                 sc.execute("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)", (ticket,))
         self.assertEqual(cm.exception.sqlstate, "25006")
         self.assertIn("target_session_attrs=read-write", cm.exception.diag.message_hint or "")
+        # The same through a sidecar whose conninfo names only the standby: a database error
+        # that says why, and the ticket is not spent (the primary's sidecar redeems it after).
+        main = REPLICA.sidecar.get("conninfo").split()
+        conninfo = " ".join(["host=127.0.0.1", f"port={REPLICA.cluster.port}"] +
+                            [w for w in main if not w.startswith(("host=", "port=", "target_"))])
+        wrong = S.STACK.extra_sidecar("standby-only", conninfo=conninfo).start()
+        try:
+            header, _ = sidecar_request(wrong.socket_path, "account", ticket)
+        finally:
+            wrong.stop()
+        self.assertEqual(header["outcome"], "database_error", header)
+        self.assertIn("runs on the primary, not on a hot standby", header["message"])
+        header, body = sidecar_request(S.ENV["PGA_SIDECAR_SOCKET"], "account", ticket)
+        self.assertEqual((header["outcome"], header["http_status"]), ("ok", 200), header)
 
     def test_4_promoted_replica_keeps_working(self):
         """Failover: the primary goes, the replica is promoted; its sidecar (conninfo: primary,
