@@ -100,6 +100,47 @@ SELECT id, client_order_id, status, canceled_at IS NOT NULL AS canceled FROM alp
 COMMIT;
 SQL
 
+title "agents (MCP) without keys: the app opens sessions, the agent gets a URL and a token"
+GATEWAY=$("$PGA_ROOT/scripts/stack.sh" gateway "$DIR/stack" on)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "  (skipped: the agent is a Node.js MCP client and node/npm are not installed)"
+elif ! (cd "$PGA_ROOT/test/clients/mcp" && npm ci --ignore-scripts --no-audit --no-fund \
+            --loglevel=error >/dev/null); then
+    echo "  (skipped: npm could not install the pinned MCP SDK from test/clients/mcp)"
+else
+    # The application, as alice: one read and one trade (paper) session for her credential.
+    open_session() {
+        app_psql -tA -v user="${USERS[0]}" -v scope="$1" <<'SQL'
+BEGIN;
+SELECT alpaca_set_user(:'user') \g /dev/null
+SELECT alpaca_open_session(id, :'scope', '15 minutes', 'demo agent ' || :'scope')
+FROM alpaca_list_credentials() LIMIT 1;
+COMMIT;
+SQL
+    }
+    READ_TOKEN=$(open_session read)
+    TRADE_TOKEN=$(open_session trade)
+    echo "-- alpaca_open_session(cred, 'read' | 'trade', '15 minutes', label): two tokens (pgas_…, returned once, stored only as keyed hashes)"
+    echo "-- the agent is given: MCP_URL=$GATEWAY/mcp and MCP_TOKEN (no Alpaca key)"
+    agent() { MCP_URL="$GATEWAY/mcp" MCP_TOKEN="$1" /usr/bin/python3 "$PGA_ROOT/scripts/demo_agent.py" "$2"; }
+    echo "-- a read session"
+    agent "$READ_TOKEN" read
+    echo "-- a trade session (paper)"
+    agent "$TRADE_TOKEN" trade
+    echo "-- the app revokes the trade session: alpaca_revoke_session(id)"
+    app_psql -v user="${USERS[0]}" <<'SQL'
+\pset footer off
+BEGIN;
+SELECT alpaca_set_user(:'user') \g /dev/null
+SELECT alpaca_revoke_session(id) AS revoked FROM alpaca_list_sessions() WHERE label = 'demo agent trade';
+SELECT label, scope, expires_at > now() AS unexpired, last_used_at IS NOT NULL AS used, revoked_at IS NOT NULL AS revoked
+FROM alpaca_list_sessions() ORDER BY label;
+COMMIT;
+SQL
+    agent "$TRADE_TOKEN" after-revoke
+    unset READ_TOKEN TRADE_TOKEN
+fi
+
 title "isolation: bob asks for alice's credential"
 cred=$(app_psql -tA -v user="${USERS[0]}" <<'SQL'
 BEGIN;

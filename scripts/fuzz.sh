@@ -29,10 +29,10 @@
 #   operator input (root-owned files):
 #     sidecar_config_fuzz 15   the sidecar's configuration file
 #     keyring_fuzz        15   the key file
-# Total weight 260, so with 120 s on 2 lanes a weight of 45 gets 41 s (35: 32, 25: 23, 20: 18,
-# 15: 13). Longest first, each target to the lane that frees first: wire 41 + ticket 32 +
-# fernet 23 + occ 18 = 114 s and alpaca 41 + envelope 32 + jwt 23 + config 13 + keyring 13 =
-# 122 s.
+# Total weight 290, so with 120 s on 2 lanes a weight of 45 gets 37 s (35: 29, 30: 24, 25: 20,
+# 20: 16, 15: 12). Longest first, each target to the lane that frees first: wire 37 + ticket 29 +
+# mcp 24 + occ 16 + config 12 = 118 s and alpaca 37 + envelope 29 + fernet 20 + jwt 20 +
+# keyring 12 = 118 s.
 source "$(dirname "$0")/lib.sh"
 BUILD=$PGA_ROOT/build-fuzz
 JOBS=${PGA_FUZZ_JOBS:-2}

@@ -5,6 +5,7 @@
 #include "common/unique_fd.hpp"
 #include "sidecar/gateway_paths.hpp"
 #include "sidecar/log.hpp"
+#include "sidecar/mcp_route.hpp"
 #include "sidecar/metrics.hpp"
 
 #include <arpa/inet.h>
@@ -197,10 +198,10 @@ bool is_mcp_path(const std::string &path) {
     return path == "/mcp" || path.rfind("/mcp/", 0) == 0;
 }
 
-// The MCP server's place on this listener (sidecar/mcp_*.cpp, wired in at merge time): it gets
-// the request after the Host and Origin checks and answers it whole, bearer token included.
-Response route_mcp(const Request &, Deps &) {
-    return error_response(404, 40410000, "endpoint not found");
+// The MCP server (sidecar/mcp_route.cpp): it gets the request after the Host and Origin checks
+// and answers it whole, bearer token included.
+Response route_mcp(const Request &req, Deps &deps) {
+    return mcp::route(req, deps);
 }
 
 }  // namespace

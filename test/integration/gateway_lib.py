@@ -14,7 +14,10 @@ import socket
 import urllib.parse
 import urllib.request
 import ssl
+import time
+import unittest
 
+import hardening_lib as H
 import pga_stack as S
 
 
@@ -107,3 +110,79 @@ def direct(method, path, key_id, secret, env="paper"):
 def standin_requests():
     """How many requests the stand-in has answered so far (all listeners)."""
     return S.standin_stats()["total"]
+
+
+def warm(token, in_a_row=6, attempts=40):
+    """Requests until `in_a_row` answers in a row are not 503: after a PostgreSQL restart (an
+    earlier test's) each stale pooled connection of the sidecar fails one request with 503."""
+    ok = 0
+    for _ in range(attempts):
+        ok = ok + 1 if request("GET", "/v2/clock", token)[0] != 503 else 0
+        if ok >= in_a_row:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the gateway keeps answering 503")
+
+
+class OwnAccount:
+    """A test-class mixin: a stand-in account of the class's own (a copy of Alice's fixture
+    under a fresh canary key, so its orders are the class's alone), a user who stores it, and a
+    read and a trade session of it. Set TAG, and REQUIRES to a function that says why the
+    class cannot run here ("" when it can: the class is skipped otherwise); held() reads the
+    account straight from the stand-in with the real keys."""
+    TAG = "gw"
+    REQUIRES = None
+
+    @classmethod
+    def setUpClass(cls):
+        why = cls.REQUIRES() if cls.REQUIRES else ""
+        if why:
+            raise unittest.SkipTest(why)
+        gateway()
+        cls.key, cls.secret = H.canary_key_pair(cls.TAG)
+        H.add_standin_fixture(cls.key, cls.secret, template=S.ALICE)
+        H.standin_reload()
+        cls.user = H.random_user(cls.TAG)
+        with S.connect(role="app") as c:
+            cls.cred = S.store(c, cls.user, cls.key, cls.secret)
+            cls.read = open_session(c, cls.user, cls.cred, "read")
+            cls.trade = open_session(c, cls.user, cls.cred, "trade")
+        warm(cls.read)
+
+    @classmethod
+    def tearDownClass(cls):
+        H.remove_standin_fixture(cls.key)
+        H.standin_reload()
+
+    def held(self, path):
+        return direct("GET", path, self.key, self.secret)
+
+    def order_ids(self, status):
+        return sorted(o["id"] for o in self.held(f"/v2/orders?status={status}&limit=500"))
+
+
+class NothingReaches:
+    """A test-class mixin for attacks: Alice's credential stored by a fresh user (TAG) with a
+    read and a trade session, an open `app` connection, and nothing_reached(), which fails when
+    the stand-in answered a request since setUp."""
+    TAG = "gwa"
+
+    @classmethod
+    def setUpClass(cls):
+        gateway()
+        cls.app = S.connect(role="app")
+        cls.user = H.random_user(cls.TAG)
+        cls.cred = S.store(cls.app, cls.user, S.ALICE, S.fixture_secret(S.ALICE))
+        cls.read = open_session(cls.app, cls.user, cls.cred, "read")
+        cls.trade = open_session(cls.app, cls.user, cls.cred, "trade")
+        warm(cls.read)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.app.close()
+
+    def setUp(self):
+        self.seen = standin_requests()
+
+    def nothing_reached(self):
+        self.assertEqual(standin_requests(), self.seen, "a request reached the stand-in")

@@ -90,32 +90,14 @@ const { trading, marketData } = require("@alpacahq/alpaca-trade-api");
 """
 
 
-class GatewaySdks(unittest.TestCase):
+class GatewaySdks(G.OwnAccount, unittest.TestCase):
+    TAG = "sdk"
+    REQUIRES = staticmethod(C.missing)
+
     @classmethod
     def setUpClass(cls):
-        why = C.missing()
-        if why:
-            raise unittest.SkipTest(why)
+        super().setUpClass()
         cls.gw = G.gateway()
-        cls.key, cls.secret = H.canary_key_pair("sdk")
-        H.add_standin_fixture(cls.key, cls.secret, template=S.ALICE)
-        H.standin_reload()
-        cls.user = H.random_user("sdk")
-        with S.connect(role="app") as c:
-            cls.cred = S.store(c, cls.user, cls.key, cls.secret)
-            cls.read = G.open_session(c, cls.user, cls.cred, "read")
-            cls.trade = G.open_session(c, cls.user, cls.cred, "trade")
-
-    @classmethod
-    def tearDownClass(cls):
-        H.remove_standin_fixture(cls.key)
-        H.standin_reload()
-
-    def held(self, path):
-        return G.direct("GET", path, self.key, self.secret)
-
-    def order_ids(self, status):
-        return sorted(o["id"] for o in self.held(f"/v2/orders?status={status}&limit=500"))
 
     def test_alpaca_py_reads(self):
         out = C.run_python(PY_READ, {"TOKEN": self.read, "GW": self.gw})

@@ -28,25 +28,8 @@ ORDER = {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit", "time_in_
          "limit_price": "1"}
 
 
-class GatewayAttacks(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        G.gateway()
-        cls.app = S.connect(role="app")
-        cls.user = H.random_user("gwa")
-        cls.cred = S.store(cls.app, cls.user, S.ALICE, S.fixture_secret(S.ALICE))
-        cls.read = G.open_session(cls.app, cls.user, cls.cred, "read")
-        cls.trade = G.open_session(cls.app, cls.user, cls.cred, "trade")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.close()
-
-    def setUp(self):
-        self.seen = G.standin_requests()
-
-    def nothing_reached(self):
-        self.assertEqual(G.standin_requests(), self.seen, "a request reached the stand-in")
+class GatewayAttacks(G.NothingReaches, unittest.TestCase):
+    TAG = "gwa"
 
     def refused(self, status, method, path, token, code=None, **kw):
         got, _, body = G.request(method, path, token, **kw)
