@@ -66,9 +66,14 @@ DbStatus run_once(Redeemer &db, const Statement &st, const char *const *params, 
                 status = DbStatus::BadToken;
             else if (sqlstate.rfind("42", 0) == 0)
                 status = DbStatus::Forbidden;
-            else if (sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0)
+            else if (sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0) {
+                // The server is ending this session (a restart's "terminating connection",
+                // 57P01) while libpq still calls it open: lost all the same, never pooled again,
+                // and the statement is tried once more on a fresh connection.
                 status = DbStatus::DatabaseError;
-            else
+                lost = true;
+                return false;
+            } else
                 message = (sqlstate.empty() ? "" : sqlstate + ": ") + message;
             return PQtransactionStatus(conn) == PQTRANS_IDLE;
         },
@@ -77,6 +82,7 @@ DbStatus run_once(Redeemer &db, const Statement &st, const char *const *params, 
         message = error;
         return DbStatus::DatabaseError;
     }
+    if (lost) db.discard_idle();  // the others died with this one
     return status;
 }
 

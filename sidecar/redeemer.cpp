@@ -149,9 +149,11 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
         } else {
             out.status = RedeemStatus::Failed;
         }
-        if (sqlstate == "25006") {
-            // Pooled connections to a standby: the retry connects afresh, and a conninfo host
-            // list with target_session_attrs=read-write finds the primary.
+        if (out.status == RedeemStatus::DatabaseError) {
+            // A server ending its sessions (57P01 after a restart, while libpq may still call
+            // them open), or pooled connections to a standby (25006): none is kept, so the
+            // retry connects afresh (and a host list with target_session_attrs=read-write
+            // finds the primary).
             conn.reset();
             discard_idle();
         }

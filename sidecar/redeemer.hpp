@@ -65,12 +65,15 @@ class Redeemer {
     bool with_connection(Clock::time_point deadline, const std::function<bool(PGconn *)> &fn,
                          std::string &error);
 
+    // Closes every idle pooled connection: after a restart ("terminating connection", 57P01)
+    // they are all dead, though libpq may still call them open.
+    void discard_idle();
+
   private:
     using Conn = PgConn;
 
     Conn acquire(Clock::time_point deadline, std::string &error);
     void release(Conn conn);
-    void discard_idle();
     Conn connect(std::string &error);
 
     const std::string conninfo_;
