@@ -173,8 +173,14 @@ Response TokenUpstream::call(const std::string &method, const std::string &path_
             break;
         case DbStatus::BadToken:
             return finish(unauthorized(), "");
-        case DbStatus::Forbidden:
+        case DbStatus::Forbidden: {
+            // Its redeem rolled back; the refusal is audited on a statement of its own.
+            std::string error;
+            if (!record_refusal(deps_.db, token_, method, path, deadline, error))
+                log_event(LogLevel::Warn, "gateway_audit",
+                          {{"message", "refusal not recorded: " + error}});
             return finish(error_response(403, 40310000, keys.message), "");
+        }
         case DbStatus::DatabaseError:
             log_event(LogLevel::Warn, "gateway_db", {{"message", keys.message}});
             return finish(error_response(503, 50310000, "the gateway cannot reach its database"),

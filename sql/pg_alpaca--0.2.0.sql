@@ -1750,6 +1750,31 @@ CREATE PROCEDURE alpaca.redeem_session(token text, method text, path text,
     AS 'MODULE_PATHNAME', 'pga_redeem_session' LANGUAGE C;
 COMMENT ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) IS 'alpaca_sidecar only: trade a gateway session token for the keys of one request, committed before they leave';
 
+-- A gateway request of a valid session that alpaca._session_redeem_prepare refused (scope,
+-- allowlist, live rule): its raise rolled back, so the sidecar records the refusal here, on its
+-- own statement. The token is checked again (28000 otherwise) and the refusal recomputed: a
+-- request that would be allowed is not recorded as refused. Never the token in the row.
+CREATE FUNCTION alpaca._gateway_refused(token text, method text, path text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+    needed text := alpaca._gateway_route(method, path);
+    aid bigint;
+BEGIN
+    SELECT * INTO s FROM alpaca._session_for_token(token);
+    IF needed IS NOT NULL AND (needed <> 'trade' OR s.scope = 'trade')
+       AND NOT (needed = 'trade' AND s.environment = 'live'
+                AND NOT (alpaca._live_trading_allowed() AND s.live_trading)) THEN
+        PERFORM alpaca._end_user();
+        RETURN NULL;
+    END IF;
+    INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
+    VALUES (s.owner_id, s.credential_id, 'gateway', left(method || ' ' || path, 200), 'refused 403')
+    RETURNING id INTO aid;
+    PERFORM alpaca._end_user();
+    RETURN aid;
+END $$;
+
 -- The HTTP status of a gateway request, recorded by the sidecar after it answered.
 CREATE FUNCTION alpaca._gateway_status(audit_id bigint, http_status int) RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1766,20 +1791,21 @@ ALTER FUNCTION alpaca._session_for_token(text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._gateway_session(text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._session_redeem_prepare(text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._gateway_status(bigint, int) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._gateway_refused(text, text, text) OWNER TO alpaca_owner;
 REVOKE ALL ON FUNCTION alpaca_open_session(uuid, text, interval, text), alpaca_list_sessions(),
     alpaca_revoke_session(uuid), alpaca._mint_session_token(), alpaca._session_token_hash(text),
     alpaca._max_session_ttl(), alpaca._gateway_route(text, text), alpaca._session_owner(bytea),
     alpaca._session_for_token(text), alpaca._gateway_session(text),
-    alpaca._session_redeem_prepare(text, text, text), alpaca._gateway_status(bigint, int)
-    FROM PUBLIC;
+    alpaca._session_redeem_prepare(text, text, text), alpaca._gateway_status(bigint, int),
+    alpaca._gateway_refused(text, text, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._mint_session_token(), alpaca._session_token_hash(text),
     alpaca._max_session_ttl(), alpaca._gateway_route(text, text), alpaca._session_owner(bytea),
     alpaca._session_for_token(text) TO alpaca_owner;
 GRANT EXECUTE ON FUNCTION alpaca_open_session(uuid, text, interval, text), alpaca_list_sessions(),
     alpaca_revoke_session(uuid) TO alpaca_app;
-GRANT EXECUTE ON FUNCTION alpaca._gateway_session(text), alpaca._gateway_status(bigint, int)
-    TO alpaca_sidecar;
+GRANT EXECUTE ON FUNCTION alpaca._gateway_session(text), alpaca._gateway_status(bigint, int),
+    alpaca._gateway_refused(text, text, text) TO alpaca_sidecar;
 GRANT EXECUTE ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) TO alpaca_sidecar;
 
 --------------------------------------------------------------------------------------------
