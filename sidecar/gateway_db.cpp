@@ -21,6 +21,10 @@ constexpr Statement kCheck = {"pga_gw_check",
                               "FROM alpaca._gateway_session($1) s",
                               1};
 constexpr Statement kStatus = {"pga_gw_status", "SELECT alpaca._gateway_status($1, $2)", 2};
+constexpr Statement kUsed = {
+    "pga_gw_used",
+    "SELECT alpaca._gateway_used($1::pg_catalog.uuid[], $2::pg_catalog.timestamptz[])", 2};
+constexpr Statement kRefused = {"pga_gw_refused", "SELECT alpaca._gateway_refused($1, $2, $3)", 3};
 
 // Runs a statement prepared on first use on this connection (a pooled connection may come
 // from the ticket path, which prepares only its own).
@@ -152,6 +156,21 @@ bool record_status(Redeemer &db, const std::string &audit_id, int http_status,
     const char *params[2] = {audit_id.c_str(), status.c_str()};
     const DbStatus st = run(db, kStatus, params, 1, deadline, error, [](PGresult *) {});
     return st == DbStatus::Ok;
+}
+
+bool record_used(Redeemer &db, const std::string &session_ids, const std::string &used_at,
+                 Redeemer::Clock::time_point deadline, std::string &error) {
+    const char *params[2] = {session_ids.c_str(), used_at.c_str()};
+    return run(db, kUsed, params, 1, deadline, error, [](PGresult *) {}) == DbStatus::Ok;
+}
+
+bool record_refusal(Redeemer &db, const SecureBytes &token, const std::string &method,
+                    const std::string &path, Redeemer::Clock::time_point deadline,
+                    std::string &error) {
+    const SecureBytes tz = token_param(token);
+    const char *params[3] = {reinterpret_cast<const char *>(tz.data()), method.c_str(),
+                             path.c_str()};
+    return run(db, kRefused, params, 1, deadline, error, [](PGresult *) {}) == DbStatus::Ok;
 }
 
 }  // namespace pga::sidecar::gateway

@@ -1,7 +1,8 @@
 // The gateway's SQL, as alpaca_sidecar on the redeem pool: the check of a token (Session
 // fields, no keys), the redeem of a token for one request (CALL alpaca.redeem_session: scope,
-// live rule, use record and audit row committed before the keys come back) and the HTTP status
-// of an audited request. The token is a bind parameter, never part of a statement's text.
+// live rule, audit row committed before the keys come back), the HTTP status of an audited
+// request, the sessions' last use and the refusal of a valid session's request. The token is a
+// bind parameter, never part of a statement's text.
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
@@ -44,5 +45,18 @@ SessionCheck check_session(Redeemer &db, const SecureBytes &token,
 // False (error set) when the row could not be updated.
 bool record_status(Redeemer &db, const std::string &audit_id, int http_status,
                    Redeemer::Clock::time_point deadline, std::string &error);
+
+// When sessions were last used (alpaca._gateway_used; the session's and its credential's
+// last_used_at): array literals of session ids and their times ({"id",...}, {"time",...}).
+// False (error set) when nothing could be recorded.
+bool record_used(Redeemer &db, const std::string &session_ids, const std::string &used_at,
+                 Redeemer::Clock::time_point deadline, std::string &error);
+
+// A request of a valid session that redeem_session refused (Forbidden) leaves its 'gateway'
+// audit row, outcome 'refused 403' (alpaca._gateway_refused, which checks the token and the
+// refusal again). False (error set) when nothing could be recorded.
+bool record_refusal(Redeemer &db, const SecureBytes &token, const std::string &method,
+                    const std::string &path, Redeemer::Clock::time_point deadline,
+                    std::string &error);
 
 }  // namespace pga::sidecar::gateway

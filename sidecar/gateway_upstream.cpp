@@ -143,8 +143,10 @@ Response TokenUpstream::call(const std::string &method, const std::string &path_
     const std::shared_ptr<const Config> cfg = deps_.config();
     std::string credential = "-";
 
+    std::string session_id;  // once redeemed: its use is recorded after the answer
     auto finish = [&](Response r, const std::string &audit_id) {
-        if (!audit_id.empty()) deps_.audit.push(audit_id, r.status);
+        if (!audit_id.empty() || !session_id.empty())
+            deps_.audit.push({audit_id, r.status, session_id, std::chrono::system_clock::now()});
         metrics::gateway_request(scope_, outcome_of(r.status));
         const std::string status = std::to_string(r.status);
         const std::string ms = std::to_string(
@@ -173,8 +175,14 @@ Response TokenUpstream::call(const std::string &method, const std::string &path_
             break;
         case DbStatus::BadToken:
             return finish(unauthorized(), "");
-        case DbStatus::Forbidden:
+        case DbStatus::Forbidden: {
+            // Its redeem rolled back; the refusal is audited on a statement of its own.
+            std::string error;
+            if (!record_refusal(deps_.db, token_, method, path, deadline, error))
+                log_event(LogLevel::Warn, "gateway_audit",
+                          {{"message", "refusal not recorded: " + error}});
             return finish(error_response(403, 40310000, keys.message), "");
+        }
         case DbStatus::DatabaseError:
             log_event(LogLevel::Warn, "gateway_db", {{"message", keys.message}});
             return finish(error_response(503, 50310000, "the gateway cannot reach its database"),
@@ -184,6 +192,7 @@ Response TokenUpstream::call(const std::string &method, const std::string &path_
             return finish(error_response(500, 50010000, "internal gateway error"), "");
     }
     scope_ = keys.session.scope;
+    session_id = keys.session.id;
     credential = keys.session.credential_id;
     // The body only now: a path the session may not use is refused as such, whatever it sends.
     std::string send_body;

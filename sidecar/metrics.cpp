@@ -54,6 +54,8 @@ struct Registry {
     std::atomic<int> workers{0};
     std::atomic<std::size_t> max_queue{0};
     std::function<int()> pool;  // set before any thread starts
+    std::mutex outcomes_mu;     // the metrics server may scrape before it is set or after it ends
+    std::function<OutcomeFigures()> outcomes;
     Clock::time_point started = Clock::now();
     std::mutex error_mu;  // "status" only; never on a request's path but for failures
     std::string last_error;
@@ -203,6 +205,12 @@ void set_static(int workers, std::size_t max_queue, std::function<int()> pool_co
     r.pool = std::move(pool_connections);
 }
 
+void set_outcome_source(std::function<OutcomeFigures()> source) {
+    Registry &r = reg();
+    std::lock_guard<std::mutex> lock(r.outcomes_mu);
+    r.outcomes = std::move(source);
+}
+
 void note_error(const std::string &message) {
     Registry &r = reg();
     std::lock_guard<std::mutex> lock(r.error_mu);
@@ -282,6 +290,23 @@ std::string prometheus_text() {
          "# HELP pga_sidecar_pool_connections Open PostgreSQL connections of the redeem pool.");
     line(out, "# TYPE pga_sidecar_pool_connections gauge");
     line(out, "pga_sidecar_pool_connections %d", r.pool ? r.pool() : 0);
+    OutcomeFigures of;
+    {
+        std::lock_guard<std::mutex> lock(r.outcomes_mu);
+        if (r.outcomes) of = r.outcomes();
+    }
+    line(out,
+         "# HELP pga_sidecar_outcome_queue_depth Call outcomes queued for the outcome writer.");
+    line(out, "# TYPE pga_sidecar_outcome_queue_depth gauge");
+    line(out, "pga_sidecar_outcome_queue_depth %zu", of.queued);
+    line(out, "# HELP pga_sidecar_outcomes_written_total Call outcomes recorded in PostgreSQL.");
+    line(out, "# TYPE pga_sidecar_outcomes_written_total counter");
+    line(out, "pga_sidecar_outcomes_written_total %llu", (unsigned long long)of.written);
+    line(out,
+         "# HELP pga_sidecar_outcomes_dropped_total Call outcomes not recorded (queue full, "
+         "refused by PostgreSQL, or left at shutdown); their decrypt rows remain.");
+    line(out, "# TYPE pga_sidecar_outcomes_dropped_total counter");
+    line(out, "pga_sidecar_outcomes_dropped_total %llu", (unsigned long long)of.dropped);
     return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -41,6 +42,13 @@ struct BusyWorker {
 };
 // Set once before the threads start: the configured sizes and a reader of the pool's size.
 void set_static(int workers, std::size_t max_queue, std::function<int()> pool_connections);
+// The outcome writer's figures (sidecar/outcome_writer): outcomes queued now, written and
+// dropped since the start. Set by the server while it runs, reset (nullptr) before it ends.
+struct OutcomeFigures {
+    std::size_t queued = 0;
+    std::uint64_t written = 0, dropped = 0;
+};
+void set_outcome_source(std::function<OutcomeFigures()> source);
 
 std::string prometheus_text();
 std::string status_json();

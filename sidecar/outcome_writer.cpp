@@ -42,6 +42,8 @@ void append_element(Out &out, std::string_view v) {
     out.push_back('"');
 }
 
+}  // namespace
+
 std::string utc_text(std::chrono::system_clock::time_point t) {
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
@@ -54,8 +56,6 @@ std::string utc_text(std::chrono::system_clock::time_point t) {
                   static_cast<int>(us % 1000000));
     return buf;
 }
-
-}  // namespace
 
 OutcomeBatchParams batch_params(const std::vector<CallOutcome> &batch) {
     OutcomeBatchParams p;

@@ -41,6 +41,9 @@ struct OutcomeBatchParams {
 };
 OutcomeBatchParams batch_params(const std::vector<CallOutcome> &batch);
 
+// A time in timestamptz's text form, UTC with microseconds ("2026-12-01 12:00:00.000001+00").
+std::string utc_text(std::chrono::system_clock::time_point t);
+
 class OutcomeWriter {
   public:
     static constexpr std::size_t kMaxBatch = 256;

@@ -214,6 +214,7 @@ Server::Server(std::string config_path, Config cfg)
 }
 
 Server::~Server() {
+    metrics::set_outcome_source(nullptr);  // outcomes_ goes away with this server
     if (listen_fd_ >= 0) ::close(listen_fd_);
 }
 
@@ -494,6 +495,10 @@ void Server::run(int signal_fd) {
     const auto cfg = config();
     metrics::set_static(cfg->workers, cfg->max_queue,
                         [this] { return redeemer_.open_connections(); });
+    metrics::set_outcome_source([this] {
+        return metrics::OutcomeFigures{outcomes_.queued(), outcomes_.written(),
+                                       outcomes_.dropped()};
+    });
     for (int i = 0; i < cfg->workers; ++i) workers_.emplace_back([this] { worker_loop(); });
     const std::size_t max_pending = effective_max_pending(
         cfg->max_pending_connections, fd_limit_, cfg->max_queue, cfg->workers, cfg->pool_size);

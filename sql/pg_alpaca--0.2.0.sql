@@ -1709,9 +1709,11 @@ BEGIN
 END $$;
 
 -- Called (through alpaca.redeem_session) by the sidecar for one gateway request: the token's
--- session, the scope for method + path, the live two-key rule for trading, last_used_at, and
--- the 'gateway' audit row (purpose = method and path, outcome pending until the sidecar
--- records the status; never the token).
+-- session, the scope for method + path, the live two-key rule for trading, and the 'gateway'
+-- audit row (purpose = method and path, outcome pending until the sidecar records the status;
+-- never the token). It updates no row: the session's and the credential's last_used_at are
+-- set after the answer, coalesced (alpaca._gateway_used), so that concurrent requests on one
+-- credential do not queue on its row lock.
 CREATE FUNCTION alpaca._session_redeem_prepare(token text, method text, path text)
 RETURNS TABLE(credential_id uuid, environment text, api_key alpaca_secret,
               secret_key alpaca_secret, session_id uuid, scope text, route text, audit_id bigint)
@@ -1734,8 +1736,6 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     SELECT x.api_key, x.secret_key INTO c FROM alpaca.credentials x WHERE x.id = s.credential_id;
-    UPDATE alpaca.sessions x SET last_used_at = clock_timestamp() WHERE x.id = s.session_id;
-    UPDATE alpaca.credentials x SET last_used_at = clock_timestamp() WHERE x.id = s.credential_id;
     INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
     VALUES (s.owner_id, s.credential_id, 'gateway', left(method || ' ' || path, 200), 'pending')
     RETURNING id INTO aid;
@@ -1750,6 +1750,31 @@ CREATE PROCEDURE alpaca.redeem_session(token text, method text, path text,
     AS 'MODULE_PATHNAME', 'pga_redeem_session' LANGUAGE C;
 COMMENT ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) IS 'alpaca_sidecar only: trade a gateway session token for the keys of one request, committed before they leave';
 
+-- A gateway request of a valid session that alpaca._session_redeem_prepare refused (scope,
+-- allowlist, live rule): its raise rolled back, so the sidecar records the refusal here, on its
+-- own statement. The token is checked again (28000 otherwise) and the refusal recomputed: a
+-- request that would be allowed is not recorded as refused. Never the token in the row.
+CREATE FUNCTION alpaca._gateway_refused(token text, method text, path text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+    needed text := alpaca._gateway_route(method, path);
+    aid bigint;
+BEGIN
+    SELECT * INTO s FROM alpaca._session_for_token(token);
+    IF needed IS NOT NULL AND (needed <> 'trade' OR s.scope = 'trade')
+       AND NOT (needed = 'trade' AND s.environment = 'live'
+                AND NOT (alpaca._live_trading_allowed() AND s.live_trading)) THEN
+        PERFORM alpaca._end_user();
+        RETURN NULL;
+    END IF;
+    INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
+    VALUES (s.owner_id, s.credential_id, 'gateway', left(method || ' ' || path, 200), 'refused 403')
+    RETURNING id INTO aid;
+    PERFORM alpaca._end_user();
+    RETURN aid;
+END $$;
+
 -- The HTTP status of a gateway request, recorded by the sidecar after it answered.
 CREATE FUNCTION alpaca._gateway_status(audit_id bigint, http_status int) RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1757,6 +1782,47 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 
        SET outcome = 'http ' || least(greatest(coalesce($2, 0), 0), 999)::text
      WHERE a.id = $1 AND a.action = 'gateway' AND a.outcome = 'pending';
 $$;
+
+-- The owners of gateway sessions named by id (for alpaca._gateway_used): owned by
+-- alpaca_maintainer (its policy shows every session's owner), executable by alpaca_owner alone.
+CREATE FUNCTION alpaca._session_owners(ids uuid[]) RETURNS TABLE(id uuid, owner_id text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.id, s.owner_id FROM alpaca.sessions s WHERE s.id = ANY ($1);
+$$;
+
+-- When gateway sessions (and so their credentials) were last used, recorded by the sidecar's
+-- audit queue after the answers, coalesced: one UPDATE per session and of its credential with
+-- the latest time (never later than now, never moving back), in id order (two sidecars lock
+-- rows in the same order), under row-level security as each session's owner. Returns the
+-- number of sessions found.
+CREATE FUNCTION alpaca._gateway_used(session_ids uuid[], used_at timestamptz[]) RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    u record;
+    cred uuid;
+    n int := 0;
+BEGIN
+    IF coalesce(array_length(session_ids, 1), 0) > 10000
+       OR coalesce(array_length(session_ids, 1), 0) <> coalesce(array_length(used_at, 1), 0) THEN
+        RAISE EXCEPTION 'give at most 10000 sessions, each with its time' USING ERRCODE = '22023';
+    END IF;
+    FOR u IN SELECT x.sid, o.owner_id, least(max(x.at_), clock_timestamp()) AS used
+             FROM unnest(session_ids, used_at) AS x(sid, at_)
+             JOIN alpaca._session_owners(session_ids) o ON o.id = x.sid
+             WHERE x.at_ IS NOT NULL
+             GROUP BY x.sid, o.owner_id ORDER BY x.sid LOOP
+        PERFORM alpaca._set_user(u.owner_id);
+        UPDATE alpaca.sessions s SET last_used_at = greatest(s.last_used_at, u.used)
+         WHERE s.id = u.sid RETURNING s.credential_id INTO cred;
+        IF FOUND THEN
+            UPDATE alpaca.credentials c SET last_used_at = greatest(c.last_used_at, u.used)
+             WHERE c.id = cred;
+            n := n + 1;
+        END IF;
+    END LOOP;
+    PERFORM alpaca._end_user();
+    RETURN n;
+END $$;
 
 ALTER FUNCTION alpaca_open_session(uuid, text, interval, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_list_sessions() OWNER TO alpaca_owner;
@@ -1766,19 +1832,24 @@ ALTER FUNCTION alpaca._session_for_token(text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._gateway_session(text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._session_redeem_prepare(text, text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._gateway_status(bigint, int) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._gateway_refused(text, text, text) OWNER TO alpaca_owner;
+ALTER FUNCTION alpaca._session_owners(uuid[]) OWNER TO alpaca_maintainer;
+ALTER FUNCTION alpaca._gateway_used(uuid[], timestamptz[]) OWNER TO alpaca_owner;
 REVOKE ALL ON FUNCTION alpaca_open_session(uuid, text, interval, text), alpaca_list_sessions(),
     alpaca_revoke_session(uuid), alpaca._mint_session_token(), alpaca._session_token_hash(text),
     alpaca._max_session_ttl(), alpaca._gateway_route(text, text), alpaca._session_owner(bytea),
     alpaca._session_for_token(text), alpaca._gateway_session(text),
-    alpaca._session_redeem_prepare(text, text, text), alpaca._gateway_status(bigint, int)
-    FROM PUBLIC;
+    alpaca._session_redeem_prepare(text, text, text), alpaca._gateway_status(bigint, int),
+    alpaca._gateway_refused(text, text, text), alpaca._session_owners(uuid[]),
+    alpaca._gateway_used(uuid[], timestamptz[]) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._mint_session_token(), alpaca._session_token_hash(text),
     alpaca._max_session_ttl(), alpaca._gateway_route(text, text), alpaca._session_owner(bytea),
-    alpaca._session_for_token(text) TO alpaca_owner;
+    alpaca._session_for_token(text), alpaca._session_owners(uuid[]) TO alpaca_owner;
 GRANT EXECUTE ON FUNCTION alpaca_open_session(uuid, text, interval, text), alpaca_list_sessions(),
     alpaca_revoke_session(uuid) TO alpaca_app;
-GRANT EXECUTE ON FUNCTION alpaca._gateway_session(text), alpaca._gateway_status(bigint, int)
+GRANT EXECUTE ON FUNCTION alpaca._gateway_session(text), alpaca._gateway_status(bigint, int),
+    alpaca._gateway_refused(text, text, text), alpaca._gateway_used(uuid[], timestamptz[])
     TO alpaca_sidecar;
 GRANT EXECUTE ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) TO alpaca_sidecar;
 

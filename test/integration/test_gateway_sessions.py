@@ -162,13 +162,43 @@ class GatewaySessions(unittest.TestCase):
                          "WHERE credential_id = %s", (cred,))
         self.assertEqual(rows, [(0,)])
 
+    USED_BOUND = 10.0  # seconds for the sidecar's audit queue to record a request's use
+
     def test_last_used_at(self):
-        token = self.open(label="used")
-        sid = G.session_id(self.app, self.alice, "used")
+        """The session's and the credential's last_used_at follow a request, set after the
+        answer by the audit queue (alpaca._gateway_used), and move forward, never back."""
+        user = H.random_user("used")
+        cred = S.store(self.app, user, S.ALICE, S.fixture_secret(S.ALICE))
+        token = self.open(user, cred, label="used")
+        sid = G.session_id(self.app, user, "used")
+        q = ("SELECT s.last_used_at, c.last_used_at FROM alpaca_list_sessions() s "
+             "JOIN alpaca_list_credentials() c ON c.id = s.credential_id WHERE s.id = %s")
+        self.assertEqual(S.as_user(self.app, user, q, (sid,)), [(None, None)])
+        self.assertEqual(G.request("GET", "/v2/positions", token, bearer=True)[0], 200)
+        stamps = lambda: S.as_user(self.app, user, q, (sid,))[0]  # noqa: E731
+        self.assertTrue(S.wait_until(lambda: None not in stamps(), self.USED_BOUND),
+                        f"last_used_at not recorded: {stamps()}")
+        first = stamps()
+        self.assertEqual(G.request("GET", "/v2/account", token)[0], 200)
+        self.assertTrue(S.wait_until(lambda: all(b > a for a, b in zip(first, stamps())),
+                                     self.USED_BOUND), f"last_used_at did not move: {stamps()}")
+
+    def test_redeem_takes_no_row_lock(self):
+        """A gateway request updates neither the credential's nor the session's row on its way:
+        with both rows locked by another transaction it is answered all the same, and the use
+        is recorded once the lock is gone."""
+        user = H.random_user("lock")
+        cred = S.store(self.app, user, S.ALICE, S.fixture_secret(S.ALICE))
+        token = self.open(user, cred, label="lock")
+        sid = G.session_id(self.app, user, "lock")
+        with S.connect() as su, su.transaction():
+            su.execute("SELECT 1 FROM alpaca.credentials WHERE id = %s FOR UPDATE", (cred,))
+            su.execute("SELECT 1 FROM alpaca.sessions WHERE id = %s FOR UPDATE", (sid,))
+            for path in ("/v2/account", "/v2/positions", "/v2/clock"):
+                self.assertEqual(G.request("GET", path, token)[0], 200, path)
         q = "SELECT last_used_at FROM alpaca_list_sessions() WHERE id = %s"
-        self.assertEqual(S.as_user(self.app, self.alice, q, (sid,)), [(None,)])
-        G.request("GET", "/v2/positions", token, bearer=True)
-        self.assertIsNotNone(S.as_user(self.app, self.alice, q, (sid,))[0][0])
+        self.assertTrue(S.wait_until(
+            lambda: S.as_user(self.app, user, q, (sid,))[0][0] is not None, self.USED_BOUND))
 
     def test_unix_socket_and_headers(self):
         token = self.open()

@@ -96,6 +96,32 @@ class SidecarMetrics(unittest.TestCase):
         self.assertGreater(plain(after, "pga_sidecar_uptime_seconds"), 0)
         self.assertIn(("pga_sidecar_info", frozenset({("version", "0.2.0")})), after)
 
+    def test_outcome_writer_queue_drains(self):
+        """The outcome writer's queue depth, written and dropped counts are exported (no
+        labels), the queue drains to 0 after calls and each call's outcome counts as written."""
+        names = ("pga_sidecar_outcome_queue_depth", "pga_sidecar_outcomes_written_total",
+                 "pga_sidecar_outcomes_dropped_total")
+        text, before = self.scrape()
+        for name in names:
+            self.assertIn((name, frozenset()), before, name)
+            self.assertRegex(text, rf"# TYPE {name} (gauge|counter)\n")
+        n = 4
+        for _ in range(n):
+            rows, err, _ = H.broker_call(self.user, self.cred)
+            self.assertIsNone(err)
+        def drained():
+            _, now = self.scrape()
+            return (plain(now, names[0]) == 0
+                    and plain(now, names[1]) - plain(before, names[1]) >= n)
+        self.assertTrue(S.wait_until(drained, 15.0), self.scrape()[0])
+        _, after = self.scrape()
+        self.assertEqual(plain(after, names[2]), plain(before, names[2]), "outcomes dropped")
+        # The rows the counter counts are there.
+        with S.connect() as su:
+            rows = su.execute("SELECT count(*) FROM alpaca.audit_log WHERE credential_id = %s "
+                              "AND action = 'call'", (self.cred,)).fetchone()[0]
+        self.assertGreaterEqual(rows, n)
+
     def test_retries_are_counted(self):
         _, before = self.scrape()
         S.standin_fault({"mode": "status", "status": 503, "count": 2})

@@ -53,6 +53,31 @@ class GatewayAttacks(G.NothingReaches, unittest.TestCase):
         self.nothing_reached()
         H.count("gateway: read session trading: 5 requests refused, 0 reached Alpaca")
 
+    def test_refused_requests_are_audited(self):
+        """A valid session's refused request rolls its redeem back, yet leaves a 'gateway'
+        audit row (user, credential, method and path, 'refused 403'), never the token."""
+        def rows():
+            with S.connect() as su:
+                return su.execute("SELECT id, app_user, purpose, outcome FROM alpaca.audit_log "
+                                  "WHERE credential_id = %s AND action = 'gateway' ORDER BY id",
+                                  (self.cred,)).fetchall()
+        last = max([r[0] for r in rows()], default=0)
+        self.refused(403, "POST", "/v2/orders", self.read, 40310000, body=ORDER)
+        self.refused(403, "PATCH", "/v2/account/configurations", self.trade, 40310000,
+                     body={"dtbp_check": "both"})
+        self.nothing_reached()
+        new = [r[1:] for r in rows() if r[0] > last]
+        self.assertEqual(new, [(self.user, "POST /v2/orders", "refused 403"),
+                               (self.user, "PATCH /v2/account/configurations", "refused 403")])
+        # A bad token is refused with 401 and records nothing (no session to name).
+        self.refused(401, "POST", "/v2/orders", "pgas_" + "A" * 38, body=ORDER)
+        self.assertEqual(len([r for r in rows() if r[0] > last]), 2)
+        with S.connect() as su:
+            n = su.execute("SELECT count(*) FROM alpaca.audit_log WHERE purpose LIKE %s OR "
+                           "outcome LIKE %s", ("%pgas_%", "%pgas_%")).fetchone()[0]
+        self.assertEqual(n, 0, "a token reached the audit log")
+        H.count("gateway: refused requests of a valid session: 2 audited 'refused 403'")
+
     def test_thousand_random_tokens(self):
         rnd = random.Random()
         alphabet = string.ascii_letters + string.digits + "-_"

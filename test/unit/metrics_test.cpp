@@ -67,6 +67,21 @@ TEST(Metrics, GatewayRequestsByScopeAndOutcomeOnly) {
     EXPECT_EQ(text.find("pgas_"), std::string::npos);
 }
 
+TEST(Metrics, OutcomeWriterFigures) {
+    m::set_outcome_source([] { return m::OutcomeFigures{7, 40, 2}; });
+    std::string text = m::prometheus_text();
+    for (const char *want :
+         {"\npga_sidecar_outcome_queue_depth 7\n", "\npga_sidecar_outcomes_written_total 40\n",
+          "\npga_sidecar_outcomes_dropped_total 2\n",
+          "# TYPE pga_sidecar_outcome_queue_depth gauge\n",
+          "# TYPE pga_sidecar_outcomes_dropped_total counter\n"})
+        EXPECT_NE(text.find(want), std::string::npos) << want;
+    m::set_outcome_source(nullptr);  // a server that ended: zeros, no call into it
+    text = m::prometheus_text();
+    EXPECT_NE(text.find("\npga_sidecar_outcome_queue_depth 0\n"), std::string::npos);
+    EXPECT_NE(text.find("\npga_sidecar_outcomes_dropped_total 0\n"), std::string::npos);
+}
+
 TEST(Wire, StatusTakesNoTicket) {
     pga::SidecarRequest req;
     req.request_id = "s1";
