@@ -225,20 +225,25 @@ COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS
 
 -- The fetching functions return the row types (a new return type: drop and create).
 DROP FUNCTION alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int);
+-- plpgsql, not SQL: a SQL function with a SET clause is parsed and planned on every call,
+-- plpgsql keeps its plan for the session.
 CREATE FUNCTION alpaca_account(cred uuid) RETURNS SETOF alpaca.account_row
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM alpaca._parse_account(alpaca._call($1, 'account'));
-$$;
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM alpaca._parse_account(alpaca._call(cred, 'account'));
+END $$;
 CREATE FUNCTION alpaca_positions(cred uuid) RETURNS SETOF alpaca.position_row
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM alpaca._parse_positions(alpaca._call($1, 'positions'));
-$$;
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM alpaca._parse_positions(alpaca._call(cred, 'positions'));
+END $$;
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
 RETURNS SETOF alpaca.order_row
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM alpaca._parse_orders(
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM alpaca._parse_orders(
         alpaca._call($1, 'orders', alpaca._orders_query($2, $3)));
-$$;
+END $$;
 
 -- Rotation: a procedure without operators or unqualified names, steps in pinned functions.
 -- The state of one CALL alpaca_rotate_keys(), carried from batch to batch.
@@ -522,6 +527,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     claims record;
     cur record;
+    cutoff timestamptz;
 BEGIN
     SELECT * INTO claims FROM alpaca._verify_ticket(ticket);
     IF claims.purpose <> purpose THEN
@@ -558,8 +564,11 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     -- Old nonces go now and then (a ticket past its expiry is refused before its nonce counts).
+    -- The cutoff is a variable, so the DELETE uses redeemed_tickets_expires_idx (with
+    -- clock_timestamp() in its WHERE it read the whole table).
     IF random() < 0.01 THEN
-        DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < clock_timestamp() - interval '1 minute';
+        cutoff := clock_timestamp() - interval '1 minute';
+        DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < cutoff;
     END IF;
     PERFORM alpaca._end_user();
     credential_id := cur.id;
