@@ -164,11 +164,17 @@ LANGUAGE sql VOLATILE AS $$ SELECT alpaca._store_credential($1, $2, $3, $4, $5) 
 CREATE FUNCTION alpaca._issue_ticket(cred uuid, purpose text, ttl interval)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- alpaca._require_user's check inline: every call mints a ticket, and a nested function with
+-- a SET clause costs more than the check.
 DECLARE
-    u text := alpaca._require_user();
+    u text := alpaca._current_user();
     active boolean;
-    t text;
 BEGIN
+    IF u IS NULL THEN
+        RAISE EXCEPTION 'no application user is set for this transaction'
+            USING ERRCODE = '42501',
+                  HINT = 'Call alpaca_set_user(user_id) inside the same transaction first.';
+    END IF;
     IF purpose IS NULL OR purpose NOT IN ('validate', 'account', 'positions', 'orders', 'clock', 'trade') THEN
         RAISE EXCEPTION 'unknown ticket purpose'
             USING ERRCODE = '22023', HINT = 'Use validate, account, positions, orders, clock or trade.';
@@ -186,8 +192,7 @@ BEGIN
     END IF;
     -- No write: a ticket costs nothing until it is redeemed (the redeem's decrypt row is the
     -- record), so calls work in read-only transactions and on hot standbys.
-    t := alpaca._mint_ticket(cred, u, purpose, clock_timestamp() + ttl);
-    RETURN t;
+    RETURN alpaca._mint_ticket(cred, u, purpose, clock_timestamp() + ttl);
 END $$;
 CREATE OR REPLACE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAULT '30 seconds')
 RETURNS text
@@ -220,20 +225,25 @@ COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS
 
 -- The fetching functions return the row types (a new return type: drop and create).
 DROP FUNCTION alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int);
+-- plpgsql, not SQL: a SQL function with a SET clause is parsed and planned on every call,
+-- plpgsql keeps its plan for the session.
 CREATE FUNCTION alpaca_account(cred uuid) RETURNS SETOF alpaca.account_row
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM alpaca._parse_account(alpaca._call($1, 'account'));
-$$;
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM alpaca._parse_account(alpaca._call(cred, 'account'));
+END $$;
 CREATE FUNCTION alpaca_positions(cred uuid) RETURNS SETOF alpaca.position_row
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM alpaca._parse_positions(alpaca._call($1, 'positions'));
-$$;
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM alpaca._parse_positions(alpaca._call(cred, 'positions'));
+END $$;
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
 RETURNS SETOF alpaca.order_row
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM alpaca._parse_orders(
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM alpaca._parse_orders(
         alpaca._call($1, 'orders', alpaca._orders_query($2, $3)));
-$$;
+END $$;
 
 -- Rotation: a procedure without operators or unqualified names, steps in pinned functions.
 -- The state of one CALL alpaca_rotate_keys(), carried from batch to batch.
@@ -510,26 +520,37 @@ END $$;
 CREATE OR REPLACE FUNCTION alpaca._redeem_prepare(ticket text, purpose text)
 RETURNS TABLE(credential_id uuid, environment text, api_key alpaca_secret, secret_key alpaca_secret)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Two statements on the hot path (bench/README.md, "What limits each figure"): the ticket's
+-- claims, then one statement that marks the nonce, reads the credential under RLS as the
+-- ticket's user and writes the decrypt audit row. A check that fails below raises, and the
+-- raise rolls back the nonce and the audit row with everything else.
 DECLARE
     claims record;
     cur record;
+    cutoff timestamptz;
 BEGIN
     SELECT * INTO claims FROM alpaca._verify_ticket(ticket);
     IF claims.purpose <> purpose THEN
         RAISE EXCEPTION 'ticket was issued for another purpose' USING ERRCODE = '42501';
     END IF;
-    INSERT INTO alpaca.redeemed_tickets (nonce, expires_at) VALUES (claims.nonce, claims.expires_at)
-    ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN
+    PERFORM alpaca._set_user(claims.app_user);
+    WITH mark AS (
+        INSERT INTO alpaca.redeemed_tickets (nonce, expires_at)
+        VALUES (claims.nonce, claims.expires_at)
+        ON CONFLICT DO NOTHING RETURNING true AS fresh
+    ), cred AS (
+        SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active, c.live_trading
+          FROM alpaca.credentials c WHERE c.id = claims.credential_id
+    ), audit AS (
+        INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
+        SELECT claims.app_user, cred.id, 'decrypt', _redeem_prepare.purpose, 'ok' FROM cred, mark
+    )
+    SELECT (SELECT mark.fresh FROM mark) AS fresh, cred.* INTO cur
+      FROM (VALUES (1)) one(x) LEFT JOIN cred ON true;
+    IF cur.fresh IS NULL THEN
         RAISE EXCEPTION 'ticket was already redeemed' USING ERRCODE = '42501';
     END IF;
-    IF random() < 0.01 THEN
-        DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < clock_timestamp() - interval '1 minute';
-    END IF;
-    PERFORM alpaca._set_user(claims.app_user);
-    SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active, c.live_trading INTO cur
-      FROM alpaca.credentials c WHERE c.id = claims.credential_id;
-    IF NOT FOUND THEN
+    IF cur.id IS NULL THEN
         RAISE EXCEPTION 'ticket names a credential that does not exist, is not committed yet, or is not owned by its user'
             USING ERRCODE = '42501';
     END IF;
@@ -542,9 +563,19 @@ BEGIN
         RAISE EXCEPTION 'live trading is not enabled for the credential of this ticket'
             USING ERRCODE = '42501';
     END IF;
-    PERFORM alpaca._audit('decrypt', cur.id, purpose, 'ok', claims.app_user);
+    -- Old nonces go now and then (a ticket past its expiry is refused before its nonce counts).
+    -- The cutoff is a variable, so the DELETE uses redeemed_tickets_expires_idx (with
+    -- clock_timestamp() in its WHERE it read the whole table).
+    IF random() < 0.01 THEN
+        cutoff := clock_timestamp() - interval '1 minute';
+        DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < cutoff;
+    END IF;
     PERFORM alpaca._end_user();
-    RETURN QUERY SELECT cur.id, cur.environment, cur.api_key, cur.secret_key;
+    credential_id := cur.id;
+    environment := cur.environment;
+    api_key := cur.api_key;
+    secret_key := cur.secret_key;
+    RETURN NEXT;
 END $$;
 
 --------------------------------------------------------------------------------------------
