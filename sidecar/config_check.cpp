@@ -1,6 +1,8 @@
 #include "sidecar/config_check.hpp"
 
 #include "common/error.hpp"
+#include "sidecar/pg_result.hpp"
+#include "sidecar/pg_session.hpp"
 
 #include <libpq-fe.h>
 
@@ -9,20 +11,9 @@
 namespace pga::sidecar {
 namespace {
 
-struct ConnDeleter {
-    void operator()(PGconn *c) const noexcept { PQfinish(c); }
-};
-struct ResultDeleter {
-    void operator()(PGresult *r) const noexcept { PQclear(r); }
-};
-
-std::string one_line(const char *s) {
-    std::string out = s ? s : "";
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-    for (char &c : out) {
-        if (c == '\n' || c == '\t') c = ' ';
-    }
-    return out.substr(0, 400);
+// A short message for a configuration error.
+std::string short_line(const char *s) {
+    return one_line(s).substr(0, 400);
 }
 
 [[noreturn]] void fail(const std::string &filename, const std::string &msg) {
@@ -46,13 +37,14 @@ constexpr const char *kQuery =
 std::string check_database_login(const Config &cfg, const std::string &filename) {
     const char *keys[] = {"dbname", "application_name", "connect_timeout", nullptr};
     const char *values[] = {cfg.conninfo.c_str(), "alpaca-sidecar --check-config", "5", nullptr};
-    std::unique_ptr<PGconn, ConnDeleter> conn(PQconnectdbParams(keys, values, 1));
+    PgConn conn(PQconnectdbParams(keys, values, 1));
     if (!conn || PQstatus(conn.get()) != CONNECTION_OK)
         fail(filename, "cannot log in to PostgreSQL: " +
-                           one_line(conn ? PQerrorMessage(conn.get()) : "out of memory"));
-    std::unique_ptr<PGresult, ResultDeleter> res(PQexec(conn.get(), kQuery));
+                           short_line(conn ? PQerrorMessage(conn.get()) : "out of memory"));
+    PgResult res(PQexec(conn.get(), kQuery));
     if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) != 1)
-        fail(filename, "cannot look up the login's roles: " + one_line(PQerrorMessage(conn.get())));
+        fail(filename,
+             "cannot look up the login's roles: " + short_line(PQerrorMessage(conn.get())));
     const std::string role = PQgetvalue(res.get(), 0, 0);
     const std::string db = PQgetvalue(res.get(), 0, 5);
     const auto yes = [&](int col) { return PQgetvalue(res.get(), 0, col)[0] == 't'; };

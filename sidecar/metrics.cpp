@@ -53,8 +53,9 @@ struct Registry {
     std::atomic<std::int64_t> queue_depth{0}, busy{0};
     std::atomic<int> workers{0};
     std::atomic<std::size_t> max_queue{0};
-    std::function<int()> pool;  // set before any thread starts
-    std::mutex outcomes_mu;     // the metrics server may scrape before it is set or after it ends
+    // The metrics server may scrape before these are set or after the server that set them ends.
+    std::mutex sources_mu;
+    std::function<int()> pool;
     std::function<OutcomeFigures()> outcomes;
     Clock::time_point started = Clock::now();
     std::mutex error_mu;  // "status" only; never on a request's path but for failures
@@ -198,16 +199,28 @@ BusyWorker::~BusyWorker() {
     reg().busy.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void set_static(int workers, std::size_t max_queue, std::function<int()> pool_connections) {
+void set_static(int workers, std::size_t max_queue) {
     Registry &r = reg();
     r.workers.store(workers);
     r.max_queue.store(max_queue);
+}
+
+void set_pool_source(std::function<int()> pool_connections) {
+    Registry &r = reg();
+    std::lock_guard<std::mutex> lock(r.sources_mu);
     r.pool = std::move(pool_connections);
 }
 
+namespace {
+int pool_connections(Registry &r) {
+    std::lock_guard<std::mutex> lock(r.sources_mu);
+    return r.pool ? r.pool() : 0;
+}
+}  // namespace
+
 void set_outcome_source(std::function<OutcomeFigures()> source) {
     Registry &r = reg();
-    std::lock_guard<std::mutex> lock(r.outcomes_mu);
+    std::lock_guard<std::mutex> lock(r.sources_mu);
     r.outcomes = std::move(source);
 }
 
@@ -289,10 +302,10 @@ std::string prometheus_text() {
     line(out,
          "# HELP pga_sidecar_pool_connections Open PostgreSQL connections of the redeem pool.");
     line(out, "# TYPE pga_sidecar_pool_connections gauge");
-    line(out, "pga_sidecar_pool_connections %d", r.pool ? r.pool() : 0);
+    line(out, "pga_sidecar_pool_connections %d", pool_connections(r));
     OutcomeFigures of;
     {
-        std::lock_guard<std::mutex> lock(r.outcomes_mu);
+        std::lock_guard<std::mutex> lock(r.sources_mu);
         if (r.outcomes) of = r.outcomes();
     }
     line(out,
@@ -319,7 +332,7 @@ std::string status_json() {
                   "\"queue_depth\":%lld,\"max_queue\":%zu,\"pool_connections\":%d,"
                   "\"requests\":%llu,\"failed_requests\":%llu",
                   pga::kVersion, since(r.started), r.workers.load(), (long long)r.busy.load(),
-                  (long long)r.queue_depth.load(), r.max_queue.load(), r.pool ? r.pool() : 0,
+                  (long long)r.queue_depth.load(), r.max_queue.load(), pool_connections(r),
                   (unsigned long long)r.requests.load(), (unsigned long long)r.failed.load());
     out += buf;
     {

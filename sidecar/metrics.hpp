@@ -40,8 +40,11 @@ struct BusyWorker {
     BusyWorker(const BusyWorker &) = delete;
     BusyWorker &operator=(const BusyWorker &) = delete;
 };
-// Set once before the threads start: the configured sizes and a reader of the pool's size.
-void set_static(int workers, std::size_t max_queue, std::function<int()> pool_connections);
+// Set once before the threads start: the configured sizes.
+void set_static(int workers, std::size_t max_queue);
+// A reader of the redeem pool's size. Set by the server while it runs, reset (nullptr) before
+// it ends.
+void set_pool_source(std::function<int()> pool_connections);
 // The outcome writer's figures (sidecar/outcome_writer): outcomes queued now, written and
 // dropped since the start. Set by the server while it runs, reset (nullptr) before it ends.
 struct OutcomeFigures {

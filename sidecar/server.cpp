@@ -214,7 +214,9 @@ Server::Server(std::string config_path, Config cfg)
 }
 
 Server::~Server() {
-    metrics::set_outcome_source(nullptr);  // outcomes_ goes away with this server
+    // redeemer_ and outcomes_ go away with this server.
+    metrics::set_pool_source(nullptr);
+    metrics::set_outcome_source(nullptr);
     if (listen_fd_ >= 0) ::close(listen_fd_);
 }
 
@@ -493,8 +495,8 @@ void Server::worker_loop() {
 
 void Server::run(int signal_fd) {
     const auto cfg = config();
-    metrics::set_static(cfg->workers, cfg->max_queue,
-                        [this] { return redeemer_.open_connections(); });
+    metrics::set_static(cfg->workers, cfg->max_queue);
+    metrics::set_pool_source([this] { return redeemer_.open_connections(); });
     metrics::set_outcome_source([this] {
         return metrics::OutcomeFigures{outcomes_.queued(), outcomes_.written(),
                                        outcomes_.dropped()};

@@ -82,6 +82,14 @@ TEST(Metrics, OutcomeWriterFigures) {
     EXPECT_NE(text.find("\npga_sidecar_outcomes_dropped_total 0\n"), std::string::npos);
 }
 
+TEST(Metrics, PoolSourceIsReadUntilReset) {
+    m::set_pool_source([] { return 3; });
+    EXPECT_NE(m::prometheus_text().find("\npga_sidecar_pool_connections 3\n"), std::string::npos);
+    EXPECT_NE(m::status_json().find("\"pool_connections\":3,"), std::string::npos);
+    m::set_pool_source(nullptr);  // the server that set it ended: no call into it
+    EXPECT_NE(m::prometheus_text().find("\npga_sidecar_pool_connections 0\n"), std::string::npos);
+}
+
 TEST(Wire, StatusTakesNoTicket) {
     pga::SidecarRequest req;
     req.request_id = "s1";
