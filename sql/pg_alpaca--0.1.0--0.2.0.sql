@@ -265,6 +265,7 @@ DECLARE
     b record;
     s alpaca.rotation_state := state;
 BEGIN
+    PERFORM alpaca._require_primary('rotating keys');
     SELECT * INTO b FROM alpaca._rotate_batch(s.batch_size, s.skip);
     s.total := s.total + b.rotated;
     s.skip := s.skip || b.failed;
@@ -1353,7 +1354,7 @@ BEGIN
     END IF;
 END $$;
 REVOKE ALL ON FUNCTION alpaca._require_primary(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION alpaca._require_primary(text) TO alpaca_owner;
+GRANT EXECUTE ON FUNCTION alpaca._require_primary(text) TO alpaca_owner, alpaca_maintainer;
 -- The account and delete functions refuse on a standby (the rest are redefined above).
 CREATE OR REPLACE FUNCTION alpaca_create_account(name text) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

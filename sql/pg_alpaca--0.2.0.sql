@@ -741,6 +741,7 @@ DECLARE
     b record;
     s alpaca.rotation_state := state;
 BEGIN
+    PERFORM alpaca._require_primary('rotating keys');
     SELECT * INTO b FROM alpaca._rotate_batch(s.batch_size, s.skip);
     s.total := s.total + b.rotated;
     s.skip := s.skip || b.failed;
@@ -2075,7 +2076,7 @@ BEGIN
     END IF;
 END $$;
 REVOKE ALL ON FUNCTION alpaca._require_primary(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION alpaca._require_primary(text) TO alpaca_owner;
+GRANT EXECUTE ON FUNCTION alpaca._require_primary(text) TO alpaca_owner, alpaca_maintainer;
 
 
 -- A schema that everyone may create objects in lets anyone plant overloads of these

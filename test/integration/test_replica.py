@@ -162,6 +162,14 @@ class Replica(unittest.TestCase):
                 err = self.assertSqlstate(sql, params, "25006")
                 self.assertEqual(err.diag.message_primary, f"{what} is not possible on a hot standby")
                 self.assertIn("Do it on the primary", err.diag.message_hint or "")
+        # The key rotation (an admin's CALL) says the same, before touching anything.
+        with replica_connect(role="admin") as admin:
+            with self.assertRaises(psycopg.Error) as cm:
+                admin.execute("CALL alpaca_rotate_keys()")
+        self.assertEqual(cm.exception.sqlstate, "25006", str(cm.exception))
+        self.assertEqual(cm.exception.diag.message_primary,
+                         "rotating keys is not possible on a hot standby")
+        self.assertIn("Do it on the primary", cm.exception.diag.message_hint or "")
         # A redeem on the standby itself (a sidecar whose conninfo names only the standby).
         with S.connect(role="app") as c:
             ticket = S.as_user(c, self.user, "SELECT alpaca_issue_ticket(%s, 'account')", (self.cred,))[0][0]
