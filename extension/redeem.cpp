@@ -97,8 +97,9 @@ void prepare_ticket(Datum ticket_arg, Datum purpose_arg, pga::ext::CommittedKeys
     SET_VARSIZE(nonce, VARHDRSZ + claims.nonce.size());
     std::memcpy(VARDATA(nonce), claims.nonce.data(), claims.nonce.size());
     Oid mark_types[2] = {BYTEAOID, TIMESTAMPTZOID};
-    Datum mark_args[2] = {PointerGetDatum(nonce), TimestampTzGetDatum(pga::pg::unix_ms_to_timestamptz(
-                                                       claims.expires_at_ms))};
+    Datum mark_args[2] = {
+        PointerGetDatum(nonce),
+        TimestampTzGetDatum(pga::pg::unix_ms_to_timestamptz(claims.expires_at_ms))};
     if (execute(pga::ext::kept_plan(&g_mark, kMarkNonce, 2, mark_types), mark_args, 0) !=
             SPI_OK_INSERT ||
         SPI_processed != 1)
@@ -110,8 +111,9 @@ void prepare_ticket(Datum ticket_arg, Datum purpose_arg, pga::ext::CommittedKeys
     if (execute(pga::ext::kept_plan(&g_read, kReadCredential, 1, read_types), &cred, 2) !=
             SPI_OK_SELECT ||
         SPI_processed != 1)
-        refuse("ticket names a credential that does not exist, is not committed yet, or is not "
-               "owned by its user");
+        refuse(
+            "ticket names a credential that does not exist, is not committed yet, or is not "
+            "owned by its user");
     bool isnull = false;
     out.credential_id = claims.credential_id;
     out.environment = std::string(pga::pg::text_view(column(1, &isnull)));
