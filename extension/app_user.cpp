@@ -39,7 +39,14 @@ PGA_FUNCTION(pga_user_setting_name) {
 PGA_FUNCTION(pga_set_user) {
     if (PG_ARGISNULL(0))
         throw pga::Error(pga::ErrorCode::InvalidParameter, "application user id must not be null");
-    std::string user(text_view(PG_GETARG_DATUM(0)));
+    pga::ext::set_app_user(text_view(PG_GETARG_DATUM(0)));
+    PG_RETURN_VOID();
+}
+
+namespace pga::ext {
+
+void set_app_user(std::string_view user_id) {
+    std::string user(user_id);
     if (user.empty() || user.size() > 256)
         throw pga::Error(pga::ErrorCode::InvalidParameter,
                          "application user id must be 1 to 256 bytes long");
@@ -47,7 +54,7 @@ PGA_FUNCTION(pga_set_user) {
         if (ch < 0x20 || ch == 0x7f)
             throw pga::Error(pga::ErrorCode::InvalidParameter,
                              "application user id must not contain control characters");
-    if (pga::ext::user_source() == pga::ext::UserSource::Jwt) {
+    if (user_source() == UserSource::Jwt) {
         const bool trusted = pga::pg::call([] {
             const Oid me = GetUserId();
             return superuser_arg(me) || me == get_role_oid("alpaca_owner", true);
@@ -56,17 +63,18 @@ PGA_FUNCTION(pga_set_user) {
             throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
                                    "alpaca_set_user is disabled: pg_alpaca.user_source is jwt", "",
                                    "Prove the user with alpaca_set_user_jwt(token) instead.");
-        pga::ext::set_verified_user(user);
-        PG_RETURN_VOID();
+        set_verified_user(user);
+        return;
     }
-    const char *name = pga::ext::user_setting_name();
+    const char *name = user_setting_name();
     const char *value = user.c_str();
     pga::pg::call([&] {
         (void)set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
                                 false);
     });
-    PG_RETURN_VOID();
 }
+
+}  // namespace pga::ext
 
 // alpaca._end_user() RETURNS void: the extension's own code is done acting for a user.
 PGA_FUNCTION(pga_end_user) {

@@ -43,32 +43,15 @@ bool nonatomic_call(FunctionCallInfo fcinfo) {
            !castNode(CallContext, fcinfo->context)->atomic;
 }
 
-// Inside an open SPI connection. The statement is fully schema-qualified (the procedures have
-// no pinned search_path: a SET clause would make them atomic).
-CommittedKeys run_prepare(SPIPlanPtr *plan, const char *query, int nargs, Oid *types, Datum *args,
-                          int extra_cols, const char *refusal) {
+// Runs prepare as alpaca_owner, inside the open SPI connection, then opens the two envelopes.
+CommittedKeys run_prepare(const SealedPrepare &prepare) {
     Oid owner = pga::pg::call([] { return get_role_oid("alpaca_owner", false); });
     CommittedKeys out;
-    AsRole as_owner(owner);
-    int rc = pga::pg::call([&] {
-        // Planned once per backend (the plan cache re-plans it if the function is replaced).
-        if (*plan == nullptr) {
-            SPIPlanPtr p = SPI_prepare(query, nargs, types);
-            if (p == nullptr || SPI_keepplan(p) != 0)
-                elog(ERROR, "pg_alpaca: could not prepare the redeem query");
-            *plan = p;
-        }
-        return SPI_execute_plan(*plan, args, nullptr, false, 2);
-    });
-    if (rc != SPI_OK_SELECT || SPI_processed != 1)
-        throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE, refusal);
-    bool isnull = false;
-    Datum cred = pga::pg::call(
-        [&] { return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull); });
-    out.credential_id = pga::pg::uuid_value(cred);
-    out.environment = spi_text(2);
-    std::string api = spi_text(3), secret = spi_text(4);
-    for (int i = 0; i < extra_cols; ++i) out.extra.push_back(spi_text(5 + i));
+    std::string api, secret;
+    {
+        AsRole as_owner(owner);
+        prepare(out, api, secret);
+    }
     const pga::KeyRing &ring = keyring();
     out.api_key = pga::open_secret(ring, api, out.credential_id, "api_key");
     out.secret_key = pga::open_secret(ring, secret, out.credential_id, "secret_key");
@@ -97,13 +80,43 @@ void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, cons
         std::string("Run ") + call_form + " on its own, in autocommit mode.");
 }
 
+SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *query, int nargs, Oid *types) {
+    if (*plan != nullptr) return *plan;
+    pga::pg::call([&] {
+        SPIPlanPtr p = SPI_prepare(query, nargs, types);
+        if (p == nullptr || SPI_keepplan(p) != 0)
+            elog(ERROR, "pg_alpaca: could not prepare a redeem statement");
+        *plan = p;
+    });
+    return *plan;
+}
+
 CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, Oid *types,
                                 Datum *args, int extra_cols, const char *refusal) {
+    return redeem_and_commit([&](CommittedKeys &out, std::string &api, std::string &secret) {
+        // Planned once per backend (the plan cache re-plans it if the function is replaced).
+        SPIPlanPtr p = kept_plan(plan, query, nargs, types);
+        int rc = pga::pg::call([&] { return SPI_execute_plan(p, args, nullptr, false, 2); });
+        if (rc != SPI_OK_SELECT || SPI_processed != 1)
+            throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE, refusal);
+        bool isnull = false;
+        Datum cred = pga::pg::call([&] {
+            return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        });
+        out.credential_id = pga::pg::uuid_value(cred);
+        out.environment = spi_text(2);
+        api = spi_text(3);
+        secret = spi_text(4);
+        for (int i = 0; i < extra_cols; ++i) out.extra.push_back(spi_text(5 + i));
+    });
+}
+
+CommittedKeys redeem_and_commit(const SealedPrepare &prepare) {
     pga::pg::call([] {
         if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
             elog(ERROR, "pg_alpaca: SPI_connect failed");
     });
-    CommittedKeys keys = run_prepare(plan, query, nargs, types, args, extra_cols, refusal);
+    CommittedKeys keys = run_prepare(prepare);
     // Fails with 2D000 inside a subtransaction (a plpgsql block with an exception handler).
     pga::pg::call([] { SPI_commit(); });
     // Durable before the keys leave, whatever synchronous_commit says (any role may turn it off

@@ -5,6 +5,7 @@
 // WAL; only then build the result row with the keys, and wipe our copies.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,22 @@ struct CommittedKeys {
 void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, const char *marks,
                             const char *call_form);
 
-// The redeem up to the commit. query is prepared once per backend into *plan (kept); it must
-// return exactly one row (else `refusal` as 42501) of 4 + extra_cols columns.
+// The checking, marking and auditing part of a redeem, run inside an open nonatomic SPI
+// connection as alpaca_owner: fills out.credential_id, out.environment and out.extra, and the
+// two envelopes (alpaca_secret text); a refusal throws (the transaction rolls back).
+using SealedPrepare = std::function<void(CommittedKeys &out, std::string &api_envelope,
+                                         std::string &secret_envelope)>;
+
+// The redeem up to the commit: prepare as alpaca_owner, open the envelopes, COMMIT, flush.
+CommittedKeys redeem_and_commit(const SealedPrepare &prepare);
+
+// *plan if set, else query prepared (SPI_prepare + SPI_keepplan) into *plan: once per backend.
+// The text must resolve nothing through search_path (schema-qualified names, OPERATOR(...)).
+SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *query, int nargs, Oid *types);
+
+// The redeem up to the commit over one prepare query (alpaca.redeem_session's). query is
+// prepared once per backend into *plan (kept); it must return exactly one row (else `refusal`
+// as 42501) of 4 + extra_cols columns.
 CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, Oid *types,
                                 Datum *args, int extra_cols, const char *refusal);
 

@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/keyring.hpp"
 
@@ -38,6 +39,12 @@ std::optional<std::string> current_app_user();
 // Callers decide who may: alpaca_set_user_jwt after verifying a token; alpaca_set_user when
 // user_source = setting, or for a superuser or the extension's own code (alpaca_owner).
 void set_verified_user(const std::string &user);
+
+// alpaca_set_user's work (extension/app_user.cpp): checks user_id (1 to 256 bytes, no control
+// character) and makes it the application user for the rest of the transaction. With
+// user_source = jwt only a superuser or alpaca_owner (the extension's own code, e.g. the redeem
+// running as alpaca_owner) may; anyone else gets 42501.
+void set_app_user(std::string_view user_id);
 
 // Leaves no application user for the rest of the transaction: the setting emptied and, with
 // user_source = jwt, no verified user remembered (so a later SET LOCAL names nobody). The

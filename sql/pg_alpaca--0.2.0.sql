@@ -514,74 +514,10 @@ CREATE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAUL
 RETURNS text
 LANGUAGE sql VOLATILE AS $$ SELECT alpaca._issue_ticket($1, $2, $3) $$;
 
--- Called (through alpaca.redeem_ticket) by the sidecar. Verifies the ticket, consumes it, and
--- looks the credential up under RLS *as the ticket's user*: a ticket for a credential that user
--- does not own finds nothing.
-CREATE FUNCTION alpaca._redeem_prepare(ticket text, purpose text)
-RETURNS TABLE(credential_id uuid, environment text, api_key alpaca_secret, secret_key alpaca_secret)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- Two statements on the hot path (bench/README.md, "What limits each figure"): the ticket's
--- claims, then one statement that marks the nonce, reads the credential under RLS as the
--- ticket's user and writes the decrypt audit row. A check that fails below raises, and the
--- raise rolls back the nonce and the audit row with everything else.
-DECLARE
-    claims record;
-    cur record;
-    cutoff timestamptz;
-BEGIN
-    SELECT * INTO claims FROM alpaca._verify_ticket(ticket);
-    IF claims.purpose <> purpose THEN
-        RAISE EXCEPTION 'ticket was issued for another purpose' USING ERRCODE = '42501';
-    END IF;
-    PERFORM alpaca._set_user(claims.app_user);
-    WITH mark AS (
-        INSERT INTO alpaca.redeemed_tickets (nonce, expires_at)
-        VALUES (claims.nonce, claims.expires_at)
-        ON CONFLICT DO NOTHING RETURNING true AS fresh
-    ), cred AS (
-        SELECT c.id, c.environment, c.api_key, c.secret_key, c.is_active, c.live_trading
-          FROM alpaca.credentials c WHERE c.id = claims.credential_id
-    ), audit AS (
-        INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome)
-        SELECT claims.app_user, cred.id, 'decrypt', _redeem_prepare.purpose, 'ok' FROM cred, mark
-    )
-    SELECT (SELECT mark.fresh FROM mark) AS fresh, cred.* INTO cur
-      FROM (VALUES (1)) one(x) LEFT JOIN cred ON true;
-    IF cur.fresh IS NULL THEN
-        RAISE EXCEPTION 'ticket was already redeemed' USING ERRCODE = '42501';
-    END IF;
-    IF cur.id IS NULL THEN
-        RAISE EXCEPTION 'ticket names a credential that does not exist, is not committed yet, or is not owned by its user'
-            USING ERRCODE = '42501';
-    END IF;
-    IF NOT cur.is_active THEN
-        RAISE EXCEPTION 'ticket names a deactivated credential' USING ERRCODE = '42501';
-    END IF;
-    -- The two keys of live trading, checked again where the keys leave (README, "Trading").
-    IF purpose = 'trade' AND cur.environment = 'live'
-       AND NOT (alpaca._live_trading_allowed() AND cur.live_trading) THEN
-        RAISE EXCEPTION 'live trading is not enabled for the credential of this ticket'
-            USING ERRCODE = '42501';
-    END IF;
-    -- Old nonces go now and then (a ticket past its expiry is refused before its nonce counts).
-    -- The cutoff is a variable, so the DELETE uses redeemed_tickets_expires_idx (with
-    -- clock_timestamp() in its WHERE it read the whole table).
-    IF random() < 0.01 THEN
-        cutoff := clock_timestamp() - interval '1 minute';
-        DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at < cutoff;
-    END IF;
-    PERFORM alpaca._end_user();
-    credential_id := cur.id;
-    environment := cur.environment;
-    api_key := cur.api_key;
-    secret_key := cur.secret_key;
-    RETURN NEXT;
-END $$;
-
 -- CALL alpaca.redeem_ticket(ticket, purpose, NULL, NULL, NULL, NULL), in autocommit mode only:
 -- the procedure commits the single-use mark and the decrypt audit row before the keys leave
 -- (extension/redeem.cpp). Not SECURITY DEFINER and without a SET clause (either would forbid
--- the commit): it runs alpaca._redeem_prepare as alpaca_owner itself and names every object
+-- the commit): it checks, marks and audits in C as alpaca_owner and names every object
 -- it uses with its schema. It lives in schema alpaca, where nobody but the extension creates
 -- objects, so an overload planted elsewhere cannot make the sidecar's call ambiguous.
 CREATE PROCEDURE alpaca.redeem_ticket(ticket text, purpose text, OUT credential_id uuid,
@@ -1905,7 +1841,6 @@ ALTER FUNCTION alpaca_update_credential(uuid, text, text, boolean, text, boolean
 ALTER FUNCTION alpaca_delete_credential(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._issue_ticket(uuid, text, interval) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_issue_ticket(uuid, text, interval) OWNER TO alpaca_owner;
-ALTER FUNCTION alpaca._redeem_prepare(text, text) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._call(uuid, text, text[], boolean) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_validate_credential(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_account(uuid) OWNER TO alpaca_owner;

@@ -50,7 +50,6 @@ class Roles(unittest.TestCase):
                 ("SELECT alpaca._seal('x', %s, 'api_key')", (self.alice_cred,)),
                 ("SELECT alpaca._mint_ticket(%s, 'x', 'account', now() + interval '1 minute')", (self.bob_cred,)),
                 ("SELECT * FROM alpaca._verify_ticket(%s)", (t,)),
-                ("SELECT * FROM alpaca._redeem_prepare(%s, 'account')", (t,)),
                 ("SELECT * FROM alpaca._key_ring()", ()),
                 ("SELECT * FROM alpaca._reseal_credential(NULL, NULL, %s)", (self.alice_cred,)),
                 ("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)", (t,)),
@@ -118,14 +117,13 @@ class Roles(unittest.TestCase):
 
     # ---- a compromised sidecar role ------------------------------------------------------------
     def test_sidecar_reads_no_table_and_mints_no_ticket(self):
-        """alpaca_sidecar may only redeem: no table, no ticket minting, no preparing a redeem."""
+        """alpaca_sidecar may only redeem: no table, no ticket minting, no naming a user."""
         with S.connect(role="alpaca_sidecar_login") as sc:
             for sql, params in [("SELECT count(*) FROM alpaca.credentials", ()),
                                 ("SELECT count(*) FROM alpaca.audit_log", ()),
                                 ("SELECT count(*) FROM alpaca.accounts", ()),
                                 ("SELECT alpaca._mint_ticket(%s, 'x', 'account', now() + interval '1 minute')",
                                  (self.bob_cred,)),
-                                ("SELECT * FROM alpaca._redeem_prepare('t', 'account')", ()),
                                 ("SELECT alpaca_issue_ticket(%s, 'account')", (self.bob_cred,)),
                                 ("SELECT alpaca._set_user('x')", ())]:
                 with self.subTest(sql=sql):

@@ -86,6 +86,33 @@ class PlantedOverloads(unittest.TestCase):
             row = sc.execute("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)", (t,)).fetchone()
         self.assertEqual(row[2], S.ALICE)
 
+    def test_sidecar_redeem_under_planted_operators(self):
+        """The redeem's statements are kept plans that PostgreSQL re-parses under the caller's
+        search_path: with mallory's `=` for uuid and `<` for timestamptz in public, put before
+        pg_catalog on the sidecar's path (before the first redeem of the session and again
+        after it, which re-parses the kept plans), neither runs and the redeem works."""
+        with S.connect(role=self.mallory) as m:
+            for op, typ in (("=", "uuid"), ("<", "timestamptz")):
+                fn = "hj_eq" if op == "=" else "hj_lt"
+                m.execute(f"CREATE FUNCTION public.{fn}(a {typ}, b {typ}) RETURNS boolean LANGUAGE sql AS "
+                          f"$$ INSERT INTO public.hijacked VALUES ('{op} {typ}'); SELECT true $$")
+                m.execute(f"CREATE OPERATOR public.{op} (LEFTARG = {typ}, RIGHTARG = {typ}, FUNCTION = public.{fn})")
+            # Positive control: on such a path an unqualified operator is mallory's.
+            m.execute("SET search_path = public, pg_catalog")
+            m.execute("SELECT gen_random_uuid() = gen_random_uuid(), now() < now()")
+            self.assertEqual(m.execute("SELECT count(*) FROM public.hijacked").fetchone()[0], 2)
+            m.execute("DELETE FROM public.hijacked")
+        with S.connect(role="alpaca_sidecar_login") as sc:
+            for path in ("public, pg_catalog", "pg_catalog", "public, pg_catalog, pg_temp"):
+                with self.subTest(search_path=path):
+                    t = self.as_user("SELECT alpaca._issue_ticket(%s, 'account', interval '30 seconds')",
+                                     (self.cred,))[0][0]
+                    sc.execute(f"SET search_path = {path}")
+                    row = sc.execute("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)",
+                                     (t,)).fetchone()
+                    self.assertEqual((str(row[0]), row[2]), (str(self.cred), S.ALICE))
+                    self.assertEqual(self.su.execute("SELECT count(*) FROM public.hijacked").fetchone()[0], 0)
+
     def test_batch_import(self):
         """The batch import calls set_user, import and store internally."""
         key = H.fernet_key()

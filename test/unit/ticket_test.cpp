@@ -185,7 +185,7 @@ TEST(Ticket, ExpiryFollowsTheInjectedClock) {
 }
 
 TEST(Ticket, PurposeIsAuthenticated) {
-    // The purpose is compared by the caller (alpaca._redeem_prepare); here it must come back
+    // The purpose is compared by the caller (extension/redeem.cpp); here it must come back
     // exactly as minted and must not be changeable without the key.
     pga::KeyRing ring = ring_of({{1, 1}});
     pga::TicketClaims c = claims("account");
