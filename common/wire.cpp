@@ -297,7 +297,7 @@ SecureBytes encode_request(const SidecarRequest &req) {
     return out;
 }
 
-std::string encode_response(const SidecarResponse &resp) {
+std::string encode_response_head(const SidecarResponse &resp) {
     validate_response(resp, ErrorCode::InvalidParameter);
     const std::string message = shown_message(resp.message);
 
@@ -326,8 +326,13 @@ std::string encode_response(const SidecarResponse &resp) {
     put_u32(reinterpret_cast<std::uint8_t *>(&out[0]), static_cast<std::uint32_t>(payload));
     put_u32(reinterpret_cast<std::uint8_t *>(&out[kFramePrefixLen]),
             static_cast<std::uint32_t>(hlen));
-    out.reserve(kFramePrefixLen + payload);
     out.append(sb.GetString(), hlen);
+    return out;
+}
+
+std::string encode_response(const SidecarResponse &resp) {
+    std::string out = encode_response_head(resp);
+    out.reserve(out.size() + resp.body.size());
     out.append(resp.body);
     return out;
 }

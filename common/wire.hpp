@@ -97,6 +97,10 @@ struct SidecarResponse {
 // therefore SecureBytes.
 SecureBytes encode_request(const SidecarRequest &req);
 std::string encode_response(const SidecarResponse &resp);
+// The same frame without its body: prefix, header length and header, with the prefix counting
+// resp.body. encode_response_head(r) + r.body == encode_response(r), byte for byte; a sender
+// writes the two parts with one gathering write instead of copying the body into the frame.
+std::string encode_response_head(const SidecarResponse &resp);
 
 // Reads the 4-byte prefix; throws Error(Protocol) when the length is 0 or above max_payload.
 std::uint32_t decode_frame_length(const std::uint8_t prefix[kFramePrefixLen],

@@ -2,8 +2,9 @@
 //
 // Error handling: every PostgreSQL call that may ereport goes through pga::pg::call, which
 // turns the longjmp (including the one CHECK_FOR_INTERRUPTS makes on cancel) into a C++
-// exception; the socket is owned by pga::UniqueFd, whose destructor closes it while that
-// exception unwinds, so no path leaks the descriptor.
+// exception; the socket and its WaitEventSet are owned by SidecarConn (pga::UniqueFd and a
+// unique_ptr calling FreeWaitEventSet), whose destructor frees both while that exception
+// unwinds, so no path leaks a descriptor or the epoll set.
 #include "extension/sidecar_transport.hpp"
 
 #include "common/error.hpp"
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,28 +92,70 @@ struct SidecarCall {
                            "Check the sidecar's log.");
 }
 
-// Waits until fd is ready for `events` (WL_SOCKET_READABLE / WL_SOCKET_WRITEABLE) or the
-// deadline passes. Interrupts (cancel, statement_timeout, terminate) are serviced on every
-// wake-up; a pending cancel leaves as PgError through pga::pg::call.
-void wait_socket(const SidecarCall &ctx, int fd, int events) {
-    for (;;) {
-        pga::pg::call([&] { CHECK_FOR_INTERRUPTS(); });
-        auto now = Clock::now();
-        if (now >= ctx.deadline) throw_timeout(ctx);
-        long remaining =
-            (long)std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline - now).count();
-        if (remaining < 1) remaining = 1;
-        int rc = pga::pg::call([&] {
-            return WaitLatchOrSocket(MyLatch,
-                                     WL_LATCH_SET | events | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, fd,
-                                     remaining, PG_WAIT_EXTENSION);
+// A connection to the sidecar: its socket and the one WaitEventSet every wait on it uses (the
+// latch, postmaster death and the socket). WaitLatchOrSocket would build and tear down an epoll
+// set on every wait; this one is made once per connection, in the memory context current at the
+// call (which outlives the connection), and freed with it on every path: the destructor runs
+// while a PgError unwinds, before pga::pg::invoke reports it. FreeWaitEventSet closes the epoll
+// descriptor and pfrees, and never ereports.
+class SidecarConn {
+  public:
+    SidecarConn() : sock_(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {
+        if (sock_.get() < 0) throw_lost("socket could not be created", errno);
+        set_.reset(pga::pg::call([] { return CreateWaitEventSet(CurrentMemoryContext, 3); }));
+        WaitEventSet *set = set_.get();
+        const int fd = sock_.get();
+        pga::pg::call([&] {
+            return AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
         });
-        if (rc & WL_LATCH_SET) pga::pg::call([&] { ResetLatch(MyLatch); });
-        if (rc & events) return;
+        pga::pg::call([&] {
+            return AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        });
+        socket_pos_ = pga::pg::call(
+            [&] { return AddWaitEventToSet(set, WL_SOCKET_READABLE, fd, nullptr, nullptr); });
     }
-}
+    int fd() const noexcept { return sock_.get(); }
 
-void connect_socket(const SidecarCall &ctx, int fd) {
+    // Waits until the socket is ready for `events` (WL_SOCKET_READABLE / WL_SOCKET_WRITEABLE)
+    // or the deadline passes. Interrupts (cancel, statement_timeout, terminate) are serviced
+    // on every wake-up; a pending cancel leaves as PgError through pga::pg::call.
+    void wait(const SidecarCall &ctx, int events) {
+        if (std::uint32_t(events) != socket_events_) {
+            WaitEventSet *set = set_.get();
+            pga::pg::call(
+                [&] { ModifyWaitEvent(set, socket_pos_, std::uint32_t(events), nullptr); });
+            socket_events_ = std::uint32_t(events);
+        }
+        for (;;) {
+            pga::pg::call([&] { CHECK_FOR_INTERRUPTS(); });
+            auto now = Clock::now();
+            if (now >= ctx.deadline) throw_timeout(ctx);
+            long remaining =
+                (long)std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline - now)
+                    .count();
+            if (remaining < 1) remaining = 1;
+            WaitEvent occurred;
+            WaitEventSet *set = set_.get();
+            const int n = pga::pg::call(
+                [&] { return WaitEventSetWait(set, remaining, &occurred, 1, PG_WAIT_EXTENSION); });
+            if (n == 0) continue;  // timed out: the deadline check above decides
+            if (occurred.events & WL_LATCH_SET) pga::pg::call([&] { ResetLatch(MyLatch); });
+            if (occurred.events & std::uint32_t(events)) return;
+        }
+    }
+
+  private:
+    struct WaitSetDeleter {
+        void operator()(WaitEventSet *set) const noexcept { FreeWaitEventSet(set); }
+    };
+    pga::UniqueFd sock_;
+    std::unique_ptr<WaitEventSet, WaitSetDeleter> set_;  // freed before the socket is closed
+    int socket_pos_ = 0;
+    std::uint32_t socket_events_ = WL_SOCKET_READABLE;
+};
+
+void connect_socket(const SidecarCall &ctx, SidecarConn &conn) {
+    const int fd = conn.fd();
     struct sockaddr_un addr;
     std::memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
@@ -124,7 +168,7 @@ void connect_socket(const SidecarCall &ctx, int fd) {
         int err = errno;
         if (err == EINTR) continue;
         if (err == EINPROGRESS) {
-            wait_socket(ctx, fd, WL_SOCKET_WRITEABLE);
+            conn.wait(ctx, WL_SOCKET_WRITEABLE);
             int soerr = 0;
             socklen_t len = sizeof soerr;
             if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
@@ -150,7 +194,9 @@ void connect_socket(const SidecarCall &ctx, int fd) {
     }
 }
 
-void send_all(const SidecarCall &ctx, int fd, const std::uint8_t *data, std::size_t len) {
+void send_all(const SidecarCall &ctx, SidecarConn &conn, const std::uint8_t *data,
+              std::size_t len) {
+    const int fd = conn.fd();
     std::size_t off = 0;
     while (off < len) {
         ssize_t n = ::send(fd, data + off, len - off, MSG_NOSIGNAL);
@@ -161,7 +207,7 @@ void send_all(const SidecarCall &ctx, int fd, const std::uint8_t *data, std::siz
         int err = errno;
         if (n < 0 && err == EINTR) continue;
         if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
-            wait_socket(ctx, fd, WL_SOCKET_WRITEABLE);
+            conn.wait(ctx, WL_SOCKET_WRITEABLE);
             continue;
         }
         throw_lost("closed the connection while the request was being sent", n < 0 ? err : 0);
@@ -169,8 +215,9 @@ void send_all(const SidecarCall &ctx, int fd, const std::uint8_t *data, std::siz
 }
 
 // Reads at least `need` and at most `cap` bytes (whatever has arrived); returns how many.
-std::size_t recv_some(const SidecarCall &ctx, int fd, std::uint8_t *out, std::size_t need,
-                      std::size_t cap) {
+std::size_t recv_some(const SidecarCall &ctx, SidecarConn &conn, std::uint8_t *out,
+                      std::size_t need, std::size_t cap) {
+    const int fd = conn.fd();
     std::size_t off = 0;
     while (off < need) {
         ssize_t n = ::recv(fd, out + off, cap - off, 0);
@@ -182,7 +229,7 @@ std::size_t recv_some(const SidecarCall &ctx, int fd, std::uint8_t *out, std::si
         int err = errno;
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) {
-            wait_socket(ctx, fd, WL_SOCKET_READABLE);
+            conn.wait(ctx, WL_SOCKET_READABLE);
             continue;
         }
         throw_lost("connection failed while reading the answer", err);
@@ -203,10 +250,10 @@ std::uint32_t be32(const std::uint8_t *p) noexcept {
 // whatever has arrived into a small buffer (prefix, header and usually some of the body: one
 // system call for a short answer); the rest of the body goes straight from the socket into the
 // text value that the SQL function returns, so a large answer is copied once, not three times.
-SidecarAnswer receive_answer(const SidecarCall &ctx, int fd) {
+SidecarAnswer receive_answer(const SidecarCall &ctx, SidecarConn &conn) {
     constexpr std::size_t kLengths = pga::kFramePrefixLen + 4;  // frame length, header length
     std::uint8_t first[8192];
-    const std::size_t have = recv_some(ctx, fd, first, kLengths, sizeof first);
+    const std::size_t have = recv_some(ctx, conn, first, kLengths, sizeof first);
     std::uint32_t len = 0;
     try {
         len = pga::decode_frame_length(first, pga::kDefaultMaxResponsePayload);
@@ -222,7 +269,7 @@ SidecarAnswer receive_answer(const SidecarCall &ctx, int fd) {
     const std::size_t in_first = std::min(have - pga::kFramePrefixLen, header.size());
     std::memcpy(header.data(), first + pga::kFramePrefixLen, in_first);
     if (in_first < header.size())
-        recv_some(ctx, fd, header.data() + in_first, header.size() - in_first,
+        recv_some(ctx, conn, header.data() + in_first, header.size() - in_first,
                   header.size() - in_first);
     SidecarAnswer answer;
     try {
@@ -240,7 +287,7 @@ SidecarAnswer receive_answer(const SidecarCall &ctx, int fd) {
     const std::size_t body_in_first = std::min(have - consumed, body_len);
     std::memcpy(dest, first + consumed, body_in_first);
     if (body_in_first < body_len)
-        recv_some(ctx, fd, dest + body_in_first, body_len - body_in_first,
+        recv_some(ctx, conn, dest + body_in_first, body_len - body_in_first,
                   body_len - body_in_first);
     return answer;
 }
@@ -285,14 +332,13 @@ SidecarAnswer exchange_with_sidecar_into_text(pga::SidecarRequest &req) {
         pga::secure_wipe(req.ticket.data(), req.ticket.size());
         req.ticket.clear();
 
-        pga::UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        if (sock.get() < 0) throw_lost("socket could not be created", errno);
-        connect_socket(ctx, sock.get());
-        send_all(ctx, sock.get(), frame.data(), frame.size());
+        SidecarConn conn;
+        connect_socket(ctx, conn);
+        send_all(ctx, conn, frame.data(), frame.size());
         pga::secure_wipe(frame.data(), frame.size());  // it carried the ticket
 
-        answer = receive_answer(ctx, sock.get());
-    }  // socket closed here
+        answer = receive_answer(ctx, conn);
+    }  // wait set freed and socket closed here
     if (answer.resp.request_id != req.request_id)
         throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
                                "The answer is for another request id.");

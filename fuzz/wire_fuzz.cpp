@@ -60,6 +60,7 @@ void fuzz_response(const std::uint8_t *data, std::size_t size) {
     }
     check(resp.message.size() <= pga::kMaxResponseMessage && pga::is_printable_ascii(resp.message));
     const std::string frame = pga::encode_response(resp);
+    check(pga::encode_response_head(resp) + resp.body == frame);  // the sidecar's gathered send
     const auto *p = reinterpret_cast<const std::uint8_t *>(frame.data());
     check(pga::decode_frame_length(p, 0xffffffffu) == frame.size() - 4);
     const auto again = pga::decode_response(p + 4, frame.size() - 4);

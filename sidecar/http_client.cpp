@@ -101,6 +101,11 @@ std::size_t on_header(char *data, std::size_t size, std::size_t n, void *user) {
         if (parse_seconds(value)) t->resp->ratelimit_remaining = std::string(value);
     } else if (header_is(line, "retry-after", value)) {
         t->resp->retry_after = parse_seconds(value);
+    } else if (header_is(line, "content-length", value)) {
+        // Room for the whole body at once (a compressed answer grows past it, which is fine);
+        // never more than the cap, whatever the server claims.
+        const auto len = parse_seconds(value);
+        if (len && std::uint64_t(*len) <= t->max_body) t->resp->body.reserve(std::size_t(*len));
     }
     return size * n;
 }
@@ -165,8 +170,15 @@ HttpClient::HttpClient(const CurlShare &share) : easy_(curl_easy_init()) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 }
 
+void HttpClient::recycle_body(std::string &&body) noexcept {
+    if (body.capacity() > kMaxKeptBody || body.capacity() <= spare_body_.capacity()) return;
+    body.clear();
+    spare_body_.swap(body);
+}
+
 HttpResponse HttpClient::perform(const HttpRequest &req) {
     HttpResponse resp;
+    resp.body.swap(spare_body_);  // empty, with the capacity of an earlier answer
     Transfer t{&resp, req.max_body_bytes, &req.should_abort,
                std::chrono::steady_clock::now() + kAbortCheckInterval};
     Slist headers;

@@ -71,10 +71,18 @@ class HttpClient {
     HttpClient(const HttpClient &) = delete;
     HttpClient &operator=(const HttpClient &) = delete;
     HttpResponse get(const HttpRequest &req) { return perform(req); }
-    // req.method with req.body (if any).
+    // req.method with req.body (if any). The answer's body is read into the buffer last given
+    // back by recycle_body (its capacity kept), grown once from Content-Length when known.
     HttpResponse perform(const HttpRequest &req);
+    // Gives an answer's body back once it has been sent: the next perform() reads into it, so a
+    // worker serving answers of similar size stops allocating (and faulting in) a fresh buffer
+    // and growing it every 16 KB. A buffer above kMaxKeptBody is freed instead: one huge answer
+    // does not pin its memory for the worker's lifetime.
+    void recycle_body(std::string &&body) noexcept;
+    static constexpr std::size_t kMaxKeptBody = 1024 * 1024;
 
   private:
+    std::string spare_body_;
     struct EasyDeleter {
         void operator()(CURL *c) const noexcept { curl_easy_cleanup(c); }
     };

@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -48,13 +49,30 @@ bool wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadlin
     }
 }
 
-bool write_all(int fd, const std::uint8_t *data, std::size_t len,
+// Sends every byte of the parts, in order, with gathering writes (sendmsg): the body is never
+// copied into a frame. Waits for the client to take them until the deadline.
+bool write_all(int fd, iovec *parts, std::size_t count,
                std::chrono::steady_clock::time_point deadline) {
-    std::size_t off = 0;
-    while (off < len) {
-        const ssize_t n = ::send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (count > 0 && parts->iov_len == 0) {
+        ++parts;
+        --count;
+    }
+    while (count > 0) {
+        msghdr msg{};
+        msg.msg_iov = parts;
+        msg.msg_iovlen = count;
+        const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            off += std::size_t(n);
+            std::size_t sent = std::size_t(n);
+            while (count > 0 && sent >= parts->iov_len) {
+                sent -= parts->iov_len;
+                ++parts;
+                --count;
+            }
+            if (count > 0) {
+                parts->iov_base = static_cast<std::uint8_t *>(parts->iov_base) + sent;
+                parts->iov_len -= sent;
+            }
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!wait_fd(fd, POLLOUT, deadline)) return false;
         } else if (n < 0 && errno == EINTR) {
@@ -68,9 +86,10 @@ bool write_all(int fd, const std::uint8_t *data, std::size_t len,
 
 // A worker's answer: waits for the client to take it, at most kWriteTimeout.
 void send_response(int fd, const SidecarResponse &resp) {
-    const std::string frame = encode_response(resp);
-    write_all(fd, reinterpret_cast<const std::uint8_t *>(frame.data()), frame.size(),
-              std::chrono::steady_clock::now() + kWriteTimeout);
+    std::string head = encode_response_head(resp);
+    iovec parts[2] = {{head.data(), head.size()},
+                      {const_cast<char *>(resp.body.data()), resp.body.size()}};
+    write_all(fd, parts, 2, std::chrono::steady_clock::now() + kWriteTimeout);
 }
 
 // The poll thread's answer: one non-blocking attempt (a short frame fits an empty socket
@@ -477,6 +496,7 @@ void Server::serve_job(Job &job, HttpClient &http) {
     SidecarResponse resp =
         handler_.handle(job.req, *cfg, http, [fd] { return client_hung_up(fd); });
     send_response(fd, resp);
+    http.recycle_body(std::move(resp.body));
 }
 
 void Server::worker_loop() {

@@ -171,6 +171,53 @@ class SidecarFramesTest(unittest.TestCase):
         e = self.assert_sqlstate("22023", lambda rid: [frame(ok_header(rid, 422), body)])
         self.assertIn("invalid status", str(e))
 
+    def test_no_descriptor_is_left_behind_on_any_way_out(self):
+        """Each call opens a socket and a wait set (an epoll descriptor) that lives as long as
+        the socket; both are freed on every way out: an answer, a malformed frame, a hang-up, a
+        request timeout and a cancel (statement_timeout) while the call waits."""
+        def slow(rid):
+            threading.Event().wait(1.5)
+            return []
+
+        endings = [
+            ("answer", lambda rid: [frame(ok_header(rid), b'{"a":1}')], None, None),
+            ("malformed", lambda rid: [frame(ok_header(rid), header_len=0)], "08P01", None),
+            ("hang-up", lambda rid: [b"\x00\x00"], "08006", None),
+            ("request timeout", slow, "57014", None),
+            ("cancel", slow, "57014", "200ms"),
+        ]
+
+        def fds(pid):
+            links = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+            return len(links), sum("eventpoll" in l for l in links)
+
+        with S.connect() as conn:
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+            def one(answer, timeout):
+                fake = FakeSidecar(answer)
+                try:
+                    conn.execute("SELECT set_config('pg_alpaca.sidecar_socket', %s, false)",
+                                 (fake.path,))
+                    conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                                 (timeout or "0",))
+                    conn.execute("SELECT set_config('pg_alpaca.request_timeout_ms', %s, false)",
+                                 ("300" if answer is slow and not timeout else "5000",))
+                    conn.execute("SELECT alpaca._alpaca_get(%s::uuid, 'clock', 'ticket')",
+                                 (CRED,))
+                    return None
+                except psycopg.Error as e:
+                    return e.sqlstate
+                finally:
+                    fake.close()
+
+            one(endings[0][1], None)  # whatever a first call opens for good
+            before = fds(pid)
+            for _ in range(3):
+                for name, answer, sqlstate, timeout in endings:
+                    self.assertEqual(one(answer, timeout), sqlstate, name)
+            self.assertEqual(fds(pid), before)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -176,6 +176,30 @@ TEST(Wire, ResponseRoundTrip) {
     EXPECT_EQ(out.body, in.body);  // raw bytes, unchanged
 }
 
+// The sidecar sends the head and the body with one gathering write: together they must be the
+// very frame encode_response makes (its length prefix counting the body it does not hold).
+TEST(Wire, ResponseHeadPlusBodyIsTheWholeFrame) {
+    for (const std::size_t body_len : {std::size_t(0), std::size_t(1), std::size_t(70000)}) {
+        SidecarResponse in;
+        in.request_id = "r-7";
+        in.outcome = Outcome::Ok;
+        in.http_status = 200;
+        in.attempts = 2;
+        in.message = "fine";
+        in.body = std::string(body_len, '\xa5');
+        const std::string head = pga::encode_response_head(in);
+        EXPECT_EQ(head + in.body, pga::encode_response(in));
+        const auto *h = reinterpret_cast<const std::uint8_t *>(head.data());
+        ASSERT_GE(head.size(), 8u);
+        EXPECT_EQ(pga::decode_frame_length(h, pga::kDefaultMaxResponsePayload),
+                  head.size() - 4 + body_len);
+        EXPECT_EQ(head.find('\xa5'), std::string::npos);  // no body byte in the head
+    }
+    SidecarResponse bad;
+    bad.request_id = std::string(100, 'x');  // over the id limit: refused like encode_response
+    EXPECT_THROW(pga::encode_response_head(bad), Error);
+}
+
 TEST(Wire, ResponseEveryOutcomeAndEmptyBodyAndEmptyId) {
     for (int i = 0; i <= static_cast<int>(Outcome::Internal); ++i) {
         SidecarResponse in;
