@@ -611,14 +611,16 @@ END $$;
 -- alpaca._call. SECURITY DEFINER (as alpaca_owner) without a SET clause: no name in them
 -- resolves through the caller's search_path (their one statement is fully schema-qualified,
 -- operator included), and the GUC save/restore of a SET clause was a measurable part of a call.
+-- COST 100, as they had in plpgsql and SQL (a C function's default is 1): the planner still
+-- evaluates cheaper conditions first, e.g. before alpaca_validate_credential(id) in a WHERE.
 CREATE FUNCTION alpaca_validate_credential(id uuid) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'pga_call_validate' LANGUAGE C VOLATILE SECURITY DEFINER;
+    AS 'MODULE_PATHNAME', 'pga_call_validate' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 CREATE FUNCTION alpaca_account(cred uuid) RETURNS SETOF alpaca.account_row
-    AS 'MODULE_PATHNAME', 'pga_call_account' LANGUAGE C VOLATILE SECURITY DEFINER;
+    AS 'MODULE_PATHNAME', 'pga_call_account' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 CREATE FUNCTION alpaca_positions(cred uuid) RETURNS SETOF alpaca.position_row
-    AS 'MODULE_PATHNAME', 'pga_call_positions' LANGUAGE C VOLATILE SECURITY DEFINER;
+    AS 'MODULE_PATHNAME', 'pga_call_positions' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 -- Checks alpaca_orders' arguments and builds the query (a plpgsql body cannot have a parameter
 -- and a result column both named status). alpaca_orders does this in C now; kept, as
@@ -637,7 +639,7 @@ END $$;
 
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
 RETURNS SETOF alpaca.order_row
-    AS 'MODULE_PATHNAME', 'pga_call_orders' LANGUAGE C VOLATILE SECURITY DEFINER;
+    AS 'MODULE_PATHNAME', 'pga_call_orders' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 --------------------------------------------------------------------------------------------
 -- Administration (SECURITY DEFINER as alpaca_maintainer, whose own policy shows every credential)
