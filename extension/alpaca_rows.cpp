@@ -33,6 +33,7 @@
 #include <string>
 #include <string_view>
 
+#include "extension/alpaca_rows.hpp"
 #include "extension/pg_values.hpp"
 
 extern "C" {
@@ -688,16 +689,40 @@ struct ContextDeleter {
 
 using ReadFn = void (pga::AlpacaReader::*)(std::string_view, pga::RecordSink);
 
-Datum parse_rows(FunctionCallInfo fcinfo, RowShape &shape, ReadFn read) {
+struct Kind {
+    RowShape *shape;
+    ReadFn read;
+};
+
+Kind kind_of(pga::ext::RowKind k) {
+    switch (k) {
+        case pga::ext::RowKind::Account:
+            return {&g_account, &pga::AlpacaReader::read_account};
+        case pga::ext::RowKind::Positions:
+            return {&g_positions, &pga::AlpacaReader::read_positions};
+        case pga::ext::RowKind::Orders:
+            break;
+    }
+    return {&g_orders, &pga::AlpacaReader::read_orders};
+}
+
+}  // namespace
+
+ReturnSetInfo *pga::ext::begin_rows(FunctionCallInfo fcinfo, RowKind kind) {
+    RowShape &shape = *kind_of(kind).shape;
     auto *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
     if (rsinfo == nullptr || !IsA(rsinfo, ReturnSetInfo))
         throw PgError(ERRCODE_FEATURE_NOT_SUPPORTED,
                       std::string(shape.fn) + " must be called in the FROM clause or select list");
     rsinfo = pga::pg::begin_materialized_srf(fcinfo);
-    TupleDesc desc = rsinfo->setDesc;
-    check_shape(shape, desc, fcinfo->flinfo->fn_oid);
-    std::string_view body = pga::pg::text_view(PG_GETARG_DATUM(0));
+    check_shape(shape, rsinfo->setDesc, fcinfo->flinfo->fn_oid);
+    return rsinfo;
+}
 
+void pga::ext::put_rows(ReturnSetInfo *rsinfo, RowKind kind, std::string_view body) {
+    const Kind k = kind_of(kind);
+    const RowShape &shape = *k.shape;
+    TupleDesc desc = rsinfo->setDesc;
     std::unique_ptr<MemoryContextData, ContextDeleter> cxt(pga::pg::call([&] {
         return AllocSetContextCreate(CurrentMemoryContext, "pg_alpaca row", ALLOCSET_DEFAULT_SIZES);
     }));
@@ -720,10 +745,17 @@ Datum parse_rows(FunctionCallInfo fcinfo, RowShape &shape, ReadFn read) {
     };
     try {
         ReaderLease lease;
-        (lease.reader->*read)(body, sink);
+        (lease.reader->*k.read)(body, sink);
     } catch (const pga::Error &e) {
         rethrow_malformed(e);
     }
+}
+
+namespace {
+
+Datum parse_rows(FunctionCallInfo fcinfo, pga::ext::RowKind kind) {
+    ReturnSetInfo *rsinfo = pga::ext::begin_rows(fcinfo, kind);
+    pga::ext::put_rows(rsinfo, kind, pga::pg::text_view(PG_GETARG_DATUM(0)));
     return (Datum)0;
 }
 
@@ -731,15 +763,15 @@ Datum parse_rows(FunctionCallInfo fcinfo, RowShape &shape, ReadFn read) {
 
 // alpaca_parse_account(body text) RETURNS SETOF alpaca.account_row, one row.
 PGA_FUNCTION(pga_parse_account) {
-    return parse_rows(fcinfo, g_account, &pga::AlpacaReader::read_account);
+    return parse_rows(fcinfo, pga::ext::RowKind::Account);
 }
 
 // alpaca_parse_positions(body text) RETURNS SETOF alpaca.position_row
 PGA_FUNCTION(pga_parse_positions) {
-    return parse_rows(fcinfo, g_positions, &pga::AlpacaReader::read_positions);
+    return parse_rows(fcinfo, pga::ext::RowKind::Positions);
 }
 
 // alpaca_parse_orders(body text) RETURNS SETOF alpaca.order_row
 PGA_FUNCTION(pga_parse_orders) {
-    return parse_rows(fcinfo, g_orders, &pga::AlpacaReader::read_orders);
+    return parse_rows(fcinfo, pga::ext::RowKind::Orders);
 }

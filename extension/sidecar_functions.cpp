@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "extension/sidecar_call.hpp"
 #include "extension/sidecar_sqlstate.hpp"
 #include "extension/sidecar_transport.hpp"
 
@@ -43,9 +44,10 @@ Datum body_datum(const pga::ext::SidecarAnswer &a) {
     return pga::pg::text_datum(std::string_view(conv, std::strlen(conv)));
 }
 
-// One exchange: Alpaca's 2xx body as text in `ok_body` (true), or the answer for the error
-// paths, which read Alpaca's error body (small) as a string (false).
-bool exchange(pga::SidecarRequest &req, Datum &ok_body, pga::SidecarResponse &failed) {
+}  // namespace
+
+bool pga::ext::exchange_for_body(pga::SidecarRequest &req, Datum &ok_body,
+                                 pga::SidecarResponse &failed) {
     pga::ext::SidecarAnswer a = pga::ext::exchange_with_sidecar_into_text(req);
     if (a.resp.outcome == pga::Outcome::Ok && a.resp.http_status >= 200 &&
         a.resp.http_status < 300) {
@@ -57,12 +59,14 @@ bool exchange(pga::SidecarRequest &req, Datum &ok_body, pga::SidecarResponse &fa
     return false;
 }
 
-std::string random_request_id() {
+std::string pga::ext::random_request_id() {
     std::uint8_t raw[8];
     if (!pg_strong_random(raw, sizeof raw))
         throw pga::pg::PgError(ERRCODE_INTERNAL_ERROR, "could not generate a random request id");
     return pga::hex_encode(raw, sizeof raw);
 }
+
+namespace {
 
 // Reads the text[] argument k1,v1,k2,v2 into pairs.
 std::vector<std::pair<std::string, std::string>> query_pairs(Datum arr_datum) {
@@ -110,11 +114,11 @@ PGA_FUNCTION(pga_alpaca_get) {
                                "unknown alpaca-sidecar operation" + quoted_if_plain(req.operation));
     req.ticket = pga::secure_copy(pga::pg::text_view(PG_GETARG_DATUM(2)));
     if (!PG_ARGISNULL(3)) req.query = query_pairs(PG_GETARG_DATUM(3));
-    req.request_id = random_request_id();
+    req.request_id = pga::ext::random_request_id();
 
     Datum body = 0;
     pga::SidecarResponse resp;
-    if (exchange(req, body, resp)) return body;
+    if (pga::ext::exchange_for_body(req, body, resp)) return body;
     if (resp.outcome == pga::Outcome::Ok && accept_unauthorized &&
         (resp.http_status == 401 || resp.http_status == 403)) {
         PG_RETURN_NULL();
@@ -159,10 +163,10 @@ PGA_FUNCTION(pga_alpaca_send) {
                                    "the order is larger than 16384 bytes of JSON");
         req.body.assign(conv, conv_len);
     }
-    req.request_id = random_request_id();
+    req.request_id = pga::ext::random_request_id();
 
     Datum body = 0;
     pga::SidecarResponse resp;
-    if (exchange(req, body, resp)) return body;
+    if (pga::ext::exchange_for_body(req, body, resp)) return body;
     pga::ext::throw_for_trade_response(resp, cred, req.operation);
 }

@@ -225,25 +225,23 @@ COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS
 
 -- The fetching functions return the row types (a new return type: drop and create).
 DROP FUNCTION alpaca_account(uuid), alpaca_positions(uuid), alpaca_orders(uuid, text, int);
--- plpgsql, not SQL: a SQL function with a SET clause is parsed and planned on every call,
--- plpgsql keeps its plan for the session.
+-- The calls themselves (extension/alpaca_calls.cpp): one C function each that checks the user,
+-- reads the credential under RLS (a statement prepared once per backend), mints the ticket,
+-- asks the sidecar and parses the answer straight into its result rows; the same errors as
+-- alpaca._call. SECURITY DEFINER (as alpaca_owner) without a SET clause: no name in them
+-- resolves through the caller's search_path (their one statement is fully schema-qualified,
+-- operator included), and the GUC save/restore of a SET clause was a measurable part of a call.
+-- COST 100, as they had in plpgsql and SQL (a C function's default is 1): the planner still
+-- evaluates cheaper conditions first, e.g. before alpaca_validate_credential(id) in a WHERE.
+CREATE OR REPLACE FUNCTION alpaca_validate_credential(id uuid) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'pga_call_validate' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 CREATE FUNCTION alpaca_account(cred uuid) RETURNS SETOF alpaca.account_row
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM alpaca._parse_account(alpaca._call(cred, 'account'));
-END $$;
+    AS 'MODULE_PATHNAME', 'pga_call_account' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 CREATE FUNCTION alpaca_positions(cred uuid) RETURNS SETOF alpaca.position_row
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM alpaca._parse_positions(alpaca._call(cred, 'positions'));
-END $$;
+    AS 'MODULE_PATHNAME', 'pga_call_positions' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
 RETURNS SETOF alpaca.order_row
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM alpaca._parse_orders(
-        alpaca._call($1, 'orders', alpaca._orders_query($2, $3)));
-END $$;
+    AS 'MODULE_PATHNAME', 'pga_call_orders' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 -- Rotation: a procedure without operators or unqualified names, steps in pinned functions.
 -- The state of one CALL alpaca_rotate_keys(), carried from batch to batch.

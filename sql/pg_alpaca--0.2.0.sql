@@ -541,27 +541,26 @@ BEGIN
                               query, accept_unauthorized);
 END $$;
 
+-- The calls themselves (extension/alpaca_calls.cpp): one C function each that checks the user,
+-- reads the credential under RLS (a statement prepared once per backend), mints the ticket,
+-- asks the sidecar and parses the answer straight into its result rows; the same errors as
+-- alpaca._call. SECURITY DEFINER (as alpaca_owner) without a SET clause: no name in them
+-- resolves through the caller's search_path (their one statement is fully schema-qualified,
+-- operator included), and the GUC save/restore of a SET clause was a measurable part of a call.
+-- COST 100, as they had in plpgsql and SQL (a C function's default is 1): the planner still
+-- evaluates cheaper conditions first, e.g. before alpaca_validate_credential(id) in a WHERE.
 CREATE FUNCTION alpaca_validate_credential(id uuid) RETURNS boolean
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT alpaca._call($1, 'validate', '{}', true) IS NOT NULL;
-$$;
+    AS 'MODULE_PATHNAME', 'pga_call_validate' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
--- plpgsql, not SQL: a SQL function with a SET clause is parsed and planned on every call,
--- plpgsql keeps its plan for the session.
 CREATE FUNCTION alpaca_account(cred uuid) RETURNS SETOF alpaca.account_row
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM alpaca._parse_account(alpaca._call(cred, 'account'));
-END $$;
+    AS 'MODULE_PATHNAME', 'pga_call_account' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 CREATE FUNCTION alpaca_positions(cred uuid) RETURNS SETOF alpaca.position_row
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM alpaca._parse_positions(alpaca._call(cred, 'positions'));
-END $$;
+    AS 'MODULE_PATHNAME', 'pga_call_positions' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 -- Checks alpaca_orders' arguments and builds the query (a plpgsql body cannot have a parameter
--- and a result column both named status).
+-- and a result column both named status). alpaca_orders does this in C now; kept, as
+-- alpaca._call is, for code that builds its own calls.
 CREATE FUNCTION alpaca._orders_query(status text, max_rows int) RETURNS text[]
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -576,11 +575,7 @@ END $$;
 
 CREATE FUNCTION alpaca_orders(cred uuid, status text DEFAULT 'open', max_rows int DEFAULT 50)
 RETURNS SETOF alpaca.order_row
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM alpaca._parse_orders(
-        alpaca._call($1, 'orders', alpaca._orders_query($2, $3)));
-END $$;
+    AS 'MODULE_PATHNAME', 'pga_call_orders' LANGUAGE C VOLATILE SECURITY DEFINER COST 100;
 
 --------------------------------------------------------------------------------------------
 -- Administration (SECURITY DEFINER as alpaca_maintainer, whose own policy shows every credential)

@@ -474,6 +474,74 @@ class DataTest(AliceBase):
         _, err, _ = attempt(self.c, user, "SELECT * FROM alpaca_positions(%s)", (cred,))
         self.assertSqlstate(err, "55000")
 
+    # The calls are C functions (extension/alpaca_calls.cpp); the plpgsql path they replaced,
+    # alpaca._call through alpaca._issue_ticket, stays for other callers. Each with its SQL.
+    CALLS = {
+        "account": ("SELECT * FROM alpaca_account(%s)",
+                    "SELECT * FROM alpaca._parse_account(alpaca._call(%s, 'account'))"),
+        "positions": ("SELECT * FROM alpaca_positions(%s)",
+                      "SELECT * FROM alpaca._parse_positions(alpaca._call(%s, 'positions'))"),
+        "orders": ("SELECT * FROM alpaca_orders(%s, 'all', 5)",
+                   "SELECT * FROM alpaca._parse_orders(alpaca._call(%s, 'orders', "
+                   "alpaca._orders_query('all', 5)))"),
+        "validate": ("SELECT alpaca_validate_credential(%s)",
+                     "SELECT alpaca._call(%s, 'validate', '{}', true) IS NOT NULL"),
+    }
+
+    def test_refusals_equal_those_of_the_plpgsql_path(self):
+        """No user, a NULL, unknown or foreign credential, a deactivated one: every call
+        refuses with the SQLSTATE, message, detail and hint of alpaca._call, and asks Alpaca
+        nothing."""
+        def diag(conn, user, sql, cred):
+            try:
+                with conn.transaction():
+                    if user is not None:
+                        conn.execute("SELECT alpaca_set_user(%s)", (user,))
+                    conn.execute(sql, (cred,)).fetchall()
+            except psycopg.Error as e:
+                d = e.diag
+                return (e.sqlstate, d.message_primary, d.message_detail, d.message_hint)
+            return None
+
+        other, _ = self.store(self.c, "cmp-other", key=S.BOB)
+        owner, inactive = self.store(self.c, "cmp-inactive")
+        S.as_user(self.c, owner, "SELECT alpaca_update_credential(%s, is_active => false)", (inactive,))
+        cases = {"no user": (None, self.cred), "foreign": (other, self.cred), "null": (other, None),
+                 "unknown": (other, uuid.uuid4()), "deactivated": (owner, inactive)}
+        expected_state = {"no user": "42501", "foreign": "42501", "null": "42501",
+                          "unknown": "42501", "deactivated": "55000"}
+        S.standin_reset_stats()
+        with S.connect() as su:  # alpaca._call is alpaca_owner's; a superuser may call it
+            for case, (user, cred) in cases.items():
+                for op, (new_sql, old_sql) in self.CALLS.items():
+                    with self.subTest(case=case, op=op):
+                        new = diag(self.c, user, new_sql, cred)
+                        old = diag(su, user, old_sql, cred)
+                        self.assertIsNotNone(new)
+                        self.assertEqual(new, old)
+                        self.assertEqual(new[0], expected_state[case])
+        self.assertEqual(S.standin_stats()["total"], 0)
+
+    def test_orders_argument_errors_equal_those_of_the_plpgsql_path(self):
+        """alpaca_orders' argument checks: alpaca._orders_query's words, checked before the
+        user (as an argument of alpaca._call was)."""
+        def diag(conn, sql, params):
+            try:
+                with conn.transaction():
+                    conn.execute(sql, params).fetchall()
+            except psycopg.Error as e:
+                return (e.sqlstate, e.diag.message_primary, e.diag.message_hint)
+            return None
+        with S.connect() as su:
+            for status, limit in (("open", 0), ("open", 501), ("open", None), ("bogus", 10),
+                                  (None, 10), ("closed", -1)):
+                with self.subTest(status=status, limit=limit):
+                    new = diag(self.c, "SELECT * FROM alpaca_orders(%s, %s, %s)",
+                               (self.cred, status, limit))
+                    old = diag(su, "SELECT alpaca._orders_query(%s, %s)", (status, limit))
+                    self.assertIsNotNone(new)
+                    self.assertEqual(new, old)
+
 
 # ------------------------------------------------------------------------------------------
 # Paper vs live, and TLS trust

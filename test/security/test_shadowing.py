@@ -7,6 +7,8 @@ made every RLS check of every user fail with "function ... is not unique".
 import unittest
 import uuid
 
+import psycopg
+
 import attack_lib  # noqa: F401
 import hardening_lib as H
 import pga_stack as S
@@ -78,6 +80,38 @@ class PlantedOverloads(unittest.TestCase):
                          len(S.fixture_json(S.ALICE, "positions.json")))
         self.as_user("SELECT * FROM alpaca_orders(%s, 'all')", (self.cred,))
         self.assertEqual(self.as_user("SELECT alpaca_validate_credential(%s)", (self.cred,)), [(True,)])
+
+    def test_planted_operator_and_a_changing_search_path(self):
+        """The calls are C functions without a SET search_path clause, whose credential
+        look-up is a plan kept for the session; PostgreSQL re-analyses a kept plan under the
+        caller's search_path when that changes. A planted public.=(uuid, uuid), first on the
+        path, must not be what the look-up compares with, before or after the path changes."""
+        with S.connect(role=self.mallory) as m:
+            m.execute("CREATE FUNCTION public.uuid_eq_planted(uuid, uuid) RETURNS boolean "
+                      "LANGUAGE sql AS $$ INSERT INTO public.hijacked VALUES ('=') RETURNING true $$")
+            m.execute("CREATE OPERATOR public.= (LEFTARG = uuid, RIGHTARG = uuid, "
+                      "FUNCTION = public.uuid_eq_planted)")
+        try:
+            n = len(S.fixture_json(S.ALICE, "positions.json"))
+            # The plan is made under the default path, then used under paths that put public
+            # (and its operator) before pg_catalog.
+            for path in ("DEFAULT", "public, pg_catalog", "pg_temp, public, pg_catalog", "DEFAULT"):
+                with self.subTest(path=path):
+                    self.app.execute(f"SET search_path = {path}")
+                    self.assertEqual(len(self.as_user("SELECT * FROM alpaca_positions(%s)", (self.cred,))), n)
+                    self.assertEqual(self.as_user("SELECT alpaca_validate_credential(%s)", (self.cred,)),
+                                     [(True,)])
+                    # A credential that is not there is still not found (the planted operator
+                    # answers true for any pair).
+                    with self.assertRaises(psycopg.Error) as cm:
+                        self.as_user("SELECT * FROM alpaca_account(%s)", (str(uuid.uuid4()),))
+                    self.assertEqual(cm.exception.sqlstate, "42501")
+                    self.assertIn("does not exist or does not belong", cm.exception.diag.message_primary)
+        finally:
+            self.app.execute("RESET search_path")
+            with S.connect(role=self.mallory) as m:
+                m.execute("DROP OPERATOR public.= (uuid, uuid)")
+                m.execute("DROP FUNCTION public.uuid_eq_planted(uuid, uuid)")
 
     def test_sidecar_redeem(self):
         """The sidecar's call goes to schema alpaca, untouched by public's overloads."""
