@@ -327,7 +327,8 @@ class DataTest(AliceBase):
         self.assertEqual([leg["symbol"] for leg in legs[0]["legs"]],
                          ["AAPL240119C00190000", "AAPL240119C00200000"])
         # What went over the wire: Alpaca's parameters, legs nested.
-        queries = [r["query"] for r in S.standin_stats()["recent"] if r["path"] == "/v2/orders"]
+        queries = [r["query"] for r in S.standin_stats(settled=True)["recent"]
+                   if r["path"] == "/v2/orders"]
         self.assertIn("status=closed&limit=500&nested=true", queries)
         self.assertIn("status=open&limit=50&nested=true", queries)
 
@@ -559,7 +560,7 @@ class RoutingTest(Base):
         self.assertEqual(pos, [("SPY", D("2"))])
         self.assertEqual(S.as_user(c, live_user, "SELECT count(*) FROM alpaca_orders(%s, 'all')", (live,)), [(0,)])
         S.as_user(c, paper_user, "SELECT count(*) FROM alpaca_positions(%s)", (paper,))
-        st = S.standin_stats()
+        st = S.standin_stats(settled=True)
         self.assertEqual(st["by_listener"], {"live": 3, "paper": 1})
         self.assertEqual({(r["listener"], r["key_id"]) for r in st["recent"]},
                          {("live", S.LIVE), ("paper", S.ALICE)})

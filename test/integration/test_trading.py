@@ -147,7 +147,7 @@ class Trading(unittest.TestCase):
                     g = dicts(c, self.user, "SELECT id FROM alpaca_get_order_by_client_id(%s, %s)",
                               (self.cred, coid))[0]
                     self.assertEqual(g["id"], o["id"])
-                    stats = S.standin_stats()
+                    stats = S.standin_stats(settled=True)
                     self.assertEqual(stats["by_fault"].get(mode, 0) - fired, 1, "the fault fired")
                     # two POSTs after the 503 (refused, then placed), one after the others
                     self.assertEqual(stats["by_path"].get("/v2/orders", 0) - posts,

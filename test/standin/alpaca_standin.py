@@ -465,7 +465,7 @@ class App:
     def record(self, listener, method, path, query, status, key_id, fault, latency_s, nbytes):
         fmode = fault.mode if fault else None
         with self.lock:
-            self.total += 1
+            self.in_flight -= 1
             self.counts[(listener, method, path, status, key_id, fmode)] += 1
             self.recent.append({
                 "time": round(time.time(), 6), "listener": listener, "method": method,
@@ -1929,8 +1929,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         key_id = self.headers.get("APCA-API-KEY-ID")
         secret = self.headers.get("APCA-API-SECRET-KEY")
         status, nbytes, fault = 0, 0, None
+        # A request counts in `total` from the moment it is dispatched (before its answer
+        # leaves), and leaves `in_flight` only once record() has counted it in `counts` and
+        # `recent`: a client that has its answer never reads a total without it, and
+        # in_flight == hanging means every answered request is in the stats.
         with app.lock:
             app.in_flight += 1
+            app.total += 1
         try:
             body = self._read_body()
             fault = app.take_fault(listener, method, path, key_id)
@@ -1941,8 +1946,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (OSError, ssl.SSLError):
             self.close_connection = True
         finally:
-            with app.lock:
-                app.in_flight -= 1
             app.record(listener, method, path, query, status, key_id, fault,
                        time.perf_counter() - t0, nbytes)
 
