@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "extension/alpaca_rows.hpp"
+#include "extension/kept_plan.hpp"
 #include "extension/sidecar_call.hpp"
 #include "extension/sidecar_sqlstate.hpp"
 #include "extension/vault_state.hpp"
@@ -65,23 +66,14 @@ CredentialState credential_state(const pga::Uuid *cred) {
     pga::pg::call([] {
         if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_alpaca: SPI_connect failed");
     });
-    if (g_is_active_plan == nullptr) {
-        g_is_active_plan = pga::pg::call([] {
-            Oid types[1] = {UUIDOID};
-            SPIPlanPtr plan = SPI_prepare(kIsActiveQuery, 1, types);
-            if (plan == nullptr)
-                elog(ERROR, "pg_alpaca: SPI_prepare failed: %s",
-                     SPI_result_code_string(SPI_result));
-            if (SPI_keepplan(plan) != 0) elog(ERROR, "pg_alpaca: SPI_keepplan failed");
-            return plan;
-        });
-    }
+    Oid types[1] = {UUIDOID};
+    SPIPlanPtr plan = pga::ext::kept_plan(&g_is_active_plan, kIsActiveQuery, 1, types);
     pg_uuid_t id;
     std::memcpy(id.data, cred->data(), sizeof id.data);
     Datum args[1] = {UUIDPGetDatum(&id)};
     // Not read_only: a fresh snapshot, as the VOLATILE plpgsql function had.
     const bool found = pga::pg::call([&] {
-        const int rc = SPI_execute_plan(g_is_active_plan, args, nullptr, false, 1);
+        const int rc = SPI_execute_plan(plan, args, nullptr, false, 1);
         if (rc != SPI_OK_SELECT)
             elog(ERROR, "pg_alpaca: credential look-up failed: %s", SPI_result_code_string(rc));
         return SPI_processed > 0;

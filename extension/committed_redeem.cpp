@@ -80,17 +80,6 @@ void require_nonatomic_call(FunctionCallInfo fcinfo, const char *procedure, cons
         std::string("Run ") + call_form + " on its own, in autocommit mode.");
 }
 
-SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *query, int nargs, Oid *types) {
-    if (*plan != nullptr) return *plan;
-    pga::pg::call([&] {
-        SPIPlanPtr p = SPI_prepare(query, nargs, types);
-        if (p == nullptr || SPI_keepplan(p) != 0)
-            elog(ERROR, "pg_alpaca: could not prepare a redeem statement");
-        *plan = p;
-    });
-    return *plan;
-}
-
 CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, Oid *types,
                                 Datum *args, int extra_cols, const char *refusal) {
     return redeem_and_commit([&](CommittedKeys &out, std::string &api, std::string &secret) {

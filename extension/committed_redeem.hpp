@@ -11,6 +11,7 @@
 
 #include "common/secure_memory.hpp"
 #include "extension/pg_values.hpp"
+#include "extension/kept_plan.hpp"
 
 extern "C" {
 #include "executor/spi.h"
@@ -40,10 +41,6 @@ using SealedPrepare = std::function<void(CommittedKeys &out, std::string &api_en
 
 // The redeem up to the commit: prepare as alpaca_owner, open the envelopes, COMMIT, flush.
 CommittedKeys redeem_and_commit(const SealedPrepare &prepare);
-
-// *plan if set, else query prepared (SPI_prepare + SPI_keepplan) into *plan: once per backend.
-// The text must resolve nothing through search_path (schema-qualified names, OPERATOR(...)).
-SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *query, int nargs, Oid *types);
 
 // The redeem up to the commit over one prepare query (alpaca.redeem_session's). query is
 // prepared once per backend into *plan (kept); it must return exactly one row (else `refusal`
