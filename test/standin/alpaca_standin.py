@@ -462,13 +462,14 @@ class App:
             self.windows = {}
 
     # stats and log ----------------------------------------------------------------------------
-    def record(self, listener, method, path, query, status, key_id, fault, latency_s, nbytes):
+    def record(self, listener, method, path, query, status, key_id, fault, latency_s, nbytes,
+               seq):
         fmode = fault.mode if fault else None
         with self.lock:
             self.in_flight -= 1
             self.counts[(listener, method, path, status, key_id, fmode)] += 1
             self.recent.append({
-                "time": round(time.time(), 6), "listener": listener, "method": method,
+                "seq": seq, "time": round(time.time(), 6), "listener": listener, "method": method,
                 "path": path, "query": query, "status": status, "key_id": key_id,
                 "fault": fmode, "latency_ms": round(latency_s * 1000, 3), "bytes": nbytes,
             })
@@ -479,6 +480,15 @@ class App:
                 latency_s * 1000, nbytes, fmode or "-")
             with self.log_lock:
                 self.log_file.write(line)
+
+    def settle(self, timeout_s=2.0):
+        """Waits (at most timeout_s) until every request not hanging on purpose is recorded."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.in_flight <= self.hanging:
+                    return
+            time.sleep(0.005)
 
     def stats(self):
         with self.lock:
@@ -499,7 +509,9 @@ class App:
             books = dict(self.books)
             out = {"total": self.total, "in_flight": self.in_flight, "hanging": self.hanging,
                    "tls_handshake_failures": self.tls_failures, "counts": counts,
-                   "recent": list(self.recent),
+                   # in the order the requests were dispatched (each is recorded just
+                   # after its answer, so two threads may record out of order)
+                   "recent": sorted(self.recent, key=lambda r: r["seq"]),
                    "orders_created": dict(self.orders_created),
                    "orders_created_total": sum(self.orders_created.values())}
             out.update({k: dict(v) for k, v in by.items()})
@@ -1936,6 +1948,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with app.lock:
             app.in_flight += 1
             app.total += 1
+            seq = app.total
         try:
             body = self._read_body()
             fault = app.take_fault(listener, method, path, key_id)
@@ -1947,7 +1960,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             app.record(listener, method, path, query, status, key_id, fault,
-                       time.perf_counter() - t0, nbytes)
+                       time.perf_counter() - t0, nbytes, seq)
 
     def _fault_status(self, app, fault, key_id):
         st = fault.status
@@ -2109,6 +2122,8 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
         app = self.server.app
         path = urllib.parse.urlsplit(self.path).path
         if path == "/stats":
+            if "settled" in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query):
+                app.settle()
             return self._reply(200, app.stats())
         if path == "/faults":
             return self._reply(200, app.list_faults())

@@ -422,7 +422,7 @@ class StandinTest(unittest.TestCase):
         self.assertEqual((st, body), (500, b'{"code":50010000,"message":"internal server error occurred"}'))
         self.fault(mode="status", status=502, count=1, body='{"message":"custom"}')
         self.assertEqual(self.get("/v2/account")[1:][1], b'{"message":"custom"}')
-        stats = self.control("GET", "/stats")[1]
+        stats = self.control("GET", "/stats?settled=1")[1]
         bob = [x for x in stats["counts"] if x["key_id"] == BOB and x["path"] == "/v2/positions"]
         self.assertEqual({(x["status"], x["fault"], x["listener"]): x["count"] for x in bob},
                          {(503, "status", "paper"): 2, (200, None, "paper"): 1})
@@ -548,7 +548,7 @@ class StandinTest(unittest.TestCase):
         self.control("DELETE", "/stats")
         self.get("/v2/positions", key=LIVE, listener="live")
         self.get("/v2/positions", key=ALICE, listener="paper")
-        stats = self.control("GET", "/stats")[1]
+        stats = self.control("GET", "/stats?settled=1")[1]
         self.assertEqual(stats["by_listener"], {"live": 1, "paper": 1})
         self.assertEqual(stats["by_key"], {LIVE: 1, ALICE: 1})
         self.assertEqual([r["listener"] for r in stats["recent"]], ["live", "paper"])
@@ -1108,7 +1108,7 @@ class StandinTest(unittest.TestCase):
         st, out = self.order(**body)  # a blind retry is refused
         self.assertEqual((st, out), (422, {"code": 40010001, "message": "client_order_id must be unique"}))
         self.assertEqual(self.created(), 1)
-        stats = self.control("GET", "/stats")[1]
+        stats = self.control("GET", "/stats?settled=1")[1]
         posts = [x for x in stats["counts"] if x["method"] == "POST" and x["path"] == "/v2/orders"]
         self.assertEqual({(x["status"], x["fault"]): x["count"] for x in posts}, {(0, "accept_drop"): 1, (422, None): 1})
         # with rst: a TCP reset instead of a clean close; on DELETE
