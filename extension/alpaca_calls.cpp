@@ -34,6 +34,7 @@
 #include "extension/kept_plan.hpp"
 #include "extension/sidecar_call.hpp"
 #include "extension/sidecar_sqlstate.hpp"
+#include "extension/tickets.hpp"
 #include "extension/vault_state.hpp"
 
 #include "extension/pg_values.hpp"
@@ -121,9 +122,7 @@ pga::SecureBytes issue_ticket(const pga::Uuid *cred, const char *purpose) {
     claims.app_user = std::move(*user);
     claims.purpose = purpose;
     claims.expires_at_ms = pga::pg::now_unix_ms() + kTicketTtlMs;
-    // The session user, as pga_mint_ticket takes it (the current one is alpaca_owner here).
-    claims.db_role = pga::pg::call([] { return GetUserNameFromId(GetSessionUserId(), false); });
-    std::string minted = pga::mint_ticket(pga::ext::keyring(), claims);
+    std::string minted = pga::ext::mint_session_ticket(std::move(claims));
     pga::SecureBytes ticket = pga::secure_copy(minted);
     pga::secure_wipe(minted.data(), minted.size());
     return ticket;

@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/ticket.hpp"
+#include "extension/tickets.hpp"
 #include "extension/sidecar_transport.hpp"
 #include "extension/vault_state.hpp"
 
@@ -77,16 +77,8 @@ Datum column(int col, bool *isnull) {
 // under RLS, active, live two-key rule.
 void prepare_ticket(Datum ticket_arg, Datum purpose_arg, pga::ext::CommittedKeys &out,
                     std::string &api, std::string &secret) {
-    pga::TicketClaims claims;
-    try {
-        claims = pga::verify_ticket(pga::ext::keyring(), pga::pg::text_view(ticket_arg),
-                                    pga::pg::now_unix_ms());
-    } catch (const pga::Error &e) {
-        // As alpaca._verify_ticket: a ticket under a key not (or no longer) in the ring is
-        // simply not valid.
-        if (e.code() != pga::ErrorCode::KeyMissing) throw;
-        throw pga::Error(pga::ErrorCode::TicketInvalid, std::string("ticket refused: ") + e.what());
-    }
+    const pga::TicketClaims claims =
+        pga::ext::verified_ticket(pga::pg::text_view(ticket_arg), false);
     const std::string_view purpose = pga::pg::text_view(purpose_arg);
     if (claims.purpose != purpose)
         throw pga::pg::PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -6,8 +6,10 @@
 // EXECUTE is revoked from PUBLIC; the SQL script's SECURITY DEFINER functions call these.
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "common/ticket.hpp"
+#include "extension/tickets.hpp"
 #include "extension/vault_state.hpp"
 
 #include "extension/pg_values.hpp"
@@ -19,6 +21,25 @@ extern "C" {
 using pga::pg::text_datum;
 using pga::pg::text_view;
 
+namespace pga::ext {
+
+std::string mint_session_ticket(pga::TicketClaims claims) {
+    claims.db_role = pga::pg::call([] { return GetUserNameFromId(GetSessionUserId(), false); });
+    return pga::mint_ticket(keyring(), claims);
+}
+
+pga::TicketClaims verified_ticket(std::string_view ticket, bool any_time) {
+    try {
+        return pga::verify_ticket(keyring(), ticket,
+                                  any_time ? pga::kAnyTime : pga::pg::now_unix_ms());
+    } catch (const pga::Error &e) {
+        if (e.code() != pga::ErrorCode::KeyMissing) throw;
+        throw pga::Error(pga::ErrorCode::TicketInvalid, std::string("ticket refused: ") + e.what());
+    }
+}
+
+}  // namespace pga::ext
+
 // alpaca._mint_ticket(cred uuid, app_user text, purpose text, expires_at timestamptz) RETURNS text
 PGA_FUNCTION(pga_mint_ticket) {
     pga::TicketClaims claims;
@@ -26,10 +47,7 @@ PGA_FUNCTION(pga_mint_ticket) {
     claims.app_user = std::string(text_view(PG_GETARG_DATUM(1)));
     claims.purpose = std::string(text_view(PG_GETARG_DATUM(2)));
     claims.expires_at_ms = pga::pg::timestamptz_to_unix_ms(PG_GETARG_TIMESTAMPTZ(3));
-    // The session user, not the current one: inside the SECURITY DEFINER caller the current
-    // user is alpaca_owner. Taken here, so no caller can name another role.
-    claims.db_role = pga::pg::call([] { return GetUserNameFromId(GetSessionUserId(), false); });
-    pga::SecureBytes ticket = pga::secure_copy(pga::mint_ticket(pga::ext::keyring(), claims));
+    pga::SecureBytes ticket = pga::secure_copy(pga::ext::mint_session_ticket(std::move(claims)));
     return text_datum(pga::as_view(ticket));
 }
 
@@ -39,16 +57,8 @@ PGA_FUNCTION(pga_mint_ticket) {
 //   call recorded after its ticket expired; the nonce row proves the redeem); db_role is NULL
 //   for a ticket that carries none.
 PGA_FUNCTION(pga_verify_ticket) {
-    pga::TicketClaims c;
     const bool any_time = PG_NARGS() > 1 && PG_GETARG_BOOL(1);
-    try {
-        c = pga::verify_ticket(pga::ext::keyring(), text_view(PG_GETARG_DATUM(0)),
-                               any_time ? pga::kAnyTime : pga::pg::now_unix_ms());
-    } catch (const pga::Error &e) {
-        // A ticket under a key that is not (or no longer) in the ring is simply not valid.
-        if (e.code() != pga::ErrorCode::KeyMissing) throw;
-        throw pga::Error(pga::ErrorCode::TicketInvalid, std::string("ticket refused: ") + e.what());
-    }
+    const pga::TicketClaims c = pga::ext::verified_ticket(text_view(PG_GETARG_DATUM(0)), any_time);
     bytea *nonce = pga::pg::call([&] { return (bytea *)palloc(VARHDRSZ + c.nonce.size()); });
     SET_VARSIZE(nonce, VARHDRSZ + c.nonce.size());
     std::memcpy(VARDATA(nonce), c.nonce.data(), c.nonce.size());

@@ -72,7 +72,7 @@ bool header_is(std::string_view line, std::string_view name, std::string_view &v
     return true;
 }
 
-std::optional<std::int64_t> parse_seconds(std::string_view v) {
+std::optional<std::int64_t> parse_digits(std::string_view v) {
     if (v.empty() || v.size() > 15) return std::nullopt;
     std::int64_t n = 0;
     for (char c : v) {
@@ -93,18 +93,18 @@ std::size_t on_header(char *data, std::size_t size, std::size_t n, void *user) {
         t->resp->ratelimit_remaining.clear();
         t->resp->ratelimit_reset_text.clear();
     } else if (header_is(line, "x-ratelimit-reset", value)) {
-        t->resp->ratelimit_reset = parse_seconds(value);
+        t->resp->ratelimit_reset = parse_digits(value);
         if (t->resp->ratelimit_reset) t->resp->ratelimit_reset_text = std::string(value);
     } else if (header_is(line, "x-ratelimit-limit", value)) {
-        if (parse_seconds(value)) t->resp->ratelimit_limit = std::string(value);
+        if (parse_digits(value)) t->resp->ratelimit_limit = std::string(value);
     } else if (header_is(line, "x-ratelimit-remaining", value)) {
-        if (parse_seconds(value)) t->resp->ratelimit_remaining = std::string(value);
+        if (parse_digits(value)) t->resp->ratelimit_remaining = std::string(value);
     } else if (header_is(line, "retry-after", value)) {
-        t->resp->retry_after = parse_seconds(value);
+        t->resp->retry_after = parse_digits(value);
     } else if (header_is(line, "content-length", value)) {
         // Room for the whole body at once (a compressed answer grows past it, which is fine);
         // never more than the cap, whatever the server claims.
-        const auto len = parse_seconds(value);
+        const auto len = parse_digits(value);
         if (len && std::uint64_t(*len) <= t->max_body) t->resp->body.reserve(std::size_t(*len));
     }
     return size * n;
