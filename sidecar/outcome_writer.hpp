@@ -4,11 +4,11 @@
 // decrypt row); these follow asynchronously.
 //
 // Workers hand outcomes over with record(), which never waits for the database. One thread
-// writes them on its own connection, as many as have queued up (at most kMaxBatch) in one
-// statement, `SELECT alpaca._record_outcomes(...)`: one transaction per batch, with
-// synchronous_commit off, one UPDATE per credential per batch. Lost in a crash (README, "The
-// audit trail"): the outcomes still queued here, and those of the last moments' batches if
-// PostgreSQL itself crashes (asynchronous commit); never a decrypt row.
+// writes them on its own connection: from the first queued outcome it waits 20 ms for more, then
+// writes those queued (at most kMaxBatch) in one statement, `SELECT alpaca._record_outcomes(...)`:
+// one transaction per batch, with synchronous_commit off, one UPDATE per credential per batch. Lost
+// in a crash (README, "The audit trail"): the outcomes still queued here, and those of the last
+// moments' batches if PostgreSQL itself crashes (asynchronous commit); never a decrypt row.
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
