@@ -140,9 +140,7 @@ bool call_alpaca(const pga::Uuid *cred, const char *op,
     req.request_id = pga::ext::random_request_id();
     pga::SidecarResponse resp;
     if (pga::ext::exchange_for_body(req, body, resp)) return true;
-    if (resp.outcome == pga::Outcome::Ok && accept_unauthorized &&
-        (resp.http_status == 401 || resp.http_status == 403))
-        return false;
+    if (accept_unauthorized && pga::ext::keys_refused(resp)) return false;
     pga::ext::throw_for_response(resp, pga::format_uuid(*cred));
 }
 

@@ -20,4 +20,10 @@ std::string random_request_id();
 // in `failed` (false). The ticket is wiped from req.
 bool exchange_for_body(pga::SidecarRequest &req, Datum &ok_body, pga::SidecarResponse &failed);
 
+// Alpaca answered and refused the keys (401, 403): what alpaca_validate_credential reports as
+// false and _alpaca_get(..., accept_unauthorized) as NULL instead of an error.
+inline bool keys_refused(const pga::SidecarResponse &r) {
+    return r.outcome == pga::Outcome::Ok && (r.http_status == 401 || r.http_status == 403);
+}
+
 }  // namespace pga::ext

@@ -119,10 +119,7 @@ PGA_FUNCTION(pga_alpaca_get) {
     Datum body = 0;
     pga::SidecarResponse resp;
     if (pga::ext::exchange_for_body(req, body, resp)) return body;
-    if (resp.outcome == pga::Outcome::Ok && accept_unauthorized &&
-        (resp.http_status == 401 || resp.http_status == 403)) {
-        PG_RETURN_NULL();
-    }
+    if (accept_unauthorized && pga::ext::keys_refused(resp)) PG_RETURN_NULL();
     pga::ext::throw_for_response(resp, cred);
 }
 
