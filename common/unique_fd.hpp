@@ -11,8 +11,16 @@ class UniqueFd {
     explicit UniqueFd(int fd = -1) noexcept : fd_(fd) {}
     UniqueFd(const UniqueFd &) = delete;
     UniqueFd &operator=(const UniqueFd &) = delete;
-    ~UniqueFd() {
+    UniqueFd(UniqueFd &&other) noexcept : fd_(other.release()) {}
+    UniqueFd &operator=(UniqueFd &&other) noexcept {
+        if (this != &other) reset(other.release());
+        return *this;
+    }
+    ~UniqueFd() { reset(); }
+    // Closes the descriptor held (if any) and holds fd instead.
+    void reset(int fd = -1) noexcept {
         if (fd_ >= 0) ::close(fd_);
+        fd_ = fd;
     }
     int get() const noexcept { return fd_; }
     // Gives up ownership (e.g. to close it and check the result).

@@ -5,6 +5,14 @@
 // exception; the socket and its WaitEventSet are owned by SidecarConn (pga::UniqueFd and a
 // unique_ptr calling FreeWaitEventSet), whose destructor frees both while that exception
 // unwinds, so no path leaks a descriptor or the epoll set.
+//
+// Kept connection: a look-up's connection (any operation but an order's) stays open after a
+// whole answer, for the backend's next look-up: one connection per backend, not one per call
+// (a connect, an accept, an epoll set and two closes fewer). It is used again only if nothing
+// has arrived on it since (the sidecar closes an idle one after a minute, and on restart); if
+// the sidecar still closed it under us before any byte of the answer came, the look-up goes
+// once more on a fresh connection. An order never uses a kept connection and never goes twice:
+// it gets a fresh one, closed after its answer.
 #include "extension/sidecar_transport.hpp"
 
 #include "common/error.hpp"
@@ -22,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,7 +39,9 @@
 
 extern "C" {
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/errcodes.h"
 #include "utils/guc.h"
 #include "utils/wait_event.h"
@@ -100,9 +111,11 @@ struct SidecarCall {
 // descriptor and pfrees, and never ereports.
 class SidecarConn {
   public:
-    SidecarConn() : sock_(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {
+    // cxt: where the wait set lives (TopMemoryContext for a connection that may be kept).
+    explicit SidecarConn(MemoryContext cxt)
+        : sock_(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {
         if (sock_.get() < 0) throw_lost("socket could not be created", errno);
-        set_.reset(pga::pg::call([] { return CreateWaitEventSet(CurrentMemoryContext, 3); }));
+        set_.reset(pga::pg::call([&] { return CreateWaitEventSet(cxt, 3); }));
         WaitEventSet *set = set_.get();
         const int fd = sock_.get();
         pga::pg::call([&] {
@@ -115,6 +128,12 @@ class SidecarConn {
             [&] { return AddWaitEventToSet(set, WL_SOCKET_READABLE, fd, nullptr, nullptr); });
     }
     int fd() const noexcept { return sock_.get(); }
+    // A kept connection is fit for the next request only if the sidecar has neither closed it
+    // nor sent anything on it since the last answer.
+    bool quiet() const noexcept {
+        pollfd p{sock_.get(), POLLIN | POLLRDHUP, 0};
+        return ::poll(&p, 1, 0) == 0;
+    }
 
     // Waits until the socket is ready for `events` (WL_SOCKET_READABLE / WL_SOCKET_WRITEABLE)
     // or the deadline passes. Interrupts (cancel, statement_timeout, terminate) are serviced
@@ -194,8 +213,10 @@ void connect_socket(const SidecarCall &ctx, SidecarConn &conn) {
     }
 }
 
-void send_all(const SidecarCall &ctx, SidecarConn &conn, const std::uint8_t *data,
-              std::size_t len) {
+// Sends the whole request. stale: the connection is a kept one; then a peer that has closed
+// it (EPIPE, ECONNRESET) makes this return false instead of raising.
+bool send_all(const SidecarCall &ctx, SidecarConn &conn, const std::uint8_t *data, std::size_t len,
+              bool stale = false) {
     const int fd = conn.fd();
     std::size_t off = 0;
     while (off < len) {
@@ -210,13 +231,17 @@ void send_all(const SidecarCall &ctx, SidecarConn &conn, const std::uint8_t *dat
             conn.wait(ctx, WL_SOCKET_WRITEABLE);
             continue;
         }
+        if (stale && n < 0 && (err == EPIPE || err == ECONNRESET)) return false;
         throw_lost("closed the connection while the request was being sent", n < 0 ? err : 0);
     }
+    return true;
 }
 
 // Reads at least `need` and at most `cap` bytes (whatever has arrived); returns how many.
+// stale: a kept connection's first read; then the peer closing it before any byte (EOF,
+// ECONNRESET) returns 0 instead of raising.
 std::size_t recv_some(const SidecarCall &ctx, SidecarConn &conn, std::uint8_t *out,
-                      std::size_t need, std::size_t cap) {
+                      std::size_t need, std::size_t cap, bool stale = false) {
     const int fd = conn.fd();
     std::size_t off = 0;
     while (off < need) {
@@ -225,9 +250,11 @@ std::size_t recv_some(const SidecarCall &ctx, SidecarConn &conn, std::uint8_t *o
             off += (std::size_t)n;
             continue;
         }
+        if (n == 0 && stale && off == 0) return 0;
         if (n == 0) throw_lost("closed the connection before answering", 0);
         int err = errno;
         if (err == EINTR) continue;
+        if (err == ECONNRESET && stale && off == 0) return 0;
         if (err == EAGAIN || err == EWOULDBLOCK) {
             conn.wait(ctx, WL_SOCKET_READABLE);
             continue;
@@ -250,10 +277,13 @@ std::uint32_t be32(const std::uint8_t *p) noexcept {
 // whatever has arrived into a small buffer (prefix, header and usually some of the body: one
 // system call for a short answer); the rest of the body goes straight from the socket into the
 // text value that the SQL function returns, so a large answer is copied once, not three times.
-SidecarAnswer receive_answer(const SidecarCall &ctx, SidecarConn &conn) {
+// stale: a kept connection; false (nothing read) when the sidecar closed it before answering.
+bool receive_answer(const SidecarCall &ctx, SidecarConn &conn, SidecarAnswer &answer,
+                    bool stale = false) {
     constexpr std::size_t kLengths = pga::kFramePrefixLen + 4;  // frame length, header length
     std::uint8_t first[8192];
-    const std::size_t have = recv_some(ctx, conn, first, kLengths, sizeof first);
+    const std::size_t have = recv_some(ctx, conn, first, kLengths, sizeof first, stale);
+    if (have == 0) return false;
     std::uint32_t len = 0;
     try {
         len = pga::decode_frame_length(first, pga::kDefaultMaxResponsePayload);
@@ -271,7 +301,6 @@ SidecarAnswer receive_answer(const SidecarCall &ctx, SidecarConn &conn) {
     if (in_first < header.size())
         recv_some(ctx, conn, header.data() + in_first, header.size() - in_first,
                   header.size() - in_first);
-    SidecarAnswer answer;
     try {
         answer.resp = pga::decode_response(header.data(), header.size());
     } catch (const pga::Error &e) {
@@ -289,7 +318,35 @@ SidecarAnswer receive_answer(const SidecarCall &ctx, SidecarConn &conn) {
     if (body_in_first < body_len)
         recv_some(ctx, conn, dest + body_in_first, body_len - body_in_first,
                   body_len - body_in_first);
-    return answer;
+    return true;
+}
+
+// The backend's kept connection (one per backend) and the socket path it was made for. Freed
+// at backend exit by kept_at_exit, before static destructors would run after PostgreSQL shut
+// its memory down.
+std::unique_ptr<SidecarConn> g_kept;
+std::string g_kept_path;
+bool g_kept_exit_hook = false;
+
+void kept_at_exit(int, Datum) {
+    g_kept.reset();
+}
+
+// The kept connection to socket_path if it is fit for a request, else null (and any other
+// kept connection is closed).
+std::unique_ptr<SidecarConn> take_kept(const std::string &socket_path) {
+    std::unique_ptr<SidecarConn> conn = std::move(g_kept);
+    if (conn && (g_kept_path != socket_path || !conn->quiet())) conn.reset();
+    return conn;
+}
+
+void keep(std::unique_ptr<SidecarConn> conn, const std::string &socket_path) {
+    if (!g_kept_exit_hook) {
+        pga::pg::call([] { on_proc_exit(kept_at_exit, 0); });
+        g_kept_exit_hook = true;
+    }
+    g_kept_path = socket_path;
+    g_kept = std::move(conn);
 }
 
 }  // namespace
@@ -326,19 +383,29 @@ SidecarAnswer exchange_with_sidecar_into_text(pga::SidecarRequest &req) {
     ctx.timeout_ms = g_request_timeout_ms;
     ctx.deadline = Clock::now() + std::chrono::milliseconds(ctx.timeout_ms);
 
+    // Any look-up may use the kept connection (and, if the sidecar closed it before answering,
+    // go again on a fresh one); an order never does.
+    const bool reusable =
+        pga::is_known_operation(req.operation) && !pga::is_trading_operation(req.operation);
     SidecarAnswer answer;
     {
-        pga::SecureBytes frame = pga::encode_request(req);
+        pga::SecureBytes frame = pga::encode_request(req);  // wiped when it goes out of scope
         pga::secure_wipe(req.ticket.data(), req.ticket.size());
         req.ticket.clear();
 
-        SidecarConn conn;
-        connect_socket(ctx, conn);
-        send_all(ctx, conn, frame.data(), frame.size());
-        pga::secure_wipe(frame.data(), frame.size());  // it carried the ticket
-
-        answer = receive_answer(ctx, conn);
-    }  // wait set freed and socket closed here
+        std::unique_ptr<SidecarConn> conn = reusable ? take_kept(ctx.socket_path) : nullptr;
+        if (conn && !(send_all(ctx, *conn, frame.data(), frame.size(), true) &&
+                      receive_answer(ctx, *conn, answer, true)))
+            conn.reset();  // closed under us before answering: a fresh connection
+        if (!conn) {
+            conn =
+                std::make_unique<SidecarConn>(reusable ? TopMemoryContext : CurrentMemoryContext);
+            connect_socket(ctx, *conn);
+            send_all(ctx, *conn, frame.data(), frame.size());
+            receive_answer(ctx, *conn, answer);
+        }
+        if (reusable) keep(std::move(conn), ctx.socket_path);
+    }  // an order's wait set freed and socket closed here
     if (answer.resp.request_id != req.request_id)
         throw pga::pg::PgError(ERRCODE_PROTOCOL_VIOLATION, "invalid frame from alpaca-sidecar",
                                "The answer is for another request id.");

@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,6 +35,8 @@ using Fd = UniqueFd;
 constexpr int kAcceptBatch = 64;  // then the waiting connections get their turn
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 constexpr auto kWriteTimeout = std::chrono::seconds(5);
+// How long a kept connection may sit idle before its client's next request.
+constexpr auto kIdleKeep = std::chrono::seconds(60);
 
 // Waits until fd is ready for `events` or the deadline passes.
 bool wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
@@ -84,12 +87,13 @@ bool write_all(int fd, iovec *parts, std::size_t count,
     return true;
 }
 
-// A worker's answer: waits for the client to take it, at most kWriteTimeout.
-void send_response(int fd, const SidecarResponse &resp) {
+// A worker's answer: waits for the client to take it, at most kWriteTimeout. False when it
+// could not be sent whole.
+bool send_response(int fd, const SidecarResponse &resp) {
     std::string head = encode_response_head(resp);
     iovec parts[2] = {{head.data(), head.size()},
                       {const_cast<char *>(resp.body.data()), resp.body.size()}};
-    write_all(fd, parts, 2, std::chrono::steady_clock::now() + kWriteTimeout);
+    return write_all(fd, parts, 2, std::chrono::steady_clock::now() + kWriteTimeout);
 }
 
 // The poll thread's answer: one non-blocking attempt (a short frame fits an empty socket
@@ -229,6 +233,9 @@ Server::Server(std::string config_path, Config cfg)
       limiter_(double(cfg.rate_limit_per_minute), std::chrono::minutes(1)),
       handler_(redeemer_, limiter_, outcomes_),
       fd_limit_(current_fd_limit()) {
+    kept_wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (kept_wake_.get() < 0)
+        throw Error(ErrorCode::Io, std::string("eventfd: ") + std::strerror(errno));
     open_socket();
 }
 
@@ -389,6 +396,11 @@ bool Server::read_pending(PendingList::iterator it) {
     while (frame.state() == FrameReader::State::NeedMore) {
         const ssize_t n = ::recv(it->fd.get(), frame.space(), frame.space_len(), MSG_DONTWAIT);
         if (n > 0) {
+            if (it->idle) {  // a kept connection's next frame: read_timeout_ms from now on
+                it->idle = false;
+                it->accepted = Clock::now();
+                it->deadline = it->accepted + std::chrono::milliseconds(config()->read_timeout_ms);
+            }
             frame.commit(std::size_t(n));
         } else if (n < 0 && errno == EINTR) {
             continue;
@@ -418,10 +430,48 @@ bool Server::read_pending(PendingList::iterator it) {
 void Server::expire_pending(Clock::time_point now) {
     for (auto it = pending_.begin(); it != pending_.end();) {
         const auto next = std::next(it);
-        if (now >= it->deadline)
-            drop_pending(it, "read_timeout", Outcome::BadRequest,
-                         "the request frame did not arrive within read_timeout_ms");
+        if (now >= it->deadline) {
+            if (it->idle)
+                pending_.erase(it);  // asked nothing: closed without a word
+            else
+                drop_pending(it, "read_timeout", Outcome::BadRequest,
+                             "the request frame did not arrive within read_timeout_ms");
+        }
         it = next;
+    }
+}
+
+bool Server::drop_idle() {
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        if (it->idle) {
+            pending_.erase(it);
+            return true;
+        }
+    }
+    return false;
+}
+
+void Server::keep_connection(UniqueFd fd) {
+    {
+        std::lock_guard<std::mutex> lock(kept_mu_);
+        if (kept_closed_) return;  // stopping: fd closes here
+        kept_.push_back(std::move(fd));
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(kept_wake_.get(), &one, sizeof one);
+}
+
+void Server::take_kept(Clock::time_point now, std::size_t max_pending) {
+    std::uint64_t n = 0;
+    (void)!::read(kept_wake_.get(), &n, sizeof n);
+    std::vector<UniqueFd> kept;
+    {
+        std::lock_guard<std::mutex> lock(kept_mu_);
+        kept.swap(kept_);
+    }
+    for (UniqueFd &fd : kept) {
+        if (pending_.size() >= max_pending && !drop_idle()) break;  // the rest close here
+        pending_.emplace_back(fd.release(), now, now + kIdleKeep, true);
     }
 }
 
@@ -439,6 +489,7 @@ void Server::accept_ready(Clock::time_point now) {
                 // Out of descriptors: the oldest waiting connection makes room. With none to
                 // drop, stop polling the listen socket for a moment instead of spinning on it;
                 // new connections wait in the kernel's backlog meanwhile.
+                if (drop_idle()) continue;
                 if (!pending_.empty()) {
                     drop_pending(pending_.begin(), "fd_limit", Outcome::Overloaded,
                                  "the sidecar is out of file descriptors");
@@ -453,7 +504,7 @@ void Server::accept_ready(Clock::time_point now) {
             }
             return;  // EAGAIN: drained
         }
-        while (!pending_.empty() && pending_.size() >= max_pending)
+        while (!pending_.empty() && pending_.size() >= max_pending && !drop_idle())
             drop_pending(pending_.begin(), "too_many_pending", Outcome::Overloaded,
                          "too many connections are waiting to send a request");
         pending_.emplace_back(fd, now, now + timeout);
@@ -491,12 +542,16 @@ void Server::serve_job(Job &job, HttpClient &http) {
                    {"message", "the client hung up before its request was served"}});
         return;
     }
-    if (job.req.operation == kStatusOperation) return send_response(fd, status_answer(job.req));
+    if (job.req.operation == kStatusOperation) {
+        if (send_response(fd, status_answer(job.req))) keep_connection(std::move(job.fd));
+        return;
+    }
     // job.req.ticket is SecureBytes: wiped when the job is destroyed.
     SidecarResponse resp =
         handler_.handle(job.req, *cfg, http, [fd] { return client_hung_up(fd); });
-    send_response(fd, resp);
+    const bool sent = send_response(fd, resp);
     http.recycle_body(std::move(resp.body));
+    if (sent) keep_connection(std::move(job.fd));  // for the client's next request
 }
 
 void Server::worker_loop() {
@@ -540,7 +595,7 @@ void Server::run(int signal_fd) {
                    {"action", "raise RLIMIT_NOFILE (LimitNOFILE=) or lower max_queue"}});
 
     std::vector<pollfd> fds;
-    std::vector<PendingList::iterator> polled;  // fds[2 + i] is polled[i]
+    std::vector<PendingList::iterator> polled;  // fds[3 + i] is polled[i]
     bool stop = false;
     while (!stop) {
         auto now = Clock::now();
@@ -549,6 +604,7 @@ void Server::run(int signal_fd) {
         polled.clear();
         fds.push_back({signal_fd, POLLIN, 0});
         fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});  // -1: ignored by poll
+        fds.push_back({kept_wake_.get(), POLLIN, 0});
         for (auto it = pending_.begin(); it != pending_.end(); ++it) {
             fds.push_back({it->fd.get(), POLLIN, 0});
             polled.push_back(it);
@@ -570,10 +626,15 @@ void Server::run(int signal_fd) {
         if (stop) break;
         // Erasing one list element leaves the other iterators valid.
         for (std::size_t i = 0; i < polled.size(); ++i) {
-            if (fds[2 + i].revents != 0) read_pending(polled[i]);
+            if (fds[3 + i].revents != 0) read_pending(polled[i]);
         }
         now = Clock::now();
         expire_pending(now);
+        if (fds[2].revents & POLLIN) {
+            const auto c = config();
+            take_kept(now, effective_max_pending(c->max_pending_connections, fd_limit_,
+                                                 c->max_queue, c->workers, c->pool_size));
+        }
         if (accepting && (fds[1].revents & POLLIN)) accept_ready(now);
         flush_drop_log(now);
     }
@@ -583,8 +644,14 @@ void Server::run(int signal_fd) {
     ::close(listen_fd_);
     listen_fd_ = -1;
     ::unlink(cfg->socket_path.c_str());
-    const std::size_t unsent = pending_.size();
+    const std::size_t unsent = std::size_t(
+        std::count_if(pending_.begin(), pending_.end(), [](const Pending &p) { return !p.idle; }));
     pending_.clear();
+    {
+        std::lock_guard<std::mutex> lock(kept_mu_);
+        kept_closed_ = true;
+        kept_.clear();
+    }
     const std::size_t queued = queue_.stop();
     log_event(LogLevel::Info, "stopping",
               {{"queued", std::to_string(queued)}, {"closed_unsent", std::to_string(unsent)}});

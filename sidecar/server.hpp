@@ -9,6 +9,11 @@
 // such connection when more than max_pending_connections are waiting (backends send their
 // frame right after connecting, so the one that has waited longest is the least likely to be a
 // real call).
+//
+// A connection whose answer a worker sent is handed back to the poll thread and kept, idle, for
+// the client's next request (a backend reuses its connection for look-ups, never for an order):
+// it has kIdleKeep to send one, then is closed without a word; over max_pending_connections
+// the oldest idle one goes first, also silently (it has asked nothing).
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
@@ -117,11 +122,13 @@ class Server {
 
     // A connection whose request frame has not fully arrived; owned by the poll thread.
     struct Pending {
-        explicit Pending(int fd_, Clock::time_point now, Clock::time_point deadline_)
-            : fd(fd_), accepted(now), deadline(deadline_) {}
+        explicit Pending(int fd_, Clock::time_point now, Clock::time_point deadline_,
+                         bool idle_ = false)
+            : fd(fd_), accepted(now), deadline(deadline_), idle(idle_) {}
         UniqueFd fd;
-        Clock::time_point accepted;
+        Clock::time_point accepted;  // or when its next frame began (a kept connection)
         Clock::time_point deadline;
+        bool idle;  // a kept connection that has sent nothing of its next frame yet
         FrameReader frame;
     };
     // A complete request waiting for a worker.
@@ -143,6 +150,12 @@ class Server {
     void drop_pending(PendingList::iterator it, const char *reason, Outcome outcome,
                       const std::string &message);
     void expire_pending(Clock::time_point now);
+    // Closes the oldest idle kept connection; false when there is none.
+    bool drop_idle();
+    // Workers: a connection whose answer was sent goes back to the poll thread.
+    void keep_connection(UniqueFd fd);
+    // The poll thread: the connections workers handed back become idle pending ones.
+    void take_kept(Clock::time_point now, std::size_t max_pending);
     void flush_drop_log(Clock::time_point now);
     int poll_timeout_ms(Clock::time_point now) const;
     void worker_loop();
@@ -161,6 +174,10 @@ class Server {
     int listen_fd_ = -1;
     std::size_t fd_limit_ = 0;  // RLIMIT_NOFILE's soft limit at start
     PendingList pending_;
+    UniqueFd kept_wake_;  // eventfd: a worker handed a connection back
+    std::mutex kept_mu_;
+    std::vector<UniqueFd> kept_;               // handed back, not yet taken by the poll thread
+    bool kept_closed_ = false;                 // stopping: hand-backs are closed instead
     Clock::time_point accept_paused_until_{};  // after EMFILE with nothing left to drop
     LogThrottle drop_log_{std::chrono::seconds(1)};
     LogThrottle bad_log_{std::chrono::seconds(1)};

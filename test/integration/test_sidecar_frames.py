@@ -173,8 +173,10 @@ class SidecarFramesTest(unittest.TestCase):
 
     def test_no_descriptor_is_left_behind_on_any_way_out(self):
         """Each call opens a socket and a wait set (an epoll descriptor) that lives as long as
-        the socket; both are freed on every way out: an answer, a malformed frame, a hang-up, a
-        request timeout and a cancel (statement_timeout) while the call waits."""
+        the socket; both are freed on every way out: a malformed frame, a hang-up, a request
+        timeout and a cancel (statement_timeout) while the call waits. An answer keeps its
+        connection for the next look-up: one socket and one wait set, never more, however many
+        answers came (each fake sidecar closes it, and the next call opens a fresh one)."""
         def slow(rid):
             threading.Event().wait(1.5)
             return []
@@ -211,12 +213,17 @@ class SidecarFramesTest(unittest.TestCase):
                 finally:
                     fake.close()
 
-            one(endings[0][1], None)  # whatever a first call opens for good
+            one(endings[1][1], None)  # whatever a first call opens for good
             before = fds(pid)
             for _ in range(3):
                 for name, answer, sqlstate, timeout in endings:
                     self.assertEqual(one(answer, timeout), sqlstate, name)
-            self.assertEqual(fds(pid), before)
+            self.assertEqual(fds(pid), before)  # the last way out was a cancel: nothing kept
+            for _ in range(3):
+                self.assertIsNone(one(endings[0][1], None))
+                self.assertEqual(fds(pid), (before[0] + 2, before[1] + 1), "one kept connection")
+            self.assertEqual(one(endings[1][1], None), "08P01")
+            self.assertEqual(fds(pid), before)  # a malformed answer does not keep it
 
 
 if __name__ == "__main__":

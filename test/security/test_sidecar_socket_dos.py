@@ -377,6 +377,43 @@ class SidecarSocketDos(unittest.TestCase):
         self.check_calls("100 requests then hang-up", base, under)
         self.check_probe("after hang-ups", self.probe_accept())
 
+    def test_answered_clients_that_stay_idle_are_bounded(self):
+        """README security model, "a local process that may connect to the
+        sidecar's socket ... cannot starve real calls or the accept loop":
+        a connection whose request was answered stays open for its client's next request (a
+        backend's kept connection), so an attacker can hold answered connections without the
+        read timeout. 300 of them (each sent a request with a forged ticket and took the
+        refusal) must not delay real calls or the accept loop, and the sidecar keeps at most
+        max_pending_connections of them, closing the oldest idle ones first."""
+        base = self.measure()
+        socks, answered = [], 0
+        try:
+            for i in range(MAX_PENDING + 44):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(SOCK)
+                s.sendall(frame({"v": 1, "id": f"idle-{i}", "op": "account",
+                                 "ticket": "pgat1.not-a-ticket"}))
+                answered += read_answer(s, 5) is not None
+                socks.append(s)
+            time.sleep(0.3)
+            fds = sidecar_fd_count()
+            under = self.measure()
+            probe = self.probe_accept()
+            p = select.poll()
+            for s in socks:
+                p.register(s.fileno(), select.POLLIN)
+            closed = sum(1 for fd, ev in p.poll(100) if ev & (select.POLLIN | select.POLLHUP))
+        finally:
+            for s in socks:
+                s.close()
+        print(f"\n[figures] {len(socks)} answered idle connections: {answered} answered, "
+              f"{closed} closed by the sidecar, its descriptors {fds}", file=sys.stderr)
+        self.assertEqual(answered, len(socks), "a request was not answered")
+        self.check_calls("answered idle connections", base, under)
+        self.check_probe("with answered idle connections", probe)
+        self.assertGreaterEqual(closed, len(socks) - MAX_PENDING, "more than max_pending kept")
+        self.assertLess(fds, MAX_PENDING + 128, "the sidecar holds every connection")
+
 
 if __name__ == "__main__":
     unittest.main()
