@@ -13,7 +13,10 @@ by scripts/stack.sh; its stack.env must be in the environment).
 """
 import json
 import os
+import shutil
+import socket
 import sys
+import tempfile
 import urllib.request
 
 import psycopg
@@ -102,3 +105,21 @@ def read_log(path_env):
 
 
 wait_until = stackctl.wait_until
+
+
+def fake_sidecar_socket(prefix):
+    """A listening unix socket in a folder of its own that the server's OS user may connect to
+    (a fake sidecar's); returns (folder, socket path, socket). remove_fake_socket undoes it."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "s.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o777)
+    sock.listen(8)
+    return folder, path, sock
+
+
+def remove_fake_socket(folder, sock):
+    sock.close()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -8,10 +8,8 @@ stack checks that the real sidecar keeps the connection open and survives a rest
 """
 import json
 import os
-import shutil
 import socket
 import struct
-import tempfile
 import threading
 import unittest
 
@@ -27,13 +25,7 @@ class RecordingSidecar:
     first answer (as a sidecar that restarts between two calls)."""
 
     def __init__(self, close_after=()):
-        self.dir = tempfile.mkdtemp(prefix="pga-kept-")
-        os.chmod(self.dir, 0o755)
-        self.path = os.path.join(self.dir, "s.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o777)  # the server's OS user connects
-        self.sock.listen(8)
+        self.dir, self.path, self.sock = S.fake_sidecar_socket("pga-kept-")
         self.close_after = set(close_after)
         self.seen = []
         self.lock = threading.Lock()
@@ -69,8 +61,7 @@ class RecordingSidecar:
                     return
 
     def close(self):
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        S.remove_fake_socket(self.dir, self.sock)
 
 
 class KeptConnectionTest(unittest.TestCase):

@@ -9,10 +9,8 @@ stack is not touched.
 """
 import json
 import os
-import shutil
 import socket
 import struct
-import tempfile
 import threading
 import unittest
 
@@ -40,13 +38,7 @@ class FakeSidecar:
     (a list of byte strings, each sent with its own send call); then closes."""
 
     def __init__(self, answer):
-        self.dir = tempfile.mkdtemp(prefix="pga-frames-")
-        os.chmod(self.dir, 0o755)
-        self.path = os.path.join(self.dir, "s.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o777)  # the server's OS user connects
-        self.sock.listen(4)
+        self.dir, self.path, self.sock = S.fake_sidecar_socket("pga-frames-")
         self.answer = answer
         self.error = None
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -67,8 +59,7 @@ class FakeSidecar:
 
     def close(self):
         self.thread.join(timeout=30)
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        S.remove_fake_socket(self.dir, self.sock)
         if self.error is not None:
             raise self.error
 
