@@ -1234,7 +1234,8 @@ DECLARE
     users text[] := '{}';
     used timestamptz[] := '{}';
     validated timestamptz[] := '{}';
-    u record;
+    names text[];
+    name_ text;
 BEGIN
     IF n > 1000 OR coalesce(array_length(operations, 1), 0) <> n
        OR coalesce(array_length(outcomes, 1), 0) <> n
@@ -1283,8 +1284,9 @@ BEGIN
                                           OR v.wanted <> v.purpose) = 0
                AND count(*) FILTER (WHERE v.purpose <> 'trade') = (SELECT count(*) FROM marked),
                array_agg(v.credential_id), array_agg(v.app_user), array_agg(v.at),
-               array_agg(CASE WHEN v.op = 'validate' AND v.outcome IN ('ok', 'rejected') THEN v.at END)
-          INTO set_based, creds, users, used, validated
+               array_agg(CASE WHEN v.op = 'validate' AND v.outcome IN ('ok', 'rejected') THEN v.at END),
+               array_agg(DISTINCT v.app_user COLLATE "C" ORDER BY v.app_user COLLATE "C")
+          INTO set_based, creds, users, used, validated, names
           FROM v;
         IF set_based IS NOT TRUE THEN
             RAISE EXCEPTION 'an outcome the per-element loop refuses';  -- caught just below
@@ -1334,25 +1336,22 @@ BEGIN
             validated := validated || CASE WHEN op = 'validate' AND outcome IN ('ok', 'rejected')
                                            THEN at_ END;
         END LOOP;
+        names := ARRAY(SELECT DISTINCT x.app_user COLLATE "C" FROM unnest(users) AS x(app_user) ORDER BY 1);
     END IF;
-    -- One UPDATE per application user, under row-level security as that user, over its
-    -- credentials locked in id order first (users in a fixed order too: two sidecars' batches
-    -- lock rows in the same order).
-    FOR u IN SELECT g.app_user, array_agg(g.cred ORDER BY g.cred) AS creds,
-                    array_agg(g.used ORDER BY g.cred) AS used,
-                    array_agg(g.validated ORDER BY g.cred) AS validated
-             FROM (SELECT x.app_user, x.cred, max(x.used) AS used, max(x.validated) AS validated
-                   FROM unnest(creds, users, used, validated) AS x(cred, app_user, used, validated)
-                   GROUP BY x.app_user, x.cred) AS g
-             GROUP BY g.app_user ORDER BY g.app_user COLLATE "C" LOOP
-        PERFORM alpaca._set_user(u.app_user);
+    -- One UPDATE per application user (users in a fixed order), under row-level security as
+    -- that user, over its credentials locked in id order first: two sidecars' batches lock rows
+    -- in the same order.
+    FOREACH name_ IN ARRAY names LOOP
+        PERFORM alpaca._set_user(name_);
         WITH locked AS MATERIALIZED (
-            SELECT c.id FROM alpaca.credentials c WHERE c.id = ANY(u.creds) ORDER BY c.id FOR UPDATE
+            SELECT c.id FROM alpaca.credentials c WHERE c.id = ANY(creds) ORDER BY c.id FOR UPDATE
         )
         UPDATE alpaca.credentials c
            SET last_used_at = greatest(c.last_used_at, x.used),
                last_validated_at = greatest(c.last_validated_at, x.validated)
-          FROM unnest(u.creds, u.used, u.validated) AS x(cred, used, validated)
+          FROM (SELECT y.cred, max(y.used) AS used, max(y.validated) AS validated
+                  FROM unnest(creds, users, used, validated) AS y(cred, app_user, used, validated)
+                 WHERE y.app_user = name_ GROUP BY y.cred) AS x
          WHERE c.id = x.cred AND x.cred IN (SELECT l.id FROM locked l);
     END LOOP;
     PERFORM alpaca._end_user();
