@@ -1200,14 +1200,31 @@ ALTER TABLE alpaca.audit_log ADD COLUMN http_status int;
 -- After the call, the sidecar's outcome writer (sidecar/outcome_writer.cpp) hands its
 -- outcomes over in batches, one transaction each with synchronous_commit off: one 'call' row
 -- per redeemed ticket (not for trades, whose row alpaca._audit_trade commits at once), and one
--- UPDATE per credential with the latest last_used_at (and last_validated_at for validate calls
--- Alpaca answered). The ticket proves the redeem; its nonce row, marked audited, makes each
--- ticket give at most one row. Returns the number of outcomes recorded.
+-- UPDATE per application user over its credentials with the latest last_used_at (and
+-- last_validated_at for validate calls Alpaca answered). The ticket proves the redeem; its
+-- nonce row, marked audited, makes each ticket give at most one row. Returns the number of
+-- outcomes recorded.
+--
+-- Set-based: one statement verifies every ticket, finds each nonce row by its index, marks
+-- all the non-trade ones audited and inserts all the 'call' rows. It does what the
+-- per-element loop below does whenever that loop would pass: every ticket verified, every
+-- operation matching its ticket's purpose, every nonce row present, as many newly marked as
+-- there are non-trade outcomes (a ticket twice in one batch marks one row: the loop refused
+-- the second). Anything else, an error raised inside it included, rolls its writes back with
+-- the block's subtransaction, and the loop runs from scratch, raising the first bad element's
+-- error exactly as before. Generic plans: the statements' shapes do not depend on the
+-- arrays, so planning them at every call is wasted.
+--
+-- Each nonce row is updated once (audited): half of each page left free keeps that update
+-- heap-only (HOT), with no new entries in the table's two indexes.
+ALTER TABLE alpaca.redeemed_tickets SET (fillfactor = 50);
 CREATE FUNCTION alpaca._record_outcomes(tickets text[], operations text[], outcomes text[],
         http_statuses int[], finished_at timestamptz[]) RETURNS int
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     n int := coalesce(array_length(tickets, 1), 0);
+    set_based boolean;
     claims record;
     op text;
     purpose text;
@@ -1217,7 +1234,8 @@ DECLARE
     users text[] := '{}';
     used timestamptz[] := '{}';
     validated timestamptz[] := '{}';
-    u record;
+    names text[];
+    name_ text;
 BEGIN
     IF n > 1000 OR coalesce(array_length(operations, 1), 0) <> n
        OR coalesce(array_length(outcomes, 1), 0) <> n
@@ -1226,53 +1244,115 @@ BEGIN
         RAISE EXCEPTION 'give at most 1000 outcomes, each with its operation, outcome, HTTP status and time'
             USING ERRCODE = '22023';
     END IF;
-    FOR i IN 1 .. n LOOP
-        SELECT * INTO claims FROM alpaca._verify_ticket(tickets[i], true);
-        op := operations[i];
-        purpose := CASE
-            WHEN op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN op
-            WHEN op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
-            WHEN op IN ('submit_order', 'replace_order', 'cancel_order', 'cancel_all_orders',
-                        'close_position') THEN 'trade' END;
-        IF purpose IS NULL OR purpose <> claims.purpose THEN
-            RAISE EXCEPTION 'operation does not match the ticket''s purpose' USING ERRCODE = '22023';
-        END IF;
-        outcome := left(regexp_replace(coalesce(outcomes[i], '?'), '[^a-z0-9 _]', '', 'g'), 64);
-        at_ := least(coalesce(finished_at[i], clock_timestamp()), clock_timestamp());
-        IF claims.purpose = 'trade' THEN
-            -- The trade's own row is alpaca._audit_trade's; here only its time of use.
-            PERFORM 1 FROM alpaca.redeemed_tickets r WHERE r.nonce = claims.nonce;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'ticket was not redeemed' USING ERRCODE = '42501';
-            END IF;
-        ELSE
+    IF n = 0 THEN
+        PERFORM alpaca._end_user();
+        RETURN 0;
+    END IF;
+    BEGIN
+        WITH v AS MATERIALIZED (
+            SELECT x.i, x.op, x.status, (x.c).credential_id, (x.c).app_user, (x.c).purpose,
+                   coalesce((x.c).db_role, session_user) AS db_role,
+                   CASE WHEN x.op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN x.op
+                        WHEN x.op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
+                        WHEN x.op IN ('submit_order', 'replace_order', 'cancel_order',
+                                      'cancel_all_orders', 'close_position') THEN 'trade' END AS wanted,
+                   left(regexp_replace(coalesce(x.outcome, '?'), '[^a-z0-9 _]', '', 'g'), 64) AS outcome,
+                   least(coalesce(x.at, clock_timestamp()), clock_timestamp()) AS at, t.ctid AS row_id
+              -- One verification per ticket, in the batch's order (OFFSET 0: not inlined).
+              FROM (SELECT b.i, b.op, b.outcome, b.status, b.at,
+                           alpaca._verify_ticket(b.ticket, true) AS c
+                      FROM unnest(tickets, operations, outcomes, http_statuses, finished_at)
+                               WITH ORDINALITY AS b(ticket, op, outcome, status, at, i)
+                    OFFSET 0) AS x
+              -- Each nonce's row by its index (OFFSET 0: a look-up per ticket, never a scan
+              -- of the whole table), for the UPDATE below to take by its row id.
+              LEFT JOIN LATERAL (SELECT r.ctid FROM alpaca.redeemed_tickets r
+                                  WHERE r.nonce = (x.c).nonce OFFSET 0) AS t ON true
+        ), marked AS (
             UPDATE alpaca.redeemed_tickets r SET audited = true
-             WHERE r.nonce = claims.nonce AND NOT r.audited;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'ticket was not redeemed, or its outcome is already recorded'
-                    USING ERRCODE = '42501';
-            END IF;
+             WHERE r.ctid = ANY (ARRAY(SELECT v.row_id FROM v WHERE v.purpose <> 'trade'))
+               AND NOT r.audited
+            RETURNING 1
+        ), logged AS (
             INSERT INTO alpaca.audit_log (at, db_role, app_user, credential_id, action, purpose,
                                           outcome, http_status)
-            VALUES (at_, coalesce(claims.db_role, session_user), claims.app_user,
-                    claims.credential_id, 'call', op, outcome, http_statuses[i]);
+            SELECT v.at, v.db_role, v.app_user, v.credential_id, 'call', v.op, v.outcome, v.status
+              FROM v WHERE v.purpose <> 'trade' ORDER BY v.i
+        )
+        SELECT count(*) = n
+               AND count(*) FILTER (WHERE v.row_id IS NULL OR v.purpose IS NULL OR v.wanted IS NULL
+                                          OR v.wanted <> v.purpose) = 0
+               AND count(*) FILTER (WHERE v.purpose <> 'trade') = (SELECT count(*) FROM marked),
+               array_agg(v.credential_id), array_agg(v.app_user), array_agg(v.at),
+               array_agg(CASE WHEN v.op = 'validate' AND v.outcome IN ('ok', 'rejected') THEN v.at END),
+               array_agg(DISTINCT v.app_user COLLATE "C" ORDER BY v.app_user COLLATE "C")
+          INTO set_based, creds, users, used, validated, names
+          FROM v;
+        IF set_based IS NOT TRUE THEN
+            RAISE EXCEPTION 'an outcome the per-element loop refuses';  -- caught just below
         END IF;
-        creds := creds || claims.credential_id;
-        users := users || claims.app_user;
-        used := used || at_;
-        validated := validated || CASE WHEN op = 'validate' AND outcome IN ('ok', 'rejected')
-                                       THEN at_ END;
-    END LOOP;
-    -- One UPDATE per credential, in id order (two sidecars' batches lock rows in the same
-    -- order), under row-level security as the credential's user.
-    FOR u IN SELECT x.cred, x.app_user, max(x.used) AS used, max(x.validated) AS validated
-             FROM unnest(creds, users, used, validated) AS x(cred, app_user, used, validated)
-             GROUP BY x.cred, x.app_user ORDER BY x.cred LOOP
-        PERFORM alpaca._set_user(u.app_user);
+    EXCEPTION WHEN OTHERS THEN
+        set_based := false;
+    END;
+    IF NOT set_based THEN
+        creds := '{}';
+        users := '{}';
+        used := '{}';
+        validated := '{}';
+        FOR i IN 1 .. n LOOP
+            SELECT * INTO claims FROM alpaca._verify_ticket(tickets[i], true);
+            op := operations[i];
+            purpose := CASE
+                WHEN op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN op
+                WHEN op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
+                WHEN op IN ('submit_order', 'replace_order', 'cancel_order', 'cancel_all_orders',
+                            'close_position') THEN 'trade' END;
+            IF purpose IS NULL OR purpose <> claims.purpose THEN
+                RAISE EXCEPTION 'operation does not match the ticket''s purpose' USING ERRCODE = '22023';
+            END IF;
+            outcome := left(regexp_replace(coalesce(outcomes[i], '?'), '[^a-z0-9 _]', '', 'g'), 64);
+            at_ := least(coalesce(finished_at[i], clock_timestamp()), clock_timestamp());
+            IF claims.purpose = 'trade' THEN
+                -- The trade's own row is alpaca._audit_trade's; here only its time of use.
+                PERFORM 1 FROM alpaca.redeemed_tickets r WHERE r.nonce = claims.nonce;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'ticket was not redeemed' USING ERRCODE = '42501';
+                END IF;
+            ELSE
+                UPDATE alpaca.redeemed_tickets r SET audited = true
+                 WHERE r.nonce = claims.nonce AND NOT r.audited;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'ticket was not redeemed, or its outcome is already recorded'
+                        USING ERRCODE = '42501';
+                END IF;
+                INSERT INTO alpaca.audit_log (at, db_role, app_user, credential_id, action, purpose,
+                                              outcome, http_status)
+                VALUES (at_, coalesce(claims.db_role, session_user), claims.app_user,
+                        claims.credential_id, 'call', op, outcome, http_statuses[i]);
+            END IF;
+            creds := creds || claims.credential_id;
+            users := users || claims.app_user;
+            used := used || at_;
+            validated := validated || CASE WHEN op = 'validate' AND outcome IN ('ok', 'rejected')
+                                           THEN at_ END;
+        END LOOP;
+        names := ARRAY(SELECT DISTINCT x.app_user COLLATE "C" FROM unnest(users) AS x(app_user) ORDER BY 1);
+    END IF;
+    -- One UPDATE per application user (users in a fixed order), under row-level security as
+    -- that user, over its credentials locked in id order first: two sidecars' batches lock rows
+    -- in the same order.
+    FOREACH name_ IN ARRAY names LOOP
+        PERFORM alpaca._set_user(name_);
+        WITH locked AS MATERIALIZED (
+            SELECT c.id FROM alpaca.credentials c WHERE c.id = ANY(creds) ORDER BY c.id FOR UPDATE
+        )
         UPDATE alpaca.credentials c
-           SET last_used_at = greatest(c.last_used_at, u.used),
-               last_validated_at = greatest(c.last_validated_at, u.validated)
-         WHERE c.id = u.cred;
+           SET last_used_at = greatest(c.last_used_at, x.used),
+               last_validated_at = greatest(c.last_validated_at, x.validated)
+          FROM (SELECT y.cred, max(y.used) AS used, max(y.validated) AS validated
+                  FROM unnest(creds, users, used, validated) AS y(cred, app_user, used, validated)
+                 WHERE y.app_user = name_ GROUP BY y.cred) AS x
+         WHERE c.id = x.cred AND x.cred IN (SELECT l.id FROM locked l);
     END LOOP;
     PERFORM alpaca._end_user();
     RETURN n;
