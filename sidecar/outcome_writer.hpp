@@ -6,7 +6,7 @@
 // Workers hand outcomes over with record(), which never waits for the database. One thread
 // writes them on its own connection: from the first queued outcome it waits 20 ms for more, then
 // writes those queued (at most kMaxBatch) in one statement, `SELECT alpaca._record_outcomes(...)`:
-// one transaction per batch, with synchronous_commit off, one UPDATE per credential per batch. Lost
+// one transaction per batch, with synchronous_commit off, one UPDATE per application user. Lost
 // in a crash (README, "The audit trail"): the outcomes still queued here, and those of the last
 // moments' batches if PostgreSQL itself crashes (asynchronous commit); never a decrypt row.
 #pragma once

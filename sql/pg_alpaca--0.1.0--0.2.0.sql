@@ -1114,6 +1114,22 @@ $$;
 
 -- Called by the sidecar after a trading request (autocommit: the row is committed at once).
 -- The ticket proves the redeem; one row per redeemed ticket.
+-- What a ticket for operation op is for (common/wire.cpp's ticket_purpose, which the calls
+-- mint with): a look-up's own name, 'orders' for the order look-ups, 'trade' for an order;
+-- NULL for anything else.
+CREATE FUNCTION alpaca._ticket_purpose(op text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN op
+            WHEN op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
+            WHEN op IN ('submit_order', 'replace_order', 'cancel_order', 'cancel_all_orders',
+                        'close_position') THEN 'trade' END;
+
+-- An outcome as the audit log keeps what the sidecar reports: lower-case letters, digits,
+-- spaces and underscores, at most 64 ('?' for none).
+CREATE FUNCTION alpaca._clean_outcome(outcome text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN left(regexp_replace(coalesce(outcome, '?'), '[^a-z0-9 _]', '', 'g'), 64);
+
 CREATE FUNCTION alpaca._audit_trade(ticket text, operation text, client_order_id text,
         outcome text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1128,8 +1144,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'ticket was not redeemed, or its trade is already recorded' USING ERRCODE = '42501';
     END IF;
-    IF operation IS NULL OR operation NOT IN ('submit_order', 'replace_order', 'cancel_order',
-                                              'cancel_all_orders', 'close_position') THEN
+    IF alpaca._ticket_purpose(operation) IS DISTINCT FROM 'trade' THEN
         RAISE EXCEPTION 'unknown trading operation' USING ERRCODE = '22023';
     END IF;
     IF client_order_id !~ '^[A-Za-z0-9._:-]{1,128}$' THEN
@@ -1137,7 +1152,7 @@ BEGIN
     END IF;
     INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome, client_order_id)
     VALUES (claims.app_user, claims.credential_id, operation, 'trade',
-            left(regexp_replace(coalesce(outcome, '?'), '[^a-z0-9 _]', '', 'g'), 64), client_order_id);
+            alpaca._clean_outcome(outcome), client_order_id);
 END $$;
 
 -- Trading: ownership and privileges.
@@ -1146,6 +1161,7 @@ REVOKE ALL ON FUNCTION alpaca_update_credential(uuid, text, text, boolean, text,
 GRANT EXECUTE ON FUNCTION alpaca_update_credential(uuid, text, text, boolean, text, boolean) TO alpaca_app;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA alpaca FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alpaca._secret_key_id(alpaca_secret) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION alpaca._ticket_purpose(text), alpaca._clean_outcome(text) TO alpaca_owner;
 ALTER FUNCTION alpaca._check_trading(uuid) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca._trade(uuid, text, text, text[], jsonb) OWNER TO alpaca_owner;
 ALTER FUNCTION alpaca_submit_order(uuid, text, text, numeric, numeric, text, text, numeric, numeric, numeric, numeric, boolean, text, text, numeric, numeric, numeric, text, jsonb) OWNER TO alpaca_owner;
@@ -1252,11 +1268,7 @@ BEGIN
         WITH v AS MATERIALIZED (
             SELECT x.i, x.op, x.status, (x.c).credential_id, (x.c).app_user, (x.c).purpose,
                    coalesce((x.c).db_role, session_user) AS db_role,
-                   CASE WHEN x.op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN x.op
-                        WHEN x.op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
-                        WHEN x.op IN ('submit_order', 'replace_order', 'cancel_order',
-                                      'cancel_all_orders', 'close_position') THEN 'trade' END AS wanted,
-                   left(regexp_replace(coalesce(x.outcome, '?'), '[^a-z0-9 _]', '', 'g'), 64) AS outcome,
+                   alpaca._ticket_purpose(x.op) AS wanted, alpaca._clean_outcome(x.outcome) AS outcome,
                    least(coalesce(x.at, clock_timestamp()), clock_timestamp()) AS at, t.ctid AS row_id
               -- One verification per ticket, in the batch's order (OFFSET 0: not inlined).
               FROM (SELECT b.i, b.op, b.outcome, b.status, b.at,
@@ -1302,15 +1314,11 @@ BEGIN
         FOR i IN 1 .. n LOOP
             SELECT * INTO claims FROM alpaca._verify_ticket(tickets[i], true);
             op := operations[i];
-            purpose := CASE
-                WHEN op IN ('validate', 'account', 'positions', 'orders', 'clock') THEN op
-                WHEN op IN ('get_order', 'get_order_by_client_id') THEN 'orders'
-                WHEN op IN ('submit_order', 'replace_order', 'cancel_order', 'cancel_all_orders',
-                            'close_position') THEN 'trade' END;
+            purpose := alpaca._ticket_purpose(op);
             IF purpose IS NULL OR purpose <> claims.purpose THEN
                 RAISE EXCEPTION 'operation does not match the ticket''s purpose' USING ERRCODE = '22023';
             END IF;
-            outcome := left(regexp_replace(coalesce(outcomes[i], '?'), '[^a-z0-9 _]', '', 'g'), 64);
+            outcome := alpaca._clean_outcome(outcomes[i]);
             at_ := least(coalesce(finished_at[i], clock_timestamp()), clock_timestamp());
             IF claims.purpose = 'trade' THEN
                 -- The trade's own row is alpaca._audit_trade's; here only its time of use.
