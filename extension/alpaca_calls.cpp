@@ -1,10 +1,11 @@
 // The calls to Alpaca, each one C function: alpaca_account, alpaca_positions, alpaca_orders
 // and alpaca_validate_credential. Each does in one frame what alpaca._call (plpgsql) did
-// through alpaca._issue_ticket and alpaca._alpaca_get: checks the application user, reads the
-// credential's is_active under row-level security (so a credential of another user is not
-// found), mints a ticket, asks alpaca-sidecar, and parses the answer straight into the
-// function's result (no second tuplestore, no plpgsql, no SET clause to save and restore).
-// The errors, SQLSTATEs and hints are those of the plpgsql functions they replace.
+// through alpaca._issue_ticket and alpaca._alpaca_get: a ticket for the application user's
+// credential (extension/tickets.hpp: the user, the credential's is_active under row-level
+// security, so a credential of another user is not found), the exchange with alpaca-sidecar,
+// and the answer parsed straight into the function's result (no second tuplestore, no plpgsql,
+// no SET clause to save and restore). The errors, SQLSTATEs and hints are those of the plpgsql
+// functions they replace.
 //
 // The functions are SECURITY DEFINER (owned by alpaca_owner, as before: the credential is read
 // with alpaca_owner's rights, under its FORCEd policy) without a SET search_path clause: no
@@ -12,7 +13,7 @@
 // with its schema, its operator as OPERATOR(pg_catalog.=) and its parameter's type by OID, so
 // when the plan cache re-analyses the kept statement under another search_path (it does when
 // the path changes) it finds the same objects; the policies are stored expressions (OIDs); the
-// result row type is the function's declared one.
+// result row type is the function's declared one. (The statement is in extension/tickets.cpp.)
 //
 // Nothing is written in the caller's transaction (a ticket costs nothing until the sidecar
 // redeems it, and the redeem's decrypt row is the record), so calls work in READ ONLY
@@ -23,25 +24,20 @@
 #include "common/wire.hpp"
 
 #include <cstdint>
-#include <cstring>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "extension/alpaca_rows.hpp"
-#include "extension/kept_plan.hpp"
 #include "extension/sidecar_call.hpp"
 #include "extension/sidecar_sqlstate.hpp"
 #include "extension/tickets.hpp"
-#include "extension/vault_state.hpp"
 
 #include "extension/pg_values.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/errcodes.h"
 }
@@ -53,81 +49,6 @@ using pga::pg::PgError;
 // How long a call's ticket is good for (alpaca._call's interval '30 seconds').
 constexpr std::int64_t kTicketTtlMs = 30 * 1000;
 
-// alpaca._issue_ticket's look-up, prepared once per backend (kept across transactions).
-constexpr const char *kIsActiveQuery =
-    "SELECT c.is_active FROM alpaca.credentials c WHERE c.id OPERATOR(pg_catalog.=) $1";
-SPIPlanPtr g_is_active_plan = nullptr;
-
-enum class CredentialState { Missing, Inactive, Active };
-
-// The credential as the application user sees it (RLS): missing (or another user's),
-// deactivated, or active. cred null: missing, as `WHERE c.id = NULL` finds nothing.
-CredentialState credential_state(const pga::Uuid *cred) {
-    if (cred == nullptr) return CredentialState::Missing;
-    pga::pg::call([] {
-        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_alpaca: SPI_connect failed");
-    });
-    Oid types[1] = {UUIDOID};
-    SPIPlanPtr plan = pga::ext::kept_plan(&g_is_active_plan, kIsActiveQuery, 1, types);
-    pg_uuid_t id;
-    std::memcpy(id.data, cred->data(), sizeof id.data);
-    Datum args[1] = {UUIDPGetDatum(&id)};
-    // Not read_only: a fresh snapshot, as the VOLATILE plpgsql function had.
-    const bool found = pga::pg::call([&] {
-        const int rc = SPI_execute_plan(plan, args, nullptr, false, 1);
-        if (rc != SPI_OK_SELECT)
-            elog(ERROR, "pg_alpaca: credential look-up failed: %s", SPI_result_code_string(rc));
-        return SPI_processed > 0;
-    });
-    bool active = true;  // plpgsql's IF NOT active let a NULL through (the column is NOT NULL)
-    if (found) {
-        bool isnull = false;
-        const Datum d = pga::pg::call([&] {
-            return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-        });
-        if (!isnull) active = DatumGetBool(d);
-    }
-    pga::pg::call([] { SPI_finish(); });
-    if (!found) return CredentialState::Missing;
-    return active ? CredentialState::Active : CredentialState::Inactive;
-}
-
-// The credential in messages: its canonical text, or "<NULL>" as plpgsql's RAISE printed it.
-std::string cred_text(const pga::Uuid *cred) {
-    return cred ? pga::format_uuid(*cred) : std::string("<NULL>");
-}
-
-// alpaca._issue_ticket(cred, purpose, interval '30 seconds'), in C: the application user, the
-// credential under RLS, then a ticket with the claims alpaca._mint_ticket gives it.
-pga::SecureBytes issue_ticket(const pga::Uuid *cred, const char *purpose) {
-    std::optional<std::string> user = pga::ext::current_app_user();
-    if (!user)
-        throw PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
-                      "no application user is set for this transaction", "",
-                      "Call alpaca_set_user(user_id) inside the same transaction first.");
-    switch (credential_state(cred)) {
-        case CredentialState::Missing:
-            throw PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
-                          "credential " + cred_text(cred) +
-                              " does not exist or does not belong to the current user");
-        case CredentialState::Inactive:
-            throw PgError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                          "credential " + cred_text(cred) + " is deactivated", "",
-                          "Reactivate it with alpaca_update_credential(id, is_active => true).");
-        case CredentialState::Active:
-            break;
-    }
-    pga::TicketClaims claims;
-    claims.credential_id = *cred;
-    claims.app_user = std::move(*user);
-    claims.purpose = purpose;
-    claims.expires_at_ms = pga::pg::now_unix_ms() + kTicketTtlMs;
-    std::string minted = pga::ext::mint_session_ticket(std::move(claims));
-    pga::SecureBytes ticket = pga::secure_copy(minted);
-    pga::secure_wipe(minted.data(), minted.size());
-    return ticket;
-}
-
 // One call: ticket, request, answer. True with the 2xx body as text (database encoding);
 // false when accept_unauthorized and Alpaca refused the keys (401, 403); an error otherwise.
 bool call_alpaca(const pga::Uuid *cred, const char *op,
@@ -135,7 +56,7 @@ bool call_alpaca(const pga::Uuid *cred, const char *op,
                  Datum &body) {
     pga::SidecarRequest req;
     req.operation = op;
-    req.ticket = issue_ticket(cred, op);
+    req.ticket = pga::ext::issue_ticket(cred, op, pga::pg::now_unix_ms() + kTicketTtlMs);
     req.query = std::move(query);
     req.request_id = pga::ext::random_request_id();
     pga::SidecarResponse resp;

@@ -476,39 +476,14 @@ BEGIN
     RETURN true;
 END $$;
 
+-- A ticket for the application user's credential (extension/tickets.cpp, which the calls use
+-- too): the user, the purpose, the ttl (more than 0, at most 5 minutes) and the credential
+-- under row-level security are checked in that order. No write: a ticket costs nothing until
+-- it is redeemed (the redeem's decrypt row is the record), so calls work in read-only
+-- transactions and on hot standbys.
 CREATE FUNCTION alpaca._issue_ticket(cred uuid, purpose text, ttl interval)
 RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- alpaca._require_user's check inline: every call mints a ticket, and a nested function with
--- a SET clause costs more than the check.
-DECLARE
-    u text := alpaca._current_user();
-    active boolean;
-BEGIN
-    IF u IS NULL THEN
-        RAISE EXCEPTION 'no application user is set for this transaction'
-            USING ERRCODE = '42501',
-                  HINT = 'Call alpaca_set_user(user_id) inside the same transaction first.';
-    END IF;
-    IF purpose IS NULL OR purpose NOT IN ('validate', 'account', 'positions', 'orders', 'clock', 'trade') THEN
-        RAISE EXCEPTION 'unknown ticket purpose'
-            USING ERRCODE = '22023', HINT = 'Use validate, account, positions, orders, clock or trade.';
-    END IF;
-    IF ttl IS NULL OR ttl <= interval '0' OR ttl > interval '5 minutes' THEN
-        RAISE EXCEPTION 'ticket ttl must be more than 0 and at most 5 minutes' USING ERRCODE = '22023';
-    END IF;
-    SELECT c.is_active INTO active FROM alpaca.credentials c WHERE c.id = cred;
-    IF NOT FOUND THEN
-        PERFORM alpaca._not_found(cred);
-    END IF;
-    IF NOT active THEN
-        RAISE EXCEPTION 'credential % is deactivated', cred
-            USING ERRCODE = '55000', HINT = 'Reactivate it with alpaca_update_credential(id, is_active => true).';
-    END IF;
-    -- No write: a ticket costs nothing until it is redeemed (the redeem's decrypt row is the
-    -- record), so calls work in read-only transactions and on hot standbys.
-    RETURN alpaca._mint_ticket(cred, u, purpose, clock_timestamp() + ttl);
-END $$;
+AS 'MODULE_PATHNAME', 'pga_issue_ticket' LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION alpaca_issue_ticket(cred uuid, purpose text, ttl interval DEFAULT '30 seconds')
 RETURNS text

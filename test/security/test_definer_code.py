@@ -16,13 +16,15 @@ FERNET_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 # Functions allowed without a pinned search_path, and why each is safe (checked below).
 #  - the public wrappers: one call, by schema-qualified name into schema alpaca, of $n arguments
-#  - _audit, _key_in_account, _session_for_token, _gateway_route: executable by alpaca_owner
-#    alone (no members, no login), reached only from SECURITY DEFINER functions that pin
-#    search_path
+#  - _audit, _key_in_account, _session_for_token, _gateway_route, _ticket_purpose,
+#    _clean_outcome: executable by alpaca_owner alone (no members, no login), reached only from
+#    SECURITY DEFINER functions that pin search_path (the last two also have SQL-standard
+#    bodies, whose names were resolved when they were created)
 #  - alpaca_rotate_keys: a procedure (a SET clause would forbid its COMMIT) whose body holds no
 #    operator and no unqualified name
 WRAPPERS = {"alpaca_store_credential", "alpaca_issue_ticket", "alpaca_import_fernet_credential"}
-OWNER_ONLY = {"_audit", "_key_in_account", "_session_for_token", "_gateway_route"}
+OWNER_ONLY = {"_audit", "_key_in_account", "_session_for_token", "_gateway_route",
+              "_ticket_purpose", "_clean_outcome"}
 PROCEDURES = {"alpaca_rotate_keys"}
 
 
