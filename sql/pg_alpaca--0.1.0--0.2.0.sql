@@ -1686,11 +1686,17 @@ DECLARE
     u record;
     cred uuid;
     n int := 0;
+    creds uuid[] := '{}';
+    owners text[] := '{}';
+    useds timestamptz[] := '{}';
 BEGIN
     IF coalesce(array_length(session_ids, 1), 0) > 10000
        OR coalesce(array_length(session_ids, 1), 0) <> coalesce(array_length(used_at, 1), 0) THEN
         RAISE EXCEPTION 'give at most 10000 sessions, each with its time' USING ERRCODE = '22023';
     END IF;
+    -- The sessions in id order, then their credentials by owner and id: the order in which the
+    -- outcome writer (alpaca._record_outcomes) locks credentials, so the two writers' batches
+    -- cannot deadlock on two credentials.
     FOR u IN SELECT x.sid, o.owner_id, least(max(x.at_), clock_timestamp()) AS used
              FROM unnest(session_ids, used_at) AS x(sid, at_)
              JOIN alpaca._session_owners(session_ids) o ON o.id = x.sid
@@ -1700,10 +1706,18 @@ BEGIN
         UPDATE alpaca.sessions s SET last_used_at = greatest(s.last_used_at, u.used)
          WHERE s.id = u.sid RETURNING s.credential_id INTO cred;
         IF FOUND THEN
-            UPDATE alpaca.credentials c SET last_used_at = greatest(c.last_used_at, u.used)
-             WHERE c.id = cred;
+            creds := creds || cred;
+            owners := owners || u.owner_id;
+            useds := useds || u.used;
             n := n + 1;
         END IF;
+    END LOOP;
+    FOR u IN SELECT x.cred, x.owner_id, max(x.used) AS used
+             FROM unnest(creds, owners, useds) AS x(cred, owner_id, used)
+             GROUP BY x.cred, x.owner_id ORDER BY x.owner_id COLLATE "C", x.cred LOOP
+        PERFORM alpaca._set_user(u.owner_id);
+        UPDATE alpaca.credentials c SET last_used_at = greatest(c.last_used_at, u.used)
+         WHERE c.id = u.cred;
     END LOOP;
     PERFORM alpaca._end_user();
     RETURN n;
