@@ -65,18 +65,11 @@ bool call_alpaca(const pga::Uuid *cred, const char *op,
     pga::ext::throw_for_response(resp, pga::format_uuid(*cred));
 }
 
-// The uuid argument, or null.
-const pga::Uuid *cred_arg(FunctionCallInfo fcinfo, int n, pga::Uuid &storage) {
-    if (PG_ARGISNULL(n)) return nullptr;
-    storage = pga::pg::uuid_value(PG_GETARG_DATUM(n));
-    return &storage;
-}
-
 // A call whose answer becomes rows (rsinfo: begin_rows' result for kind).
 Datum fetch_rows(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, pga::ext::RowKind kind,
                  const char *op, std::vector<std::pair<std::string, std::string>> query = {}) {
     pga::Uuid storage;
-    const pga::Uuid *cred = cred_arg(fcinfo, 0, storage);
+    const pga::Uuid *cred = pga::pg::uuid_arg_or_null(fcinfo, 0, storage);
     Datum body = 0;
     call_alpaca(cred, op, std::move(query), false, body);
     pga::ext::put_rows(rsinfo, kind, pga::pg::text_view(body));
@@ -117,7 +110,7 @@ PGA_FUNCTION(pga_call_orders) {
 // (401, 403); Alpaca or the sidecar unreachable is an error, not false.
 PGA_FUNCTION(pga_call_validate) {
     pga::Uuid storage;
-    const pga::Uuid *cred = cred_arg(fcinfo, 0, storage);
+    const pga::Uuid *cred = pga::pg::uuid_arg_or_null(fcinfo, 0, storage);
     Datum body = 0;
     PG_RETURN_BOOL(call_alpaca(cred, "validate", {}, true, body));
 }

@@ -38,6 +38,13 @@ inline pga::Uuid uuid_value(Datum d) {
     return out;
 }
 
+// Argument n as a uuid in storage, or null when the argument is SQL NULL.
+inline const pga::Uuid *uuid_arg_or_null(FunctionCallInfo fcinfo, int n, pga::Uuid &storage) {
+    if (PG_ARGISNULL(n)) return nullptr;
+    storage = uuid_value(PG_GETARG_DATUM(n));
+    return &storage;
+}
+
 inline Datum uuid_datum(const pga::Uuid &u) {
     pg_uuid_t *p = call([&] { return (pg_uuid_t *)palloc(sizeof(pg_uuid_t)); });
     std::memcpy(p->data, u.data(), u.size());

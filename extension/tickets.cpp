@@ -80,17 +80,19 @@ std::string cred_text(const pga::Uuid *cred) {
     return cred ? pga::format_uuid(*cred) : std::string("<NULL>");
 }
 
-}  // namespace
-
-namespace pga::ext {
-
-pga::SecureBytes issue_ticket(const pga::Uuid *cred, const char *purpose,
-                              std::int64_t expires_at_ms) {
-    std::optional<std::string> user = current_app_user();
+// The application user set for this transaction; 42501 without one.
+std::string required_app_user() {
+    std::optional<std::string> user = pga::ext::current_app_user();
     if (!user)
         throw PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
                       "no application user is set for this transaction", "",
                       "Call alpaca_set_user(user_id) inside the same transaction first.");
+    return std::move(*user);
+}
+
+// issue_ticket for user: the credential under RLS, then the ticket.
+pga::SecureBytes ticket_for(std::string user, const pga::Uuid *cred, const char *purpose,
+                            std::int64_t expires_at_ms) {
     switch (credential_state(cred)) {
         case CredentialState::Missing:
             throw PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -105,13 +107,22 @@ pga::SecureBytes issue_ticket(const pga::Uuid *cred, const char *purpose,
     }
     pga::TicketClaims claims;
     claims.credential_id = *cred;
-    claims.app_user = std::move(*user);
+    claims.app_user = std::move(user);
     claims.purpose = purpose;
     claims.expires_at_ms = expires_at_ms;
-    std::string minted = mint_session_ticket(std::move(claims));
+    std::string minted = pga::ext::mint_session_ticket(std::move(claims));
     pga::SecureBytes ticket = pga::secure_copy(minted);
     pga::secure_wipe(minted.data(), minted.size());
     return ticket;
+}
+
+}  // namespace
+
+namespace pga::ext {
+
+pga::SecureBytes issue_ticket(const pga::Uuid *cred, const char *purpose,
+                              std::int64_t expires_at_ms) {
+    return ticket_for(required_app_user(), cred, purpose, expires_at_ms);
 }
 
 std::string mint_session_ticket(pga::TicketClaims claims) {
@@ -136,28 +147,25 @@ pga::TicketClaims verified_ticket(std::string_view ticket, bool any_time) {
 // plpgsql function had them (user, purpose, ttl, credential), then the ticket. Writes nothing.
 PGA_FUNCTION(pga_issue_ticket) {
     pga::Uuid storage;
-    const pga::Uuid *cred = nullptr;
-    if (!PG_ARGISNULL(0)) {
-        storage = pga::pg::uuid_value(PG_GETARG_DATUM(0));
-        cred = &storage;
-    }
-    if (!pga::ext::current_app_user())
-        throw PgError(ERRCODE_INSUFFICIENT_PRIVILEGE,
-                      "no application user is set for this transaction", "",
-                      "Call alpaca_set_user(user_id) inside the same transaction first.");
+    const pga::Uuid *cred = pga::pg::uuid_arg_or_null(fcinfo, 0, storage);
+    std::string user = required_app_user();
     const std::string purpose = PG_ARGISNULL(1) ? "" : std::string(text_view(PG_GETARG_DATUM(1)));
     if (purpose != "validate" && purpose != "account" && purpose != "positions" &&
         purpose != "orders" && purpose != "clock" && purpose != "trade")
         throw PgError(ERRCODE_INVALID_PARAMETER_VALUE, "unknown ticket purpose", "",
                       "Use validate, account, positions, orders, clock or trade.");
-    // interval's own ordering (interval_cmp: a month is 30 days, a day 24 hours), and the expiry
-    // as `clock_timestamp() + ttl` computes it.
-    const Interval *ttl = PG_ARGISNULL(2) ? nullptr : PG_GETARG_INTERVAL_P(2);
-    const __int128 span =
-        ttl == nullptr
-            ? 0
-            : (__int128(ttl->month) * DAYS_PER_MONTH + ttl->day) * USECS_PER_DAY + ttl->time;
-    if (ttl == nullptr || span <= 0 || span > __int128(5) * USECS_PER_MINUTE)
+    // Compared as interval's own ordering does (interval_cmp), the expiry as
+    // `clock_timestamp() + ttl` computes it.
+    Interval *ttl = PG_ARGISNULL(2) ? nullptr : PG_GETARG_INTERVAL_P(2);
+    Interval zero{}, five_minutes{};
+    five_minutes.time = 5 * USECS_PER_MINUTE;
+    auto cmp = [&](Interval *a, Interval *b) {
+        return pga::pg::call([&] {
+            return DatumGetInt32(
+                DirectFunctionCall2(interval_cmp, PointerGetDatum(a), PointerGetDatum(b)));
+        });
+    };
+    if (ttl == nullptr || cmp(ttl, &zero) <= 0 || cmp(ttl, &five_minutes) > 0)
         throw PgError(ERRCODE_INVALID_PARAMETER_VALUE,
                       "ticket ttl must be more than 0 and at most 5 minutes");
     const TimestampTz expires = pga::pg::call([&] {
@@ -165,8 +173,8 @@ PGA_FUNCTION(pga_issue_ticket) {
                                                        TimestampTzGetDatum(GetCurrentTimestamp()),
                                                        PointerGetDatum(ttl)));
     });
-    pga::SecureBytes ticket =
-        pga::ext::issue_ticket(cred, purpose.c_str(), pga::pg::timestamptz_to_unix_ms(expires));
+    pga::SecureBytes ticket = ticket_for(std::move(user), cred, purpose.c_str(),
+                                         pga::pg::timestamptz_to_unix_ms(expires));
     return text_datum(pga::as_view(ticket));
 }
 
