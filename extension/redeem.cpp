@@ -48,10 +48,16 @@ constexpr const char *kReadCredential =
 constexpr const char *kAudit =
     "INSERT INTO alpaca.audit_log (app_user, credential_id, action, purpose, outcome) "
     "VALUES ($1, $2, 'decrypt', $3, 'ok')";
-// The cutoff is a parameter (a custom plan sees its value), so the DELETE goes through
-// redeemed_tickets_expires_idx; with clock_timestamp() in the WHERE it would read the table.
+// At most 1 000 of the oldest expired nonces, found through redeemed_tickets_expires_idx
+// (ORDER BY its column with a LIMIT) and deleted by row id. A plain `expires_at < $1` was
+// planned as a sequential scan of the whole table whenever the estimate of expired rows was
+// high (a generic plan's one-third guess, or dead rows not yet vacuumed): under load that read
+// every nonce of the last 90 s on one redeem in a hundred (bench/README.md, "Fifth pass"). One
+// purge in a hundred redeems removing up to 1 000 rows clears ten nonces a redeem.
 constexpr const char *kPurge =
-    "DELETE FROM alpaca.redeemed_tickets r WHERE r.expires_at OPERATOR(pg_catalog.<) $1";
+    "DELETE FROM alpaca.redeemed_tickets r WHERE r.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+    "SELECT x.ctid FROM alpaca.redeemed_tickets x WHERE x.expires_at OPERATOR(pg_catalog.<) $1 "
+    "ORDER BY x.expires_at LIMIT 1000))";
 
 SPIPlanPtr g_mark = nullptr, g_read = nullptr, g_audit = nullptr, g_purge = nullptr;
 
