@@ -37,6 +37,8 @@ constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 constexpr auto kWriteTimeout = std::chrono::seconds(5);
 // How long a kept connection may sit idle before its client's next request.
 constexpr auto kIdleKeep = std::chrono::seconds(60);
+// How long a worker waits on the connection it answered for the next request (server.hpp).
+constexpr int kLingerMs = 2;
 
 // Waits until fd is ready for `events` or the deadline passes.
 bool wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
@@ -529,7 +531,7 @@ int Server::poll_timeout_ms(Clock::time_point now) const {
 // ---------------------------------------------------------------------------------------------
 // Workers
 // ---------------------------------------------------------------------------------------------
-void Server::serve_job(Job &job, HttpClient &http) {
+bool Server::serve_request(Job &job, HttpClient &http) {
     const auto cfg = config();
     const int fd = job.fd.get();
     // A client that hung up while its request was queued (a cancelled backend, or one that
@@ -540,18 +542,59 @@ void Server::serve_job(Job &job, HttpClient &http) {
                    {"op", job.req.operation},
                    {"outcome", outcome_name(Outcome::Internal)},
                    {"message", "the client hung up before its request was served"}});
-        return;
+        return false;
     }
-    if (job.req.operation == kStatusOperation) {
-        if (send_response(fd, status_answer(job.req))) keep_connection(std::move(job.fd));
-        return;
-    }
-    // job.req.ticket is SecureBytes: wiped when the job is destroyed.
+    if (job.req.operation == kStatusOperation) return send_response(fd, status_answer(job.req));
+    // job.req.ticket is SecureBytes: wiped when the job is destroyed or reused.
     SidecarResponse resp =
         handler_.handle(job.req, *cfg, http, [fd] { return client_hung_up(fd); });
     const bool sent = send_response(fd, resp);
     http.recycle_body(std::move(resp.body));
-    if (sent) keep_connection(std::move(job.fd));  // for the client's next request
+    return sent;
+}
+
+Server::NextFrame Server::linger_for_next(Job &job) {
+    if (stopping_.load(std::memory_order_relaxed) || queue_.has_waiting_or_stopped())
+        return NextFrame::HandBack;
+    const int fd = job.fd.get();
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, kLingerMs) <= 0) return NextFrame::HandBack;  // nothing yet (or EINTR)
+    // Only look (MSG_PEEK) until a whole frame that decodes is there: otherwise every byte is
+    // left for the poll thread's FrameReader, which also reports bad frames.
+    std::uint8_t prefix[kFramePrefixLen];
+    const ssize_t got = ::recv(fd, prefix, sizeof prefix, MSG_PEEK | MSG_DONTWAIT);
+    if (got == 0) return NextFrame::Gone;
+    if (got != ssize_t(sizeof prefix)) return NextFrame::HandBack;
+    try {
+        const std::size_t len = decode_frame_length(prefix, kMaxRequestPayload);
+        SecureBytes frame(kFramePrefixLen + len);  // holds the ticket: wiped
+        if (::recv(fd, frame.data(), frame.size(), MSG_PEEK | MSG_DONTWAIT) !=
+            ssize_t(frame.size()))
+            return NextFrame::HandBack;
+        SidecarRequest req = decode_request(frame.data() + kFramePrefixLen, len);
+        // The frame is ours now: take its bytes off the socket (they are there: we saw them).
+        if (::recv(fd, frame.data(), frame.size(), MSG_DONTWAIT) != ssize_t(frame.size()))
+            return NextFrame::Gone;
+        job.req = std::move(req);
+        return NextFrame::Ready;
+    } catch (const Error &) {
+        return NextFrame::HandBack;
+    }
+}
+
+void Server::serve_job(Job &job, HttpClient &http) {
+    for (;;) {
+        if (!serve_request(job, http)) return;  // the connection closes with the job
+        switch (linger_for_next(job)) {
+            case NextFrame::Ready:
+                continue;
+            case NextFrame::Gone:
+                return;
+            case NextFrame::HandBack:
+                keep_connection(std::move(job.fd));
+                return;
+        }
+    }
 }
 
 void Server::worker_loop() {
@@ -647,6 +690,7 @@ void Server::run(int signal_fd) {
     const std::size_t unsent = std::size_t(
         std::count_if(pending_.begin(), pending_.end(), [](const Pending &p) { return !p.idle; }));
     pending_.clear();
+    stopping_.store(true);
     {
         std::lock_guard<std::mutex> lock(kept_mu_);
         kept_closed_ = true;

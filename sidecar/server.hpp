@@ -10,10 +10,16 @@
 // frame right after connecting, so the one that has waited longest is the least likely to be a
 // real call).
 //
-// A connection whose answer a worker sent is handed back to the poll thread and kept, idle, for
-// the client's next request (a backend reuses its connection for look-ups, never for an order):
-// it has kIdleKeep to send one, then is closed without a word; over max_pending_connections
-// the oldest idle one goes first, also silently (it has asked nothing).
+// A connection whose answer a worker sent is kept for the client's next request (a backend
+// reuses its connection for look-ups, never for an order). The worker first lingers on it for
+// kLinger (2 ms), unless other requests wait in the queue: when the next request's whole frame
+// has arrived by then (a backend calling again at once), the worker serves it itself, without
+// the two hand-offs through the poll thread. Anything else — no frame yet, part of one, a frame
+// that does not decode — leaves the bytes unread and the connection goes back to the poll
+// thread, which reads and judges it as any other: the worker never waits for a client's bytes
+// beyond kLinger. There the connection is idle: it has kIdleKeep to send a request, then is
+// closed without a word; over max_pending_connections the oldest idle one goes first, also
+// silently (it has asked nothing).
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
@@ -27,6 +33,7 @@
 #include "sidecar/metrics.hpp"
 #include "sidecar/work_queue.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -160,6 +167,13 @@ class Server {
     int poll_timeout_ms(Clock::time_point now) const;
     void worker_loop();
     void serve_job(Job &job, HttpClient &http);
+    // Serves one request of job's connection; false when its answer could not be sent.
+    bool serve_request(Job &job, HttpClient &http);
+    enum class NextFrame { Ready, HandBack, Gone };
+    // Lingers on job's connection for its next request (see the top of this file): Ready with
+    // job.req decoded and its frame consumed; HandBack with nothing read; Gone when the client
+    // hung up.
+    NextFrame linger_for_next(Job &job);
 
     const std::string config_path_;
     mutable std::mutex config_mu_;
@@ -178,6 +192,7 @@ class Server {
     std::mutex kept_mu_;
     std::vector<UniqueFd> kept_;               // handed back, not yet taken by the poll thread
     bool kept_closed_ = false;                 // stopping: hand-backs are closed instead
+    std::atomic<bool> stopping_{false};        // stopping: workers do not linger
     Clock::time_point accept_paused_until_{};  // after EMFILE with nothing left to drop
     LogThrottle drop_log_{std::chrono::seconds(1)};
     LogThrottle bad_log_{std::chrono::seconds(1)};

@@ -77,6 +77,13 @@ class WorkQueue {
         return items_.size();
     }
 
+    // True when a pushed item waits for a worker, or the queue is stopped: a worker that could
+    // linger on its own client should come back to the queue instead.
+    bool has_waiting_or_stopped() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return stopping_ || !items_.empty();
+    }
+
     // How many pop() calls are waiting (for tests and metrics).
     std::size_t idle() const {
         std::lock_guard<std::mutex> lock(mu_);

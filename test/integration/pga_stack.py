@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import urllib.request
@@ -123,3 +124,32 @@ def fake_sidecar_socket(prefix):
 def remove_fake_socket(folder, sock):
     sock.close()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def sidecar_frame(header, body=b""):
+    """A request frame for the sidecar's socket (common/wire.hpp): u32 length | u32 header
+    length | header JSON (a dict, or bytes as they are) | body."""
+    h = json.dumps(header).encode() if isinstance(header, dict) else header
+    payload = struct.pack(">I", len(h)) + h + body
+    return struct.pack(">I", len(payload)) + payload
+
+
+def read_sidecar_answer(s, timeout):
+    """The next answer frame on socket s as its header dict, or None (closed, timed out). Reads
+    exactly one frame, so a second answer on the same socket is left for the next call."""
+    s.settimeout(timeout)
+
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+    try:
+        payload = exactly(struct.unpack(">I", exactly(4))[0])
+    except (OSError, EOFError):
+        return None
+    hlen = struct.unpack(">I", payload[:4])[0]
+    return json.loads(payload[4:4 + hlen])

@@ -4,7 +4,11 @@ connection; a sidecar restart or hang-up in between costs nothing but a fresh co
 order never goes on a kept connection and never goes twice, even when the kept one is dead.
 
 A fake sidecar on a socket of its own records which connection each request came on; the real
-stack checks that the real sidecar keeps the connection open and survives a restart.
+stack checks that the real sidecar keeps the connection open and survives a restart, and that
+whichever way a kept connection's next frame arrives (at once, in pieces, two in one send,
+malformed), the real sidecar answers it as it answers a new connection's: a worker that
+answered lingers for the next frame and serves it when it is whole, and leaves every other case
+to the poll thread (sidecar/server.hpp).
 """
 import json
 import os
@@ -146,6 +150,35 @@ class KeptConnectionTest(unittest.TestCase):
             now = sockets(pid) - before
             self.assertEqual(len(now), 1)
             self.assertNotEqual(now, kept, "a fresh connection to the restarted sidecar")
+
+    def test_the_real_sidecar_answers_each_next_frame_however_it_comes(self):
+        """One raw connection to the stack's sidecar, status requests (no ticket needed)."""
+        frame, answer = S.sidecar_frame, S.read_sidecar_answer
+
+        def status(n):
+            return frame({"v": 1, "id": f"next-{n}", "op": "status", "ticket": ""})
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(os.environ["PGA_SIDECAR_SOCKET"])
+            s.sendall(status(1))
+            self.assertEqual(answer(s, 5)["id"], "next-1")
+            for n in range(2, 12):  # at once: the lingering worker's (mostly)
+                s.sendall(status(n))
+                got = answer(s, 5)
+                self.assertEqual((got["id"], got["outcome"]), (f"next-{n}", "ok"))
+            s.sendall(status(20) + status(21))  # two frames in one send: both, in order
+            self.assertEqual([answer(s, 5)["id"] for _ in range(2)], ["next-20", "next-21"])
+            whole = status(30)
+            for cut in (2, 4, 9, len(whole) - 1):  # in two pieces, the second 30 ms later
+                s.sendall(whole[:cut])
+                threading.Event().wait(0.03)
+                s.sendall(whole[cut:])
+                got = answer(s, 5)
+                self.assertEqual((got["id"], got["outcome"]), ("next-30", "ok"), f"cut at {cut}")
+            s.sendall(frame({"v": 1, "id": "bad-1", "op": "no_such_op", "ticket": ""}))  # refused, then closed
+            self.assertEqual(answer(s, 5)["outcome"], "bad_request")
+            s.settimeout(5)
+            self.assertEqual(s.recv(1), b"", "a refused frame's connection is closed")
 
 
 if __name__ == "__main__":

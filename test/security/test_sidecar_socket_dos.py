@@ -42,27 +42,8 @@ CALLS = 30
 CANARY = "DOSCANARY7Q2X"  # in the slow clients' bytes; must never reach the log
 
 
-def frame(header, body=b""):
-    h = json.dumps(header).encode() if isinstance(header, dict) else header
-    payload = struct.pack(">I", len(h)) + h + body
-    return struct.pack(">I", len(payload)) + payload
-
-
-def read_answer(s, timeout):
-    """The sidecar's answer frame on s as a header dict, or None (closed, timed out)."""
-    s.settimeout(timeout)
-    buf = b""
-    try:
-        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
-            chunk = s.recv(65536)
-            if not chunk:
-                return None
-            buf += chunk
-    except OSError:
-        return None
-    payload = buf[4:]
-    hlen = struct.unpack(">I", payload[:4])[0]
-    return json.loads(payload[4:4 + hlen])
+frame = S.sidecar_frame
+read_answer = S.read_sidecar_answer
 
 
 def sidecar_fd_count():
@@ -376,6 +357,49 @@ class SidecarSocketDos(unittest.TestCase):
         under = self.measure()
         self.check_calls("100 requests then hang-up", base, under)
         self.check_probe("after hang-ups", self.probe_accept())
+
+    def test_answered_clients_that_dawdle_on_their_next_frame_hold_no_worker(self):
+        """README security model, "a local process that may connect to the
+        sidecar's socket ... cannot starve real calls or the accept loop":
+        a worker that sent an answer lingers a moment on the connection for the client's next
+        request. 40 clients (the stack has 16 workers) that take an answer and at once send the
+        first bytes of a next frame, then nothing, must not keep a worker each: real calls keep
+        their latency, new connections are answered at once, and the sidecar closes every
+        dawdler within its read timeout (with a bad_request answer)."""
+        base = self.measure()
+        nxt = frame(('{"id": "' + CANARY + '", "v": 1, "op": "status", "ticket": ""}').encode())
+        socks, answered = [], 0
+        try:
+            for i in range(40):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(SOCK)
+                s.sendall(frame({"v": 1, "id": f"dawdle-{i}", "op": "status", "ticket": ""}))
+                answered += (read_answer(s, 5) or {}).get("outcome") == "ok"
+                s.sendall(nxt[:24])  # the prefixes and the start of the header, canary in it
+                socks.append((s, time.monotonic()))
+            under = self.measure()
+            probe = self.probe_accept()
+            lives, refused = [], 0
+            for s, sent in socks:
+                ans = read_answer(s, READ_TIMEOUT_S + SLACK_S)
+                refused += (ans or {}).get("outcome") == "bad_request"
+                try:
+                    s.settimeout(max(0.1, sent + READ_TIMEOUT_S + SLACK_S - time.monotonic()))
+                    closed = s.recv(1) == b""
+                except OSError:
+                    closed = False
+                lives.append(time.monotonic() - sent if closed else float("inf"))
+        finally:
+            for s, _ in socks:
+                s.close()
+        print(f"\n[figures] 40 answered clients dawdling on their next frame: {answered} "
+              f"answered, {refused} refused for the read timeout, longest lived "
+              f"{max(lives):.2f} s (bound {READ_TIMEOUT_S + SLACK_S:.1f} s)", file=sys.stderr)
+        self.assertEqual(answered, 40, "a status request was not answered")
+        self.check_calls("answered clients dawdling on their next frame", base, under)
+        self.check_probe("with answered clients dawdling", probe)
+        self.assertEqual(refused, 40, "a dawdler was not refused for its read timeout")
+        self.assertLessEqual(max(lives), READ_TIMEOUT_S + SLACK_S, "a dawdler was kept open")
 
     def test_answered_clients_that_stay_idle_are_bounded(self):
         """README security model, "a local process that may connect to the

@@ -130,6 +130,18 @@ TEST(WorkQueue, StopWakesIdleWorkers) {
     EXPECT_TRUE(p.got.empty());
 }
 
+TEST(WorkQueue, SaysWhenAnItemWaitsOrItStopped) {
+    WorkQueue<int> q;
+    EXPECT_FALSE(q.has_waiting_or_stopped());
+    std::unique_ptr<int> a = item(1);
+    ASSERT_TRUE(q.push(a, 2));
+    EXPECT_TRUE(q.has_waiting_or_stopped());  // a lingering worker should come back for it
+    q.pop();
+    EXPECT_FALSE(q.has_waiting_or_stopped());
+    q.stop();
+    EXPECT_TRUE(q.has_waiting_or_stopped());
+}
+
 TEST(WorkQueue, DepthIsReportedOnEveryChange) {
     std::vector<std::size_t> depths;
     WorkQueue<int> q([&](std::size_t n) { depths.push_back(n); });
