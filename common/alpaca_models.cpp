@@ -102,10 +102,36 @@ inline void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ScanCopyUnescapedString
     is.dst_ = q;
 }
 
-// Keeps RapidJSON's SIMD whitespace skipping for our stream type (found by argument-dependent
-// lookup; without it the reader would take its generic byte loop).
-inline void SkipWhitespace(pga::PaddedInsituStream &is) {
-    is.src_ = const_cast<char *>(SkipWhitespace_SIMD(is.src_));
+// Whitespace skipping for our stream type (found by argument-dependent lookup; without it the
+// reader would take its generic byte loop). RapidJSON's SkipWhitespace_SIMD goes byte by byte
+// to the next 16-byte boundary before it loads 16 at a time; between tokens there are 0 to ~8
+// bytes of whitespace, so that prologue was all of its work. Here: one test for the common
+// case (no whitespace), then unaligned 16-byte loads from the first whitespace byte on (the
+// padding after the document, zero bytes, stops the loop inside the buffer).
+[[gnu::always_inline]] inline void SkipWhitespace(pga::PaddedInsituStream &is) {
+    char *p = is.src_;
+    const char c = *p;
+    if (c != ' ' && c != '\n' && c != '\r' && c != '\t') return;
+    ++p;
+    const char d = *p;  // one whitespace byte (": " in an indented document)
+    if (d != ' ' && d != '\n' && d != '\r' && d != '\t') {
+        is.src_ = p;
+        return;
+    }
+    const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                  tab = _mm_set1_epi8('\t');
+    for (;;) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+        const __m128i ws =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, tab)));
+        const unsigned other = ~unsigned(_mm_movemask_epi8(ws)) & 0xFFFFu;
+        if (other != 0) {
+            is.src_ = p + __builtin_ctz(other);
+            return;
+        }
+        p += 16;
+    }
 }
 }  // namespace rapidjson
 #endif
@@ -168,7 +194,10 @@ inline bool is_bad_control(unsigned c) noexcept {
 // Offset of the first byte of a document that is a raw control character or not well-formed
 // UTF-8, or npos. RapidJSON 1.1.0's SIMD string scanners let 0x1A..0x1F through (they test
 // max(c, 0x19) == 0x19), so the reader must never see such a byte: they are refused here.
-std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n) noexcept {
+// Copies the bytes it checked to copy (n bytes of room) on the way, so that the document is
+// read once for both (all of it when the answer is npos).
+std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n,
+                                     unsigned char *copy) noexcept {
     std::size_t i = 0;
     while (i < n) {
 #if defined(__SSE2__)
@@ -180,19 +209,23 @@ std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n) noex
             const __m128i ws = _mm_or_si128(
                 _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, cr));
             if ((_mm_movemask_epi8(_mm_andnot_si128(ws, ctl)) | _mm_movemask_epi8(v)) != 0) break;
+            _mm_storeu_si128(reinterpret_cast<__m128i *>(copy + i), v);
             i += 16;
         }
 #endif
         if (i >= n) break;
         if (s[i] < 0x80) {
             if (is_bad_control(s[i])) return i;
+            copy[i] = s[i];
             ++i;
             continue;
         }
         // One multi-byte sequence: well-formed (invalid_utf8_at checks it first) or the answer.
         const unsigned c = s[i];
-        const std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-        if (invalid_utf8_at(s + i, len < n - i ? len : n - i) != std::string_view::npos) return i;
+        std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (len > n - i) len = n - i;
+        if (invalid_utf8_at(s + i, len) != std::string_view::npos) return i;
+        std::memcpy(copy + i, s + i, len);
         i += len;
     }
     return std::string_view::npos;
@@ -677,20 +710,6 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
         // JSON text never holds a raw NUL; the in-situ reader would take one for the end.
         if (std::memchr(json.data(), 0, json.size()) != nullptr)
             fail(shape.what, "malformed JSON (NUL byte)");
-        const std::size_t bad = invalid_document_byte_at(
-            reinterpret_cast<const unsigned char *>(json.data()), json.size());
-        if (bad != std::string_view::npos) {
-            const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
-            fail(shape.what, std::string("malformed JSON (") +
-                                 (control ? "A control character must be escaped."
-                                          : "Invalid encoding in string.") +
-                                 ") at offset " + std::to_string(bad));
-        }
-        const std::size_t need = json.size() + 1 + kPadding;
-        if (buf.size() < need) buf.resize(need);
-        std::memcpy(buf.data(), json.data(), json.size());
-        std::memset(buf.data() + json.size(), 0, 1 + kPadding);
-
         struct Release {  // a one-off huge document does not stay pinned in memory
             Impl &impl;
             ~Release() {
@@ -698,6 +717,20 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
                 if (impl.legs_buf.GetSize() > kKeepBuffer) impl.legs_buf.ShrinkToFit();
             }
         } release{*this};
+
+        const std::size_t need = json.size() + 1 + kPadding;
+        if (buf.size() < need) buf.resize(need);
+        const std::size_t bad =
+            invalid_document_byte_at(reinterpret_cast<const unsigned char *>(json.data()),
+                                     json.size(), reinterpret_cast<unsigned char *>(buf.data()));
+        if (bad != std::string_view::npos) {
+            const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
+            fail(shape.what, std::string("malformed JSON (") +
+                                 (control ? "A control character must be escaped."
+                                          : "Invalid encoding in string.") +
+                                 ") at offset " + std::to_string(bad));
+        }
+        std::memset(buf.data() + json.size(), 0, 1 + kPadding);
 
         const bool check_decoded = std::string_view(json).find("\\u") != std::string_view::npos;
         Handler h(shape, sink, legs_buf, legs, check_decoded);
@@ -738,33 +771,33 @@ std::string Record::where() const {
 
 // ---------------------------------------------------------------- owning structs
 bool is_decimal_text(std::string_view s) noexcept {
-    std::size_t i = 0;
-    const std::size_t n = s.size();
-    auto digits = [&]() {
-        const std::size_t start = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') ++i;
-        return i - start;
+    const char *p = s.data();
+    const char *const end = p + s.size();
+    const auto digits = [&]() {
+        const char *const start = p;
+        while (p < end && static_cast<unsigned char>(*p - '0') < 10) ++p;
+        return p != start;
     };
-    if (i < n && s[i] == '-') ++i;
-    if (digits() == 0) return false;
-    if (i < n && s[i] == '.') {
-        ++i;
-        if (digits() == 0) return false;
+    if (p < end && *p == '-') ++p;
+    if (!digits()) return false;
+    if (p < end && *p == '.') {
+        ++p;
+        if (!digits()) return false;
     }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        ++i;
-        if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
-        const std::size_t start = i;
-        if (digits() == 0) return false;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        ++p;
+        if (p < end && (*p == '+' || *p == '-')) ++p;
+        const char *const start = p;
+        if (!digits()) return false;
         // Exponent magnitude within what PostgreSQL numeric accepts (leading zeros allowed).
-        std::size_t k = start;
-        while (k < i - 1 && s[k] == '0') ++k;
-        if (i - k > 4) return false;
+        const char *k = start;
+        while (k < p - 1 && *k == '0') ++k;
+        if (p - k > 4) return false;
         int e = 0;
-        for (; k < i; ++k) e = e * 10 + (s[k] - '0');
+        for (; k < p; ++k) e = e * 10 + (*k - '0');
         if (e > kMaxDecimalExponent) return false;
     }
-    return i == n;
+    return p == end;
 }
 
 AlpacaAccount parse_account(std::string_view json) {

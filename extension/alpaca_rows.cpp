@@ -32,11 +32,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "extension/alpaca_rows.hpp"
 #include "extension/pg_values.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "access/tupmacs.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
@@ -47,6 +50,7 @@ extern "C" {
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/tuplestore.h"
 #include "utils/typcache.h"
 }
 
@@ -104,15 +108,35 @@ constexpr int kNumericShortDscaleShift = 7, kNumericShortDscaleMax = 0x1F80 >> 7
 constexpr std::size_t kFastDigits = 64;  // longer integer or fraction parts: numeric_in
 
 // ---------------------------------------------------------------- columns
-// One row under construction. Allocations come from a context reset after every row and never
-// ereport (MCXT_ALLOC_NO_OOM; a failure is std::bad_alloc, reported by the guard).
+// Scratch memory for the values of one row, which are copied into the row's tuple before the
+// next row starts: a bump allocator over a buffer of the call (no palloc per value).
+class RowArena {
+  public:
+    void *take(std::size_t n) {
+        n = MAXALIGN(n);
+        if (n > sizeof buf_ - used_) return nullptr;
+        void *p = reinterpret_cast<char *>(buf_) + used_;
+        used_ += n;
+        return p;
+    }
+    void reset() { used_ = 0; }
+
+  private:
+    std::uint64_t buf_[512];  // 4 KB: a row of Alpaca's values needs a few hundred bytes
+    std::size_t used_ = 0;
+};
+
+// One row under construction. Allocations come from the row's arena or, when it is full, from
+// a context reset after every row, and never ereport (MCXT_ALLOC_NO_OOM; a failure is
+// std::bad_alloc, reported by the guard).
 class RowBuilder {
   public:
-    RowBuilder(const Record &r, MemoryContext cxt, bool verify_text)
-        : r_(r), cxt_(cxt), verify_text_(verify_text) {}
+    RowBuilder(const Record &r, MemoryContext cxt, RowArena &arena, bool verify_text)
+        : r_(r), cxt_(cxt), arena_(arena), verify_text_(verify_text) {}
     const Record &record() const { return r_; }
 
     void *alloc(std::size_t n) {
+        if (void *p = arena_.take(n)) return p;
         if (n >= MaxAllocSize) throw std::bad_alloc();
         void *p = MemoryContextAllocExtended(cxt_, n, MCXT_ALLOC_NO_OOM);
         if (p == nullptr) throw std::bad_alloc();
@@ -210,68 +234,60 @@ class RowBuilder {
     // -?digits[.digits] (already validated by common/) into the exact Numeric numeric_in
     // would make; false for what it leaves to numeric_in (an exponent, very long parts).
     bool numeric_fast(std::string_view s, Datum &out) {
-        std::size_t i = 0;
-        const bool neg = !s.empty() && s[0] == '-';
-        if (neg) i = 1;
-        const std::size_t int_start = i;
-        while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-        std::size_t int_end = i, frac_start = i, frac_end = i;
-        if (i < s.size() && s[i] == '.') {
-            frac_start = ++i;
-            while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-            frac_end = i;
+        const char *p = s.data();
+        const char *const end = p + s.size();
+        const bool neg = p < end && *p == '-';
+        if (neg) ++p;
+        const auto is_digit = [](char c) { return (unsigned char)(c - '0') < 10; };
+        const char *ib = p;
+        while (p < end && is_digit(*p)) ++p;
+        const char *const ie = p;
+        const char *fb = p, *fraw = p;
+        if (p < end && *p == '.') {
+            fb = ++p;
+            while (p < end && is_digit(*p)) ++p;
+            fraw = p;
         }
-        if (i != s.size() || int_end == int_start) return false;  // exponent or not a decimal
-        if (int_end - int_start > kFastDigits || frac_end - frac_start > kFastDigits) return false;
-        const int dscale = (int)(frac_end - frac_start);
-        std::size_t a = int_start;
-        while (a < int_end && s[a] == '0') ++a;  // leading zeros of the integer part
-        std::size_t fe = frac_end;
-        while (fe > frac_start && s[fe - 1] == '0') --fe;  // trailing zeros of the fraction
-        const std::size_t int_len = int_end - a;
+        if (p != end || ie == ib) return false;  // exponent or not a decimal
+        if ((std::size_t)(ie - ib) > kFastDigits || (std::size_t)(fraw - fb) > kFastDigits)
+            return false;
+        const int dscale = (int)(fraw - fb);
+        while (ib < ie && *ib == '0') ++ib;  // leading zeros of the integer part
+        const char *fe = fraw;
+        while (fe > fb && fe[-1] == '0') --fe;  // trailing zeros of the fraction
 
-        // Decimal digits d[0..n) with the point after int_len of them, grouped by 4 from the
-        // point: pad the integer part on the left to a multiple of 4.
-        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
-        int nd = 0;
+        // The significant decimal digits, grouped by 4 from the point: the integer part padded
+        // on the left with zeros to a multiple of 4, the last group on the right.
+        char d[2 * kFastDigits + 8];
+        char *q = d;
         int weight;
-        std::size_t pos;      // position in s of the next decimal digit to group
-        std::size_t pending;  // integer digits in the first group
-        if (int_len > 0) {
-            weight = (int)((int_len + 3) / 4) - 1;
-            pending = int_len % 4 == 0 ? 4 : int_len % 4;
-            pos = a;
+        const std::size_t il = (std::size_t)(ie - ib);
+        std::memcpy(d, "0000", 4);
+        if (il > 0) {
+            weight = (int)((il + 3) / 4) - 1;
+            q += (4 - il % 4) % 4;
+            std::memcpy(q, ib, il);
+            q += il;
+            std::memcpy(q, fb, (std::size_t)(fe - fb));
+            q += fe - fb;
         } else {
             // No integer part: skip whole groups of leading fraction zeros.
-            std::size_t z = frac_start;
-            while (z < fe && s[z] == '0') ++z;
-            if (z == fe) {  // zero
-                return emit_numeric(false, 0, dscale, digits.data(), 0, out);
-            }
-            const std::size_t zero_groups = (z - frac_start) / 4;
+            const char *z = fb;
+            while (z < fe && *z == '0') ++z;
+            if (z == fe) return emit_numeric(false, 0, dscale, nullptr, 0, out);  // zero
+            const std::size_t zero_groups = (std::size_t)(z - fb) / 4;
             weight = -1 - (int)zero_groups;
-            pos = frac_start + zero_groups * 4;
-            pending = 0;
+            const char *from = fb + zero_groups * 4;
+            std::memcpy(q, from, (std::size_t)(fe - from));
+            q += fe - from;
         }
-        // Integer groups.
-        while (pos < int_end) {
-            int g = 0;
-            const std::size_t take = pending;
-            for (std::size_t k = 0; k < take; ++k) g = g * 10 + (s[pos + k] - '0');
-            pos += take;
-            digits[(std::size_t)nd++] = (std::int16_t)g;
-            pending = 4;
-        }
-        // Fraction groups (up to the last non-zero digit), the last one padded on the right.
-        if (pos < frac_start) pos = frac_start;
-        while (pos < fe) {
-            int g = 0;
-            for (std::size_t k = 0; k < 4; ++k) {
-                const std::size_t p = pos + k;
-                g = g * 10 + (p < fe ? s[p] - '0' : 0);
-            }
-            pos += 4;
-            digits[(std::size_t)nd++] = (std::int16_t)g;
+        std::memcpy(q, "0000", 4);
+        int nd = (int)((q - d + 3) / 4);
+        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
+        for (int g = 0; g < nd; ++g) {
+            const char *x = d + 4 * g;
+            digits[(std::size_t)g] = (std::int16_t)(((x[0] - '0') * 10 + (x[1] - '0')) * 100 +
+                                                    (x[2] - '0') * 10 + (x[3] - '0'));
         }
         // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
         while (nd > 0 && digits[(std::size_t)nd - 1] == 0) --nd;
@@ -372,6 +388,7 @@ class RowBuilder {
 
     const Record &r_;
     MemoryContext cxt_;
+    RowArena &arena_;
     bool verify_text_;
     bool occ_done_ = false;
     std::optional<pga::OccSymbol> occ_;
@@ -673,6 +690,122 @@ struct ReaderLease {
     ReaderLease &operator=(const ReaderLease &) = delete;
 };
 
+// ---------------------------------------------------------------- the row's tuple
+// The tuple tuplestore_putvalues would store (heap_form_minimal_tuple and heap_fill_tuple,
+// src/backend/access/common/heaptuple.c: header, null bitmap, each value aligned as its
+// attribute says, a varlena that fits converted to a 1-byte header), built here in one pass
+// over the row and handed to tuplestore_puttuple, which copies it as it is: no palloc, no
+// generic per-attribute code. The on-disk tuple format (stable across releases).
+class TupleForm {
+  public:
+    explicit TupleForm(TupleDesc desc) : natts_(desc->natts) {
+        for (int a = 0; a < natts_; ++a) {
+            const Form_pg_attribute att = TupleDescAttr(desc, a);
+            Att &p = atts_[(std::size_t)a];
+            p.len = att->attlen;
+            p.align = att->attalign;
+            p.byval = att->attbyval;
+            p.packable = att->attstorage != TYPSTORAGE_PLAIN;
+        }
+    }
+
+    // The minimal tuple of the row, or nullptr for a value outside what is handled here (an
+    // external or expanded varlena, a cstring), which the caller hands to tuplestore_putvalues.
+    HeapTuple form(const Datum *values, const bool *nulls) {
+        const int natts = natts_;
+        bool hasnull = false;
+        for (int a = 0; a < natts; ++a) hasnull |= nulls[a];
+        std::size_t hoff = SizeofMinimalTupleHeader;
+        if (hasnull) hoff += BITMAPLEN(natts);
+        hoff = MAXALIGN(hoff);
+        std::size_t len = hoff;  // offsets from the tuple's (maxaligned) start
+        for (int a = 0; a < natts; ++a) {
+            if (nulls[a]) continue;
+            const Att &att = atts_[(std::size_t)a];
+            if (att.len == -1) {
+                const Pointer v = DatumGetPointer(values[a]);
+                if (VARATT_IS_EXTERNAL(v)) return nullptr;
+                if (VARATT_IS_SHORT(v)) {
+                    len += VARSIZE_SHORT(v);
+                } else if (att.packable && VARATT_CAN_MAKE_SHORT(v)) {
+                    len += VARATT_CONVERTED_SHORT_SIZE(v);
+                } else {
+                    len = att_align_nominal(len, att.align) + VARSIZE(v);
+                }
+            } else if (att.len > 0) {
+                len = att_align_nominal(len, att.align) + (std::size_t)att.len;
+            } else {
+                return nullptr;
+            }
+        }
+        // The buffer: MINIMAL_TUPLE_OFFSET bytes for the HeapTupleHeader that the minimal
+        // tuple is the tail of (as a minimal tuple slot does), then the tuple.
+        const std::size_t words = (MINIMAL_TUPLE_OFFSET + len + 7) / 8;
+        if (buf_.size() < words) buf_.resize(words + 64);
+        char *const base = reinterpret_cast<char *>(buf_.data());
+        std::memset(base, 0, words * 8);
+        char *const t = base + MINIMAL_TUPLE_OFFSET;
+        auto *mt = reinterpret_cast<MinimalTuple>(t);
+        std::uint16_t infomask = 0;
+        std::size_t off = hoff;
+        for (int a = 0; a < natts; ++a) {
+            if (nulls[a]) {
+                infomask |= HEAP_HASNULL;
+                continue;
+            }
+            if (hasnull) mt->t_bits[a >> 3] |= (bits8)(1 << (a & 7));
+            const Att &att = atts_[(std::size_t)a];
+            if (att.byval) {
+                off = att_align_nominal(off, att.align);
+                store_att_byval(t + off, values[a], att.len);
+                off += (std::size_t)att.len;
+            } else if (att.len == -1) {
+                const Pointer v = DatumGetPointer(values[a]);
+                infomask |= HEAP_HASVARWIDTH;
+                if (VARATT_IS_SHORT(v)) {
+                    const std::size_t n = VARSIZE_SHORT(v);
+                    std::memcpy(t + off, v, n);
+                    off += n;
+                } else if (att.packable && VARATT_CAN_MAKE_SHORT(v)) {
+                    const std::size_t n = VARATT_CONVERTED_SHORT_SIZE(v);
+                    SET_VARSIZE_SHORT(t + off, n);
+                    std::memcpy(t + off + 1, VARDATA(v), n - 1);
+                    off += n;
+                } else {
+                    off = att_align_nominal(off, att.align);
+                    const std::size_t n = VARSIZE(v);
+                    std::memcpy(t + off, v, n);
+                    off += n;
+                }
+            } else {
+                off = att_align_nominal(off, att.align);
+                std::memcpy(t + off, DatumGetPointer(values[a]), (std::size_t)att.len);
+                off += (std::size_t)att.len;
+            }
+        }
+        mt->t_len = (std::uint32_t)len;
+        HeapTupleHeaderSetNatts(mt, natts);
+        mt->t_infomask = infomask;
+        mt->t_hoff = (std::uint8_t)(hoff + MINIMAL_TUPLE_OFFSET);
+        tuple_.t_len = (std::uint32_t)(len + MINIMAL_TUPLE_OFFSET);
+        tuple_.t_data = reinterpret_cast<HeapTupleHeader>(base);
+        ItemPointerSetInvalid(&tuple_.t_self);
+        tuple_.t_tableOid = InvalidOid;
+        return &tuple_;
+    }
+
+  private:
+    struct Att {  // what the layout needs of an attribute (pg_attribute)
+        std::int16_t len;
+        char align;
+        bool byval, packable;
+    };
+    int natts_;
+    std::array<Att, 64> atts_{};  // natts <= 64: check_shape
+    std::vector<std::uint64_t> buf_ = std::vector<std::uint64_t>(128);
+    HeapTupleData tuple_{};
+};
+
 // Deletes the per-call row context (MemoryContextDelete never ereports).
 struct ContextDeleter {
     void operator()(MemoryContextData *c) const { MemoryContextDelete(c); }
@@ -730,17 +863,23 @@ void pga::ext::put_rows(ReturnSetInfo *rsinfo, RowKind kind, std::string_view bo
     const int natts = desc->natts;
     std::array<Datum, 64> values{};
     std::array<bool, 64> nulls{};
+    auto arena = std::make_unique<RowArena>();
+    TupleForm form(desc);
 
     auto sink = [&](const Record &r) {
         // A long document stays cancellable (pg_cancel_backend, statement_timeout).
         if (InterruptPending) pga::pg::call([] { CHECK_FOR_INTERRUPTS(); });
-        RowBuilder b(r, cxt.get(), verify_text);
+        RowBuilder b(r, cxt.get(), *arena, verify_text);
         for (int a = 0; a < natts; ++a) {
             const int c = shape.attr_column[(std::size_t)a];
             nulls[(std::size_t)a] =
                 c < 0 || !shape.columns[c].fill(b, shape.columns[c], values[(std::size_t)a]);
         }
-        pga::pg::put_row(rsinfo, values.data(), nulls.data());
+        if (HeapTuple t = form.form(values.data(), nulls.data()))
+            pga::pg::call([&] { tuplestore_puttuple(rsinfo->setResult, t); });
+        else
+            pga::pg::put_row(rsinfo, values.data(), nulls.data());
+        arena->reset();
         MemoryContextReset(cxt.get());
     };
     try {
