@@ -108,16 +108,8 @@ inline void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ScanCopyUnescapedString
 // bytes of whitespace, so that prologue was all of its work. Here: one test for the common
 // case (no whitespace), then unaligned 16-byte loads from the first whitespace byte on (the
 // padding after the document, zero bytes, stops the loop inside the buffer).
-[[gnu::always_inline]] inline void SkipWhitespace(pga::PaddedInsituStream &is) {
-    char *p = is.src_;
-    const char c = *p;
-    if (c != ' ' && c != '\n' && c != '\r' && c != '\t') return;
-    ++p;
-    const char d = *p;  // one whitespace byte (": " in an indented document)
-    if (d != ' ' && d != '\n' && d != '\r' && d != '\t') {
-        is.src_ = p;
-        return;
-    }
+// The run of whitespace from p (p[0] and p[1] are whitespace), out of line.
+[[gnu::noinline]] inline char *SkipWhitespaceRun(char *p) {
     const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
                   tab = _mm_set1_epi8('\t');
     for (;;) {
@@ -126,12 +118,17 @@ inline void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ScanCopyUnescapedString
             _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
                          _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, tab)));
         const unsigned other = ~unsigned(_mm_movemask_epi8(ws)) & 0xFFFFu;
-        if (other != 0) {
-            is.src_ = p + __builtin_ctz(other);
-            return;
-        }
+        if (other != 0) return p + __builtin_ctz(other);
         p += 16;
     }
+}
+
+[[gnu::always_inline]] inline void SkipWhitespace(pga::PaddedInsituStream &is) {
+    const auto ws = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+    char *p = is.src_;
+    if (!ws(*p)) return;
+    ++p;
+    is.src_ = ws(*p) ? SkipWhitespaceRun(p) : p;  // one whitespace byte: ": " in indented JSON
 }
 }  // namespace rapidjson
 #endif
@@ -195,20 +192,28 @@ inline bool is_bad_control(unsigned c) noexcept {
 // UTF-8, or npos. RapidJSON 1.1.0's SIMD string scanners let 0x1A..0x1F through (they test
 // max(c, 0x19) == 0x19), so the reader must never see such a byte: they are refused here.
 // Copies the bytes it checked to copy (n bytes of room) on the way, so that the document is
-// read once for both (all of it when the answer is npos).
-std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n,
-                                     unsigned char *copy) noexcept {
+// read once for both (all of it when the answer is npos); with npos, backslash says whether
+// the document holds one.
+std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n, unsigned char *copy,
+                                     bool &backslash) noexcept {
     std::size_t i = 0;
+    bool bs = false;
+#if defined(__SSE2__)
+    __m128i bs_seen = _mm_setzero_si128();
+#endif
     while (i < n) {
 #if defined(__SSE2__)
         const __m128i le1f = _mm_set1_epi8(0x1F), tab = _mm_set1_epi8('\t'),
-                      nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+                      nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                      back = _mm_set1_epi8('\\');
         while (i + 16 <= n) {  // ASCII without control characters, 16 bytes at a time
             const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + i));
             const __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(v, le1f), le1f);  // v <= 0x1F
             const __m128i ws = _mm_or_si128(
                 _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, cr));
-            if ((_mm_movemask_epi8(_mm_andnot_si128(ws, ctl)) | _mm_movemask_epi8(v)) != 0) break;
+            if (_mm_movemask_epi8(_mm_or_si128(_mm_andnot_si128(ws, ctl), v)) != 0)
+                break;  // or >= 0x80
+            bs_seen = _mm_or_si128(bs_seen, _mm_cmpeq_epi8(v, back));
             _mm_storeu_si128(reinterpret_cast<__m128i *>(copy + i), v);
             i += 16;
         }
@@ -216,6 +221,7 @@ std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n,
         if (i >= n) break;
         if (s[i] < 0x80) {
             if (is_bad_control(s[i])) return i;
+            bs |= s[i] == '\\';
             copy[i] = s[i];
             ++i;
             continue;
@@ -228,6 +234,10 @@ std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n,
         std::memcpy(copy + i, s + i, len);
         i += len;
     }
+#if defined(__SSE2__)
+    bs |= _mm_movemask_epi8(bs_seen) != 0;
+#endif
+    backslash = bs;
     return std::string_view::npos;
 }
 
@@ -309,8 +319,10 @@ struct Shape {
     bool array;  // the document is an array of elements (else one object)
     const Spec *specs;
     int n;
+    static constexpr std::size_t kNameRoom = 32;  // names padded with NULs, for key_is
     std::array<std::int8_t, kSlots> table{};
     std::array<std::uint8_t, kMaxFields> name_len{};
+    std::array<std::array<char, kNameRoom>, kMaxFields> padded{};
 
     Shape(const char *what_, bool array_, const Spec *specs_, int n_)
         : what(what_), array(array_), specs(specs_), n(n_) {
@@ -318,23 +330,46 @@ struct Shape {
         for (int i = 0; i < n; ++i) {
             const std::size_t len = std::strlen(specs[i].name);
             name_len[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(len);
+            std::memcpy(padded[static_cast<std::size_t>(i)].data(), specs[i].name,
+                        len < kNameRoom ? len : kNameRoom);
             unsigned h = key_hash(specs[i].name, len) & (kSlots - 1);
             while (table[h] >= 0) h = (h + 1) & (kSlots - 1);
             table[h] = static_cast<std::int8_t>(i);
         }
     }
+    // The field of key s (len bytes), or -1. s must be followed by at least kNameRoom readable
+    // bytes: it points into the reader's buffer, whose kPadding bytes follow the document.
     int find(const char *s, std::size_t len) const noexcept {
         unsigned h = key_hash(s, len) & (kSlots - 1);
         for (;;) {
             const int i = table[h];
             if (i < 0) return -1;
-            if (name_len[static_cast<std::size_t>(i)] == len &&
-                std::memcmp(specs[i].name, s, len) == 0)
-                return i;
+            if (name_len[static_cast<std::size_t>(i)] == len && key_is(i, s, len)) return i;
             h = (h + 1) & (kSlots - 1);
         }
     }
+
+  private:
+    bool key_is(int i, const char *s, std::size_t len) const noexcept {
+        const char *name = padded[static_cast<std::size_t>(i)].data();
+#if defined(__SSE2__)
+        if (len <= kNameRoom) {  // 16 bytes at a time, only the first len compared
+            for (std::size_t at = 0; at < len; at += 16) {
+                const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + at));
+                const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(name + at));
+                const unsigned eq = unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(a, b)));
+                const std::size_t k = len - at;
+                const unsigned want = k >= 16 ? 0xFFFFu : (1u << k) - 1;
+                if ((eq & want) != want) return false;
+            }
+            return true;
+        }
+#endif
+        return std::memcmp(specs[i].name, s, len) == 0;
+    }
 };
+
+static_assert(kPadding >= Shape::kNameRoom, "key_is reads kNameRoom bytes from a key's start");
 
 const Shape &account_shape() {
     using K = Kind;
@@ -432,8 +467,43 @@ const Shape &error_shape() {
     return shape;
 }
 
+// -?digits[.digits][(e|E)[+-]digits], the exponent within what PostgreSQL numeric accepts;
+// point: the offset of the '.' (or of the 'e', or the size, when there is no '.').
+bool decimal_shape(std::string_view s, std::uint32_t &point, bool &exponent) noexcept {
+    const char *p = s.data();
+    const char *const end = p + s.size();
+    const auto digits = [&]() {
+        const char *const start = p;
+        while (p < end && static_cast<unsigned char>(*p - '0') < 10) ++p;
+        return p != start;
+    };
+    if (p < end && *p == '-') ++p;
+    if (!digits()) return false;
+    point = static_cast<std::uint32_t>(p - s.data());
+    if (p < end && *p == '.') {
+        ++p;
+        if (!digits()) return false;
+    }
+    exponent = p < end && (*p == 'e' || *p == 'E');
+    if (exponent) {
+        ++p;
+        if (p < end && (*p == '+' || *p == '-')) ++p;
+        const char *const start = p;
+        if (!digits()) return false;
+        // Exponent magnitude within what PostgreSQL numeric accepts (leading zeros allowed).
+        const char *k = start;
+        while (k < p - 1 && *k == '0') ++k;
+        if (p - k > 4) return false;
+        int e = 0;
+        for (; k < p; ++k) e = e * 10 + (*k - '0');
+        if (e > kMaxDecimalExponent) return false;
+    }
+    return p == end;
+}
+
 // Validates one slot for its kind into out; returns the complaint, or nullptr.
-const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
+[[gnu::always_inline]] inline const char *validate(Kind kind, const Slot &s,
+                                                   FieldValue &out) noexcept {
     out = FieldValue{};
     switch (kind) {
         case Kind::Text:
@@ -454,7 +524,7 @@ const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
             if (s.seen != Seen::String && s.seen != Seen::Number)
                 return "expected a decimal string";
             if (s.seen == Seen::String && s.text.empty()) return nullptr;  // Alpaca's "no value"
-            if (!is_decimal_text(s.text)) return "expected a decimal string";
+            if (!decimal_shape(s.text, out.point, out.exponent)) return "expected a decimal string";
             out.present = true;
             out.text = s.text;
             return nullptr;
@@ -684,6 +754,71 @@ class Handler {
     std::array<FieldValue, kMaxFields> values_{};
 };
 
+}  // namespace
+}  // namespace pga
+
+#if defined(__SSE2__)
+namespace rapidjson {
+// RapidJSON's ParseString for our stream and handler, with its common case done in one scan: a
+// string with no escape up to its closing quote (every key and value Alpaca sends) is found
+// with 16-byte loads from its first byte, terminated in place and handed to the handler; from
+// the first backslash or control byte on, RapidJSON's own ParseStringToStream goes on from
+// there (escapes, errors and their offsets as before). Same stream positions, same results.
+// Without kParseCommentsFlag, only the whitespace: inline at every call (the common case is
+// no whitespace at all: one test).
+template <>
+template <>
+[[gnu::always_inline]] inline void
+GenericReader<UTF8<>, UTF8<>, CrtAllocator>::SkipWhitespaceAndComments<
+    pga::kParseFlags, pga::PaddedInsituStream>(pga::PaddedInsituStream &is) {
+    static_assert((pga::kParseFlags & kParseCommentsFlag) == 0, "comments: RapidJSON's own");
+    SkipWhitespace(is);
+}
+
+template <>
+template <>
+inline void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ParseString<
+    pga::kParseFlags, pga::PaddedInsituStream, pga::Handler>(pga::PaddedInsituStream &is,
+                                                             pga::Handler &handler, bool isKey) {
+    RAPIDJSON_ASSERT(is.Peek() == '\"');
+    is.Take();  // Skip '"'
+    char *const head = is.PutBegin();
+    char *p = head;
+    const __m128i dq = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), le1f = _mm_set1_epi8(0x1F);
+    for (;;) {  // the padding after the document (zero bytes) stops this inside the buffer
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+        const __m128i stop =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, dq), _mm_cmpeq_epi8(v, bs)),
+                         _mm_cmpeq_epi8(_mm_max_epu8(v, le1f), le1f));
+        const unsigned r = unsigned(_mm_movemask_epi8(stop));
+        if (r != 0) {
+            p += __builtin_ctz(r);
+            break;
+        }
+        p += 16;
+    }
+    size_t length;
+    if (RAPIDJSON_LIKELY(*p == '"')) {
+        *p = '\0';
+        is.src_ = is.dst_ = p + 1;
+        length = static_cast<size_t>(p - head);
+    } else {
+        is.src_ = is.dst_ = p;
+        ParseStringToStream<pga::kParseFlags, UTF8<>, UTF8<>>(is, is);
+        RAPIDJSON_PARSE_ERROR_EARLY_RETURN_VOID;
+        length = is.PutEnd(head) - 1;
+    }
+    RAPIDJSON_ASSERT(length <= 0xFFFFFFFF);
+    const bool success = isKey ? handler.Key(head, SizeType(length), false)
+                               : handler.String(head, SizeType(length), false);
+    if (RAPIDJSON_UNLIKELY(!success)) RAPIDJSON_PARSE_ERROR(kParseErrorTermination, is.Tell());
+}
+}  // namespace rapidjson
+#endif
+
+namespace pga {
+namespace {
+
 OptString opt(const FieldValue &v) {
     if (!v.present) return std::nullopt;
     return std::string(v.text);
@@ -707,9 +842,6 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
     rapidjson::Reader reader;
 
     void read(const Shape &shape, std::string_view json, RecordSink sink) {
-        // JSON text never holds a raw NUL; the in-situ reader would take one for the end.
-        if (std::memchr(json.data(), 0, json.size()) != nullptr)
-            fail(shape.what, "malformed JSON (NUL byte)");
         struct Release {  // a one-off huge document does not stay pinned in memory
             Impl &impl;
             ~Release() {
@@ -720,10 +852,15 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
 
         const std::size_t need = json.size() + 1 + kPadding;
         if (buf.size() < need) buf.resize(need);
-        const std::size_t bad =
-            invalid_document_byte_at(reinterpret_cast<const unsigned char *>(json.data()),
-                                     json.size(), reinterpret_cast<unsigned char *>(buf.data()));
+        bool backslash = false;
+        const std::size_t bad = invalid_document_byte_at(
+            reinterpret_cast<const unsigned char *>(json.data()), json.size(),
+            reinterpret_cast<unsigned char *>(buf.data()), backslash);
         if (bad != std::string_view::npos) {
+            // JSON text never holds a raw NUL (the in-situ reader would take one for the end):
+            // a NUL anywhere is the complaint, before any other bad byte.
+            if (std::memchr(json.data(), 0, json.size()) != nullptr)
+                fail(shape.what, "malformed JSON (NUL byte)");
             const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
             fail(shape.what, std::string("malformed JSON (") +
                                  (control ? "A control character must be escaped."
@@ -732,7 +869,8 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
         }
         std::memset(buf.data() + json.size(), 0, 1 + kPadding);
 
-        const bool check_decoded = std::string_view(json).find("\\u") != std::string_view::npos;
+        const bool check_decoded =
+            backslash && std::string_view(json).find("\\u") != std::string_view::npos;
         Handler h(shape, sink, legs_buf, legs, check_decoded);
         PaddedInsituStream is(buf.data());
         const rapidjson::ParseResult result = reader.Parse<kParseFlags>(is, h);
@@ -771,33 +909,9 @@ std::string Record::where() const {
 
 // ---------------------------------------------------------------- owning structs
 bool is_decimal_text(std::string_view s) noexcept {
-    const char *p = s.data();
-    const char *const end = p + s.size();
-    const auto digits = [&]() {
-        const char *const start = p;
-        while (p < end && static_cast<unsigned char>(*p - '0') < 10) ++p;
-        return p != start;
-    };
-    if (p < end && *p == '-') ++p;
-    if (!digits()) return false;
-    if (p < end && *p == '.') {
-        ++p;
-        if (!digits()) return false;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        ++p;
-        if (p < end && (*p == '+' || *p == '-')) ++p;
-        const char *const start = p;
-        if (!digits()) return false;
-        // Exponent magnitude within what PostgreSQL numeric accepts (leading zeros allowed).
-        const char *k = start;
-        while (k < p - 1 && *k == '0') ++k;
-        if (p - k > 4) return false;
-        int e = 0;
-        for (; k < p; ++k) e = e * 10 + (*k - '0');
-        if (e > kMaxDecimalExponent) return false;
-    }
-    return p == end;
+    std::uint32_t point;
+    bool exponent;
+    return decimal_shape(s, point, exponent);
 }
 
 AlpacaAccount parse_account(std::string_view json) {

@@ -153,6 +153,13 @@ class RowBuilder {
         return PointerGetDatum(t);
     }
 
+    // A decimal field, validated by common/ (which found its point).
+    Datum numeric(const pga::FieldValue &v, const char *field) {
+        Datum d;
+        if (!v.exponent && numeric_at_point(v.text, v.point, d)) return d;
+        return numeric(v.text, field);
+    }
+
     Datum numeric(std::string_view v, const char *field) {
         Datum d;
         if (numeric_fast(v, d)) return d;
@@ -236,19 +243,28 @@ class RowBuilder {
     bool numeric_fast(std::string_view s, Datum &out) {
         const char *p = s.data();
         const char *const end = p + s.size();
-        const bool neg = p < end && *p == '-';
-        if (neg) ++p;
+        if (p < end && *p == '-') ++p;
         const auto is_digit = [](char c) { return (unsigned char)(c - '0') < 10; };
-        const char *ib = p;
+        const char *const ib = p;
         while (p < end && is_digit(*p)) ++p;
         const char *const ie = p;
-        const char *fb = p, *fraw = p;
         if (p < end && *p == '.') {
-            fb = ++p;
+            ++p;
             while (p < end && is_digit(*p)) ++p;
-            fraw = p;
         }
         if (p != end || ie == ib) return false;  // exponent or not a decimal
+        return numeric_at_point(s, (std::size_t)(ie - s.data()), out);
+    }
+
+    // s: -?digits[.digits] with its '.' (or its end) at offset point.
+    bool numeric_at_point(std::string_view s, std::size_t point, Datum &out) {
+        const char *const start = s.data();
+        const char *const end = start + s.size();
+        const bool neg = start < end && *start == '-';
+        const char *ib = start + (neg ? 1 : 0);
+        const char *const ie = start + point;
+        const char *const fb = ie < end ? ie + 1 : ie;
+        const char *const fraw = end;
         if ((std::size_t)(ie - ib) > kFastDigits || (std::size_t)(fraw - fb) > kFastDigits)
             return false;
         const int dscale = (int)(fraw - fb);
@@ -256,20 +272,27 @@ class RowBuilder {
         const char *fe = fraw;
         while (fe > fb && fe[-1] == '0') --fe;  // trailing zeros of the fraction
 
-        // The significant decimal digits, grouped by 4 from the point: the integer part padded
-        // on the left with zeros to a multiple of 4, the last group on the right.
-        char d[2 * kFastDigits + 8];
-        char *q = d;
+        // Base-10000 digits, grouped by 4 decimal digits from the point: the first integer
+        // group may be short (zeros on its left), the last fraction group is padded with
+        // zeros on its right.
+        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
+        int nd = 0;
         int weight;
+        const auto group4 = [](const char *x) {
+            return (std::int16_t)((x[0] - '0') * 1000 + (x[1] - '0') * 100 + (x[2] - '0') * 10 +
+                                  (x[3] - '0'));
+        };
         const std::size_t il = (std::size_t)(ie - ib);
-        std::memcpy(d, "0000", 4);
+        const char *f = fb;  // the next fraction digit to group
         if (il > 0) {
-            weight = (int)((il + 3) / 4) - 1;
-            q += (4 - il % 4) % 4;
-            std::memcpy(q, ib, il);
-            q += il;
-            std::memcpy(q, fb, (std::size_t)(fe - fb));
-            q += fe - fb;
+            const std::size_t ng = (il + 3) / 4;
+            weight = (int)ng - 1;
+            const char *x = ib;
+            const char *const first_end = ib + (il - (ng - 1) * 4);
+            int g = 0;
+            for (; x < first_end; ++x) g = g * 10 + (*x - '0');
+            digits[(std::size_t)nd++] = (std::int16_t)g;
+            for (; x < ie; x += 4) digits[(std::size_t)nd++] = group4(x);
         } else {
             // No integer part: skip whole groups of leading fraction zeros.
             const char *z = fb;
@@ -277,17 +300,14 @@ class RowBuilder {
             if (z == fe) return emit_numeric(false, 0, dscale, nullptr, 0, out);  // zero
             const std::size_t zero_groups = (std::size_t)(z - fb) / 4;
             weight = -1 - (int)zero_groups;
-            const char *from = fb + zero_groups * 4;
-            std::memcpy(q, from, (std::size_t)(fe - from));
-            q += fe - from;
+            f = fb + zero_groups * 4;
         }
-        std::memcpy(q, "0000", 4);
-        int nd = (int)((q - d + 3) / 4);
-        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
-        for (int g = 0; g < nd; ++g) {
-            const char *x = d + 4 * g;
-            digits[(std::size_t)g] = (std::int16_t)(((x[0] - '0') * 10 + (x[1] - '0')) * 100 +
-                                                    (x[2] - '0') * 10 + (x[3] - '0'));
+        for (; fe - f >= 4; f += 4) digits[(std::size_t)nd++] = group4(f);
+        if (f < fe) {
+            int g = 0, k = 0;
+            for (; f < fe; ++f, ++k) g = g * 10 + (*f - '0');
+            for (; k < 4; ++k) g *= 10;
+            digits[(std::size_t)nd++] = (std::int16_t)g;
         }
         // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
         while (nd > 0 && digits[(std::size_t)nd - 1] == 0) --nd;
@@ -316,7 +336,8 @@ class RowBuilder {
             std::memcpy(p + VARHDRSZ, &sd, 2);
             std::memcpy(p + VARHDRSZ + 2, &w, 2);
         }
-        if (nd > 0) std::memcpy(p + hdr, digits, (std::size_t)nd * sizeof(std::int16_t));
+        for (int k = 0; k < nd; ++k)  // a few digits: no call of memcpy
+            std::memcpy(p + hdr + 2 * k, &digits[k], sizeof(std::int16_t));
         out = PointerGetDatum(p);
         return true;
     }
@@ -416,7 +437,7 @@ bool text_col(RowBuilder &b, const Column &c, Datum &out) {
 bool numeric_col(RowBuilder &b, const Column &c, Datum &out) {
     const pga::FieldValue &v = value(b, c);
     if (!v.present) return false;
-    out = b.numeric(v.text, c.json);
+    out = b.numeric(v, c.json);
     return true;
 }
 bool timestamptz_col(RowBuilder &b, const Column &c, Datum &out) {
@@ -661,44 +682,17 @@ void check_shape(RowShape &shape, TupleDesc desc, Oid fn) {
     }
 }
 
-// ---------------------------------------------------------------- the one SRF helper
-// The reader is per backend: its buffers are reused from call to call (no heap growth and
-// trim per call). A nested call (none is known: nothing a row builder calls parses Alpaca
-// JSON) would get a reader of its own.
-bool g_reader_busy = false;
-pga::AlpacaReader &shared_reader() {
-    static pga::AlpacaReader r;
-    return r;
-}
-struct ReaderLease {
-    std::unique_ptr<pga::AlpacaReader> own;
-    pga::AlpacaReader *reader;
-    bool leased;
-    ReaderLease() : leased(!g_reader_busy) {
-        if (leased) {
-            g_reader_busy = true;
-            reader = &shared_reader();
-        } else {
-            own = std::make_unique<pga::AlpacaReader>();
-            reader = own.get();
-        }
-    }
-    ~ReaderLease() {
-        if (leased) g_reader_busy = false;
-    }
-    ReaderLease(const ReaderLease &) = delete;
-    ReaderLease &operator=(const ReaderLease &) = delete;
-};
-
-// ---------------------------------------------------------------- the row's tuple
-// The tuple tuplestore_putvalues would store (heap_form_minimal_tuple and heap_fill_tuple,
+// ---------------------------------------------------------------- the rows' tuples
+// The tuples tuplestore_putvalues would store (heap_form_minimal_tuple and heap_fill_tuple,
 // src/backend/access/common/heaptuple.c: header, null bitmap, each value aligned as its
-// attribute says, a varlena that fits converted to a 1-byte header), built here in one pass
-// over the row and handed to tuplestore_puttuple, which copies it as it is: no palloc, no
-// generic per-attribute code. The on-disk tuple format (stable across releases).
-class TupleForm {
+// attribute says, a varlena that fits converted to a 1-byte header; the on-disk tuple format,
+// stable across releases), built here over a per-call plan of the attributes, without palloc,
+// a few dozen rows at a time, then handed to tuplestore_puttuple (which copies each as it is)
+// in one guarded call.
+class TupleBatch {
   public:
-    explicit TupleForm(TupleDesc desc) : natts_(desc->natts) {
+    // buf: memory for the waiting tuples, kept by the caller from call to call.
+    TupleBatch(TupleDesc desc, std::vector<std::uint64_t> &buf) : natts_(desc->natts), buf_(buf) {
         for (int a = 0; a < natts_; ++a) {
             const Form_pg_attribute att = TupleDescAttr(desc, a);
             Att &p = atts_[(std::size_t)a];
@@ -709,9 +703,9 @@ class TupleForm {
         }
     }
 
-    // The minimal tuple of the row, or nullptr for a value outside what is handled here (an
-    // external or expanded varlena, a cstring), which the caller hands to tuplestore_putvalues.
-    HeapTuple form(const Datum *values, const bool *nulls) {
+    // Adds the row's tuple; false for a value outside what is handled here (an external or
+    // expanded varlena, a cstring): the caller then flushes and uses tuplestore_putvalues.
+    bool add(const Datum *values, const bool *nulls) {
         const int natts = natts_;
         bool hasnull = false;
         for (int a = 0; a < natts; ++a) hasnull |= nulls[a];
@@ -724,7 +718,7 @@ class TupleForm {
             const Att &att = atts_[(std::size_t)a];
             if (att.len == -1) {
                 const Pointer v = DatumGetPointer(values[a]);
-                if (VARATT_IS_EXTERNAL(v)) return nullptr;
+                if (VARATT_IS_EXTERNAL(v)) return false;
                 if (VARATT_IS_SHORT(v)) {
                     len += VARSIZE_SHORT(v);
                 } else if (att.packable && VARATT_CAN_MAKE_SHORT(v)) {
@@ -735,14 +729,14 @@ class TupleForm {
             } else if (att.len > 0) {
                 len = att_align_nominal(len, att.align) + (std::size_t)att.len;
             } else {
-                return nullptr;
+                return false;
             }
         }
-        // The buffer: MINIMAL_TUPLE_OFFSET bytes for the HeapTupleHeader that the minimal
-        // tuple is the tail of (as a minimal tuple slot does), then the tuple.
+        // MINIMAL_TUPLE_OFFSET bytes for the HeapTupleHeader that the minimal tuple is the
+        // tail of (as a minimal tuple slot does), then the tuple.
         const std::size_t words = (MINIMAL_TUPLE_OFFSET + len + 7) / 8;
-        if (buf_.size() < words) buf_.resize(words + 64);
-        char *const base = reinterpret_cast<char *>(buf_.data());
+        if (buf_.size() < used_ + words) buf_.resize(2 * (used_ + words));
+        char *const base = reinterpret_cast<char *>(buf_.data() + used_);
         std::memset(base, 0, words * 8);
         char *const t = base + MINIMAL_TUPLE_OFFSET;
         auto *mt = reinterpret_cast<MinimalTuple>(t);
@@ -787,23 +781,88 @@ class TupleForm {
         HeapTupleHeaderSetNatts(mt, natts);
         mt->t_infomask = infomask;
         mt->t_hoff = (std::uint8_t)(hoff + MINIMAL_TUPLE_OFFSET);
-        tuple_.t_len = (std::uint32_t)(len + MINIMAL_TUPLE_OFFSET);
-        tuple_.t_data = reinterpret_cast<HeapTupleHeader>(base);
-        ItemPointerSetInvalid(&tuple_.t_self);
-        tuple_.t_tableOid = InvalidOid;
-        return &tuple_;
+        rows_[nrows_++] = Row{used_, (std::uint32_t)(len + MINIMAL_TUPLE_OFFSET)};
+        used_ += words;
+        return true;
+    }
+
+    bool full() const { return nrows_ >= kMaxRows || used_ * 8 >= kMaxBytes; }
+
+    // Hands the waiting tuples, in order, to the tuplestore.
+    void flush(Tuplestorestate *store) {
+        if (nrows_ == 0) return;
+        const Row *rows = rows_.data();
+        const std::size_t nrows = nrows_;
+        std::uint64_t *const buf = buf_.data();
+        pga::pg::call([&] {
+            HeapTupleData h;
+            ItemPointerSetInvalid(&h.t_self);
+            h.t_tableOid = InvalidOid;
+            for (std::size_t i = 0; i < nrows; ++i) {
+                h.t_len = rows[i].len;
+                h.t_data = reinterpret_cast<HeapTupleHeader>(buf + rows[i].at);
+                tuplestore_puttuple(store, &h);
+            }
+        });
+        nrows_ = 0;
+        used_ = 0;
     }
 
   private:
+    static constexpr std::size_t kMaxRows = 64, kMaxBytes = 64 * 1024;
     struct Att {  // what the layout needs of an attribute (pg_attribute)
         std::int16_t len;
         char align;
         bool byval, packable;
     };
+    struct Row {
+        std::size_t at;     // in buf_, in words: the HeapTupleHeader's place
+        std::uint32_t len;  // HeapTupleData.t_len
+    };
     int natts_;
     std::array<Att, 64> atts_{};  // natts <= 64: check_shape
-    std::vector<std::uint64_t> buf_ = std::vector<std::uint64_t>(128);
-    HeapTupleData tuple_{};
+    std::vector<std::uint64_t> &buf_;
+    std::size_t used_ = 0;  // words
+    std::array<Row, kMaxRows> rows_;
+    std::size_t nrows_ = 0;
+};
+
+// ---------------------------------------------------------------- the one SRF helper
+// What a call works in: the reader and the row buffers, per backend, reused from call to call
+// (no heap growth and trim per call). A nested call (none is known: nothing a row builder
+// calls parses Alpaca JSON) would get scratch of its own.
+struct Scratch {
+    pga::AlpacaReader reader;
+    RowArena arena;
+    std::vector<std::uint64_t> tuples;  // TupleBatch's buffer
+};
+bool g_scratch_busy = false;
+Scratch &shared_scratch() {
+    static Scratch s;
+    return s;
+}
+struct ScratchLease {
+    std::unique_ptr<Scratch> own;
+    Scratch *scratch;
+    bool leased;
+    ScratchLease() : leased(!g_scratch_busy) {
+        if (leased) {
+            g_scratch_busy = true;
+            scratch = &shared_scratch();
+        } else {
+            own = std::make_unique<Scratch>();
+            scratch = own.get();
+        }
+    }
+    ~ScratchLease() {
+        // A one-off huge row (a long legs array) does not stay pinned in memory.
+        if (scratch->tuples.size() > kKeepTupleWords)
+            std::vector<std::uint64_t>().swap(scratch->tuples);
+        if (leased) g_scratch_busy = false;
+    }
+    static constexpr std::size_t kKeepTupleWords = 256 * 1024 / 8;
+    ScratchLease(const ScratchLease &) = delete;
+    ScratchLease &operator=(const ScratchLease &) = delete;
 };
 
 // Deletes the per-call row context (MemoryContextDelete never ereports).
@@ -863,31 +922,35 @@ void pga::ext::put_rows(ReturnSetInfo *rsinfo, RowKind kind, std::string_view bo
     const int natts = desc->natts;
     std::array<Datum, 64> values{};
     std::array<bool, 64> nulls{};
-    auto arena = std::make_unique<RowArena>();
-    TupleForm form(desc);
+    ScratchLease lease;
+    RowArena &arena = lease.scratch->arena;
+    arena.reset();
+    TupleBatch batch(desc, lease.scratch->tuples);
 
     auto sink = [&](const Record &r) {
         // A long document stays cancellable (pg_cancel_backend, statement_timeout).
         if (InterruptPending) pga::pg::call([] { CHECK_FOR_INTERRUPTS(); });
-        RowBuilder b(r, cxt.get(), *arena, verify_text);
+        RowBuilder b(r, cxt.get(), arena, verify_text);
         for (int a = 0; a < natts; ++a) {
             const int c = shape.attr_column[(std::size_t)a];
             nulls[(std::size_t)a] =
                 c < 0 || !shape.columns[c].fill(b, shape.columns[c], values[(std::size_t)a]);
         }
-        if (HeapTuple t = form.form(values.data(), nulls.data()))
-            pga::pg::call([&] { tuplestore_puttuple(rsinfo->setResult, t); });
-        else
+        if (!batch.add(values.data(), nulls.data())) {
+            batch.flush(rsinfo->setResult);
             pga::pg::put_row(rsinfo, values.data(), nulls.data());
-        arena->reset();
+        } else if (batch.full()) {
+            batch.flush(rsinfo->setResult);
+        }
+        arena.reset();
         MemoryContextReset(cxt.get());
     };
     try {
-        ReaderLease lease;
-        (lease.reader->*k.read)(body, sink);
+        (lease.scratch->reader.*k.read)(body, sink);
     } catch (const pga::Error &e) {
         rethrow_malformed(e);
     }
+    batch.flush(rsinfo->setResult);
 }
 
 namespace {
