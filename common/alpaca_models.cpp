@@ -323,6 +323,7 @@ struct Shape {
     std::array<std::int8_t, kSlots> table{};
     std::array<std::uint8_t, kMaxFields> name_len{};
     std::array<std::array<char, kNameRoom>, kMaxFields> padded{};
+    std::array<std::array<std::uint16_t, 2>, kMaxFields> want{};  // key_is: bytes to compare
 
     Shape(const char *what_, bool array_, const Spec *specs_, int n_)
         : what(what_), array(array_), specs(specs_), n(n_) {
@@ -332,6 +333,11 @@ struct Shape {
             name_len[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(len);
             std::memcpy(padded[static_cast<std::size_t>(i)].data(), specs[i].name,
                         len < kNameRoom ? len : kNameRoom);
+            for (std::size_t half = 0; half < 2; ++half) {
+                const std::size_t k = len > 16 * half ? len - 16 * half : 0;
+                want[static_cast<std::size_t>(i)][half] =
+                    static_cast<std::uint16_t>(k >= 16 ? 0xFFFFu : (1u << k) - 1);
+            }
             unsigned h = key_hash(specs[i].name, len) & (kSlots - 1);
             while (table[h] >= 0) h = (h + 1) & (kSlots - 1);
             table[h] = static_cast<std::int8_t>(i);
@@ -354,15 +360,13 @@ struct Shape {
         const char *name = padded[static_cast<std::size_t>(i)].data();
 #if defined(__SSE2__)
         if (len <= kNameRoom) {  // 16 bytes at a time, only the first len compared
-            for (std::size_t at = 0; at < len; at += 16) {
+            const std::array<std::uint16_t, 2> &w = want[static_cast<std::size_t>(i)];
+            const auto half = [&](std::size_t at, unsigned mask) {
                 const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + at));
                 const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(name + at));
-                const unsigned eq = unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(a, b)));
-                const std::size_t k = len - at;
-                const unsigned want = k >= 16 ? 0xFFFFu : (1u << k) - 1;
-                if ((eq & want) != want) return false;
-            }
-            return true;
+                return (unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(a, b))) & mask) == mask;
+            };
+            return half(0, w[0]) && (len <= 16 || half(16, w[1]));
         }
 #endif
         return std::memcmp(specs[i].name, s, len) == 0;
@@ -469,11 +473,32 @@ const Shape &error_shape() {
 
 // -?digits[.digits][(e|E)[+-]digits], the exponent within what PostgreSQL numeric accepts;
 // point: the offset of the '.' (or of the 'e', or the size, when there is no '.').
+// Padded: s is followed by at least 16 readable bytes (it lies in the reader's buffer, whose
+// kPadding bytes follow the document), so runs of digits are found 16 bytes at a time.
+template <bool Padded>
 bool decimal_shape(std::string_view s, std::uint32_t &point, bool &exponent) noexcept {
     const char *p = s.data();
     const char *const end = p + s.size();
     const auto digits = [&]() {
         const char *const start = p;
+#if defined(__SSE2__)
+        if constexpr (Padded) {
+            const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+            for (;;) {
+                const __m128i t =
+                    _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)), zero);
+                const unsigned digit =
+                    unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(t, nine), t)));
+                if (digit != 0xFFFFu) {
+                    p += __builtin_ctz(~digit);
+                    break;
+                }
+                p += 16;
+            }
+            if (p > end) p = end;
+            return p != start;
+        }
+#endif
         while (p < end && static_cast<unsigned char>(*p - '0') < 10) ++p;
         return p != start;
     };
@@ -524,7 +549,9 @@ bool decimal_shape(std::string_view s, std::uint32_t &point, bool &exponent) noe
             if (s.seen != Seen::String && s.seen != Seen::Number)
                 return "expected a decimal string";
             if (s.seen == Seen::String && s.text.empty()) return nullptr;  // Alpaca's "no value"
-            if (!decimal_shape(s.text, out.point, out.exponent)) return "expected a decimal string";
+            // (a slot's text lies in the reader's buffer: decimal_shape<true> may read past it)
+            if (!decimal_shape<true>(s.text, out.point, out.exponent))
+                return "expected a decimal string";
             out.present = true;
             out.text = s.text;
             return nullptr;
@@ -911,7 +938,7 @@ std::string Record::where() const {
 bool is_decimal_text(std::string_view s) noexcept {
     std::uint32_t point;
     bool exponent;
-    return decimal_shape(s, point, exponent);
+    return decimal_shape<false>(s, point, exponent);
 }
 
 AlpacaAccount parse_account(std::string_view json) {

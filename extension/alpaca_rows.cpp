@@ -274,55 +274,66 @@ class RowBuilder {
 
         // Base-10000 digits, grouped by 4 decimal digits from the point: the first integer
         // group may be short (zeros on its left), the last fraction group is padded with
-        // zeros on its right.
-        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
-        int nd = 0;
-        int weight;
-        const auto group4 = [](const char *x) {
-            return (std::int16_t)((x[0] - '0') * 1000 + (x[1] - '0') * 100 + (x[2] - '0') * 10 +
-                                  (x[3] - '0'));
-        };
+        // zeros on its right. Written straight into the value (room for the most digits).
         const std::size_t il = (std::size_t)(ie - ib);
         const char *f = fb;  // the next fraction digit to group
+        int weight;
         if (il > 0) {
-            const std::size_t ng = (il + 3) / 4;
-            weight = (int)ng - 1;
-            const char *x = ib;
-            const char *const first_end = ib + (il - (ng - 1) * 4);
-            int g = 0;
-            for (; x < first_end; ++x) g = g * 10 + (*x - '0');
-            digits[(std::size_t)nd++] = (std::int16_t)g;
-            for (; x < ie; x += 4) digits[(std::size_t)nd++] = group4(x);
+            weight = (int)((il + 3) / 4) - 1;
         } else {
             // No integer part: skip whole groups of leading fraction zeros.
             const char *z = fb;
             while (z < fe && *z == '0') ++z;
-            if (z == fe) return emit_numeric(false, 0, dscale, nullptr, 0, out);  // zero
+            if (z == fe) return emit_zero(dscale, out);
             const std::size_t zero_groups = (std::size_t)(z - fb) / 4;
             weight = -1 - (int)zero_groups;
             f = fb + zero_groups * 4;
         }
-        for (; fe - f >= 4; f += 4) digits[(std::size_t)nd++] = group4(f);
-        if (f < fe) {
-            int g = 0, k = 0;
-            for (; f < fe; ++f, ++k) g = g * 10 + (*f - '0');
-            for (; k < 4; ++k) g *= 10;
-            digits[(std::size_t)nd++] = (std::int16_t)g;
-        }
-        // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
-        while (nd > 0 && digits[(std::size_t)nd - 1] == 0) --nd;
-        return emit_numeric(neg && nd > 0, nd > 0 ? weight : 0, dscale, digits.data(), nd, out);
-    }
-
-    bool emit_numeric(bool neg, int weight, int dscale, const std::int16_t *digits, int nd,
-                      Datum &out) {
         const bool is_short = dscale <= kNumericShortDscaleMax &&
                               weight <= kNumericShortWeightMask &&
                               weight >= -(kNumericShortWeightMask + 1);
         const std::size_t hdr = VARHDRSZ + (is_short ? 2 : 4);
-        const std::size_t len = hdr + (std::size_t)nd * sizeof(std::int16_t);
-        auto *p = static_cast<char *>(alloc(len));
+        const std::size_t max_nd = (il + 3) / 4 + (std::size_t)(fe - f + 3) / 4;
+        char *const p = static_cast<char *>(alloc(hdr + max_nd * sizeof(std::int16_t)));
+        char *const d = p + hdr;
+        std::size_t nd = 0;
+        const auto put = [&](int g) {
+            const auto v = (std::int16_t)g;
+            std::memcpy(d + sizeof v * nd++, &v, sizeof v);
+        };
+        const auto group4 = [](const char *x) {  // "dddd" -> its value, two digits at a time
+            std::uint32_t v;
+            std::memcpy(&v, x, 4);
+            v -= 0x30303030u;
+            v = (v * 10 + (v >> 8)) & 0x00FF00FFu;
+            return (int)((v * 100 + (v >> 16)) & 0xFFFFu);
+        };
+        if (il > 0) {
+            const char *x = ib;
+            const char *const first_end = ib + (il - ((il + 3) / 4 - 1) * 4);
+            int g = 0;
+            for (; x < first_end; ++x) g = g * 10 + (*x - '0');
+            put(g);
+            for (; x < ie; x += 4) put(group4(x));
+        }
+        for (; fe - f >= 4; f += 4) put(group4(f));
+        if (f < fe) {
+            int g = 0, k = 0;
+            for (; f < fe; ++f, ++k) g = g * 10 + (*f - '0');
+            for (; k < 4; ++k) g *= 10;
+            put(g);
+        }
+        // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
+        while (nd > 0 && d[2 * nd - 1] == 0 && d[2 * nd - 2] == 0) --nd;
+        if (nd == 0) return emit_zero(dscale, out);  // (not reached: a digit is not 0)
+        const std::size_t len = hdr + nd * sizeof(std::int16_t);
         SET_VARSIZE(p, len);
+        write_numeric_header(p, is_short, neg, weight, dscale);
+        out = PointerGetDatum(p);
+        return true;
+    }
+
+    static void write_numeric_header(char *p, bool is_short, bool neg, int weight, int dscale) {
         if (is_short) {
             const std::uint16_t h = (std::uint16_t)(kNumericShort | (neg ? kNumericShortSign : 0) |
                                                     (dscale << kNumericShortDscaleShift) |
@@ -336,8 +347,15 @@ class RowBuilder {
             std::memcpy(p + VARHDRSZ, &sd, 2);
             std::memcpy(p + VARHDRSZ + 2, &w, 2);
         }
-        for (int k = 0; k < nd; ++k)  // a few digits: no call of memcpy
-            std::memcpy(p + hdr + 2 * k, &digits[k], sizeof(std::int16_t));
+    }
+
+    // Zero of scale dscale, as numeric_in makes it (no digits, weight 0, positive).
+    bool emit_zero(int dscale, Datum &out) {
+        const bool is_short = dscale <= kNumericShortDscaleMax;
+        const std::size_t len = VARHDRSZ + (is_short ? 2 : 4);
+        auto *p = static_cast<char *>(alloc(len));
+        SET_VARSIZE(p, len);
+        write_numeric_header(p, is_short, false, 0, dscale);
         out = PointerGetDatum(p);
         return true;
     }
@@ -712,77 +730,69 @@ class TupleBatch {
         std::size_t hoff = SizeofMinimalTupleHeader;
         if (hasnull) hoff += BITMAPLEN(natts);
         hoff = MAXALIGN(hoff);
-        std::size_t len = hoff;  // offsets from the tuple's (maxaligned) start
-        for (int a = 0; a < natts; ++a) {
-            if (nulls[a]) continue;
-            const Att &att = atts_[(std::size_t)a];
-            if (att.len == -1) {
-                const Pointer v = DatumGetPointer(values[a]);
-                if (VARATT_IS_EXTERNAL(v)) return false;
-                if (VARATT_IS_SHORT(v)) {
-                    len += VARSIZE_SHORT(v);
-                } else if (att.packable && VARATT_CAN_MAKE_SHORT(v)) {
-                    len += VARATT_CONVERTED_SHORT_SIZE(v);
-                } else {
-                    len = att_align_nominal(len, att.align) + VARSIZE(v);
-                }
-            } else if (att.len > 0) {
-                len = att_align_nominal(len, att.align) + (std::size_t)att.len;
-            } else {
-                return false;
-            }
-        }
         // MINIMAL_TUPLE_OFFSET bytes for the HeapTupleHeader that the minimal tuple is the
-        // tail of (as a minimal tuple slot does), then the tuple.
-        const std::size_t words = (MINIMAL_TUPLE_OFFSET + len + 7) / 8;
-        if (buf_.size() < used_ + words) buf_.resize(2 * (used_ + words));
-        char *const base = reinterpret_cast<char *>(buf_.data() + used_);
-        std::memset(base, 0, words * 8);
-        char *const t = base + MINIMAL_TUPLE_OFFSET;
-        auto *mt = reinterpret_cast<MinimalTuple>(t);
+        // tail of (as a minimal tuple slot does), then the tuple, at buf_[used_]. One pass:
+        // room for each value is made as it is written; padding bytes are zeroed as they are
+        // skipped (bytes past t_len are never read: the tuplestore copies t_len bytes).
+        char *t = room(hoff + kRoomAhead);
+        std::memset(t, 0, hoff);
         std::uint16_t infomask = 0;
-        std::size_t off = hoff;
+        std::size_t off = hoff;  // offsets from the tuple's (maxaligned) start
+        const auto align = [&](char c) {
+            const std::size_t to = att_align_nominal(off, c);
+            for (; off < to; ++off) t[off] = 0;
+        };
         for (int a = 0; a < natts; ++a) {
             if (nulls[a]) {
                 infomask |= HEAP_HASNULL;
                 continue;
             }
-            if (hasnull) mt->t_bits[a >> 3] |= (bits8)(1 << (a & 7));
+            if (hasnull) reinterpret_cast<MinimalTuple>(t)->t_bits[a >> 3] |= (bits8)(1 << (a & 7));
             const Att &att = atts_[(std::size_t)a];
             if (att.byval) {
-                off = att_align_nominal(off, att.align);
+                align(att.align);
                 store_att_byval(t + off, values[a], att.len);
                 off += (std::size_t)att.len;
             } else if (att.len == -1) {
                 const Pointer v = DatumGetPointer(values[a]);
+                if (VARATT_IS_EXTERNAL(v)) return false;
                 infomask |= HEAP_HASVARWIDTH;
                 if (VARATT_IS_SHORT(v)) {
                     const std::size_t n = VARSIZE_SHORT(v);
+                    if (off + n > room_) t = room(off + n + kRoomAhead);
                     std::memcpy(t + off, v, n);
                     off += n;
                 } else if (att.packable && VARATT_CAN_MAKE_SHORT(v)) {
                     const std::size_t n = VARATT_CONVERTED_SHORT_SIZE(v);
+                    if (off + n > room_) t = room(off + n + kRoomAhead);
                     SET_VARSIZE_SHORT(t + off, n);
                     std::memcpy(t + off + 1, VARDATA(v), n - 1);
                     off += n;
                 } else {
-                    off = att_align_nominal(off, att.align);
                     const std::size_t n = VARSIZE(v);
+                    if (off + 8 + n > room_) t = room(off + 8 + n + kRoomAhead);
+                    align(att.align);
                     std::memcpy(t + off, v, n);
                     off += n;
                 }
+            } else if (att.len > 0) {
+                const std::size_t n = (std::size_t)att.len;
+                if (off + 8 + n > room_) t = room(off + 8 + n + kRoomAhead);
+                align(att.align);
+                std::memcpy(t + off, DatumGetPointer(values[a]), n);
+                off += n;
             } else {
-                off = att_align_nominal(off, att.align);
-                std::memcpy(t + off, DatumGetPointer(values[a]), (std::size_t)att.len);
-                off += (std::size_t)att.len;
+                return false;  // a cstring
             }
+            if (off + kRoomAhead / 2 > room_) t = room(off + kRoomAhead);
         }
-        mt->t_len = (std::uint32_t)len;
+        auto *mt = reinterpret_cast<MinimalTuple>(t);
+        mt->t_len = (std::uint32_t)off;
         HeapTupleHeaderSetNatts(mt, natts);
         mt->t_infomask = infomask;
         mt->t_hoff = (std::uint8_t)(hoff + MINIMAL_TUPLE_OFFSET);
-        rows_[nrows_++] = Row{used_, (std::uint32_t)(len + MINIMAL_TUPLE_OFFSET)};
-        used_ += words;
+        rows_[nrows_++] = Row{used_, (std::uint32_t)(off + MINIMAL_TUPLE_OFFSET)};
+        used_ += (MINIMAL_TUPLE_OFFSET + off + 7) / 8;
         return true;
     }
 
@@ -810,6 +820,16 @@ class TupleBatch {
 
   private:
     static constexpr std::size_t kMaxRows = 64, kMaxBytes = 64 * 1024;
+    static constexpr std::size_t kRoomAhead = 128;  // >= 2 x any by-value or short value
+
+    // The tuple being built (at buf_[used_] + MINIMAL_TUPLE_OFFSET) with at least need bytes
+    // of room; room_ says how many it has.
+    char *room(std::size_t need) {
+        const std::size_t words = used_ + (MINIMAL_TUPLE_OFFSET + need + 7) / 8;
+        if (buf_.size() < words) buf_.resize(2 * words);
+        room_ = (buf_.size() - used_) * 8 - MINIMAL_TUPLE_OFFSET;
+        return reinterpret_cast<char *>(buf_.data() + used_) + MINIMAL_TUPLE_OFFSET;
+    }
     struct Att {  // what the layout needs of an attribute (pg_attribute)
         std::int16_t len;
         char align;
@@ -823,6 +843,7 @@ class TupleBatch {
     std::array<Att, 64> atts_{};  // natts <= 64: check_shape
     std::vector<std::uint64_t> &buf_;
     std::size_t used_ = 0;  // words
+    std::size_t room_ = 0;  // bytes of room for the tuple being built
     std::array<Row, kMaxRows> rows_;
     std::size_t nrows_ = 0;
 };
