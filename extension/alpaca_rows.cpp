@@ -10,10 +10,13 @@
 // script + one line in a list below.
 //
 // Speed: common/alpaca_models streams the document (RapidJSON SAX, in situ, no DOM) and hands
-// each element over as views; values are built straight into Datums in a memory context reset
-// after every row: numeric from the decimal digits (NBASE digits, exactly what numeric_in makes),
-// timestamptz from RFC 3339 fields (the arithmetic timestamptz_in does), uuid from its hex.
-// Anything outside those fast paths (an exponent, a leap second, a non-canonical uuid, an
+// each element over as views; values are built straight into Datums in a per-row bump arena
+// (a memory context reset after every row for what does not fit): numeric from the decimal
+// digits (NBASE digits, exactly what numeric_in makes; the point found while common/ validated
+// the text), timestamptz from RFC 3339 fields (the arithmetic timestamptz_in does), uuid from
+// its hex. Each row's tuple is laid out here as heap_form_minimal_tuple would (TupleBatch) and
+// handed to tuplestore_puttuple a few dozen rows per guarded call. Anything outside those fast
+// paths (an exponent, a leap second, a non-canonical uuid, an
 // impossible date) goes through the type's own input function, as before, so the results and
 // the error messages are those of PostgreSQL. A malformed document is XX000 ("malformed Alpaca
 // answer: orders[3].filled_at: ...") naming the element and field, never echoing the document.
