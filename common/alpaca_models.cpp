@@ -102,10 +102,33 @@ inline void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ScanCopyUnescapedString
     is.dst_ = q;
 }
 
-// Keeps RapidJSON's SIMD whitespace skipping for our stream type (found by argument-dependent
-// lookup; without it the reader would take its generic byte loop).
-inline void SkipWhitespace(pga::PaddedInsituStream &is) {
-    is.src_ = const_cast<char *>(SkipWhitespace_SIMD(is.src_));
+// Whitespace skipping for our stream type (found by argument-dependent lookup; without it the
+// reader would take its generic byte loop). RapidJSON's SkipWhitespace_SIMD goes byte by byte
+// to the next 16-byte boundary before it loads 16 at a time; between tokens there are 0 to ~8
+// bytes of whitespace, so that prologue was all of its work. Here: one test for the common
+// case (no whitespace), then unaligned 16-byte loads from the first whitespace byte on (the
+// padding after the document, zero bytes, stops the loop inside the buffer).
+// The run of whitespace from p (p[0] and p[1] are whitespace), out of line.
+[[gnu::noinline]] inline char *SkipWhitespaceRun(char *p) {
+    const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                  tab = _mm_set1_epi8('\t');
+    for (;;) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+        const __m128i ws =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, tab)));
+        const unsigned other = ~unsigned(_mm_movemask_epi8(ws)) & 0xFFFFu;
+        if (other != 0) return p + __builtin_ctz(other);
+        p += 16;
+    }
+}
+
+[[gnu::always_inline]] inline void SkipWhitespace(pga::PaddedInsituStream &is) {
+    const auto ws = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+    char *p = is.src_;
+    if (!ws(*p)) return;
+    ++p;
+    is.src_ = ws(*p) ? SkipWhitespaceRun(p) : p;  // one whitespace byte: ": " in indented JSON
 }
 }  // namespace rapidjson
 #endif
@@ -168,33 +191,53 @@ inline bool is_bad_control(unsigned c) noexcept {
 // Offset of the first byte of a document that is a raw control character or not well-formed
 // UTF-8, or npos. RapidJSON 1.1.0's SIMD string scanners let 0x1A..0x1F through (they test
 // max(c, 0x19) == 0x19), so the reader must never see such a byte: they are refused here.
-std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n) noexcept {
+// Copies the bytes it checked to copy (n bytes of room) on the way, so that the document is
+// read once for both (all of it when the answer is npos); with npos, backslash says whether
+// the document holds one.
+std::size_t invalid_document_byte_at(const unsigned char *s, std::size_t n, unsigned char *copy,
+                                     bool &backslash) noexcept {
     std::size_t i = 0;
+    bool bs = false;
+#if defined(__SSE2__)
+    __m128i bs_seen = _mm_setzero_si128();
+#endif
     while (i < n) {
 #if defined(__SSE2__)
         const __m128i le1f = _mm_set1_epi8(0x1F), tab = _mm_set1_epi8('\t'),
-                      nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+                      nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                      back = _mm_set1_epi8('\\');
         while (i + 16 <= n) {  // ASCII without control characters, 16 bytes at a time
             const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + i));
             const __m128i ctl = _mm_cmpeq_epi8(_mm_max_epu8(v, le1f), le1f);  // v <= 0x1F
             const __m128i ws = _mm_or_si128(
                 _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, nl)), _mm_cmpeq_epi8(v, cr));
-            if ((_mm_movemask_epi8(_mm_andnot_si128(ws, ctl)) | _mm_movemask_epi8(v)) != 0) break;
+            if (_mm_movemask_epi8(_mm_or_si128(_mm_andnot_si128(ws, ctl), v)) != 0)
+                break;  // or >= 0x80
+            bs_seen = _mm_or_si128(bs_seen, _mm_cmpeq_epi8(v, back));
+            _mm_storeu_si128(reinterpret_cast<__m128i *>(copy + i), v);
             i += 16;
         }
 #endif
         if (i >= n) break;
         if (s[i] < 0x80) {
             if (is_bad_control(s[i])) return i;
+            bs |= s[i] == '\\';
+            copy[i] = s[i];
             ++i;
             continue;
         }
         // One multi-byte sequence: well-formed (invalid_utf8_at checks it first) or the answer.
         const unsigned c = s[i];
-        const std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-        if (invalid_utf8_at(s + i, len < n - i ? len : n - i) != std::string_view::npos) return i;
+        std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (len > n - i) len = n - i;
+        if (invalid_utf8_at(s + i, len) != std::string_view::npos) return i;
+        std::memcpy(copy + i, s + i, len);
         i += len;
     }
+#if defined(__SSE2__)
+    bs |= _mm_movemask_epi8(bs_seen) != 0;
+#endif
+    backslash = bs;
     return std::string_view::npos;
 }
 
@@ -276,8 +319,11 @@ struct Shape {
     bool array;  // the document is an array of elements (else one object)
     const Spec *specs;
     int n;
+    static constexpr std::size_t kNameRoom = 32;  // names padded with NULs, for key_is
     std::array<std::int8_t, kSlots> table{};
     std::array<std::uint8_t, kMaxFields> name_len{};
+    std::array<std::array<char, kNameRoom>, kMaxFields> padded{};
+    std::array<std::array<std::uint16_t, 2>, kMaxFields> want{};  // key_is: bytes to compare
 
     Shape(const char *what_, bool array_, const Spec *specs_, int n_)
         : what(what_), array(array_), specs(specs_), n(n_) {
@@ -285,23 +331,49 @@ struct Shape {
         for (int i = 0; i < n; ++i) {
             const std::size_t len = std::strlen(specs[i].name);
             name_len[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(len);
+            std::memcpy(padded[static_cast<std::size_t>(i)].data(), specs[i].name,
+                        len < kNameRoom ? len : kNameRoom);
+            for (std::size_t half = 0; half < 2; ++half) {
+                const std::size_t k = len > 16 * half ? len - 16 * half : 0;
+                want[static_cast<std::size_t>(i)][half] =
+                    static_cast<std::uint16_t>(k >= 16 ? 0xFFFFu : (1u << k) - 1);
+            }
             unsigned h = key_hash(specs[i].name, len) & (kSlots - 1);
             while (table[h] >= 0) h = (h + 1) & (kSlots - 1);
             table[h] = static_cast<std::int8_t>(i);
         }
     }
+    // The field of key s (len bytes), or -1. s must be followed by at least kNameRoom readable
+    // bytes: it points into the reader's buffer, whose kPadding bytes follow the document.
     int find(const char *s, std::size_t len) const noexcept {
         unsigned h = key_hash(s, len) & (kSlots - 1);
         for (;;) {
             const int i = table[h];
             if (i < 0) return -1;
-            if (name_len[static_cast<std::size_t>(i)] == len &&
-                std::memcmp(specs[i].name, s, len) == 0)
-                return i;
+            if (name_len[static_cast<std::size_t>(i)] == len && key_is(i, s, len)) return i;
             h = (h + 1) & (kSlots - 1);
         }
     }
+
+  private:
+    bool key_is(int i, const char *s, std::size_t len) const noexcept {
+        const char *name = padded[static_cast<std::size_t>(i)].data();
+#if defined(__SSE2__)
+        if (len <= kNameRoom) {  // 16 bytes at a time, only the first len compared
+            const std::array<std::uint16_t, 2> &w = want[static_cast<std::size_t>(i)];
+            const auto half = [&](std::size_t at, unsigned mask) {
+                const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s + at));
+                const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(name + at));
+                return (unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(a, b))) & mask) == mask;
+            };
+            return half(0, w[0]) && (len <= 16 || half(16, w[1]));
+        }
+#endif
+        return std::memcmp(specs[i].name, s, len) == 0;
+    }
 };
+
+static_assert(kPadding >= Shape::kNameRoom, "key_is reads kNameRoom bytes from a key's start");
 
 const Shape &account_shape() {
     using K = Kind;
@@ -399,8 +471,64 @@ const Shape &error_shape() {
     return shape;
 }
 
+// -?digits[.digits][(e|E)[+-]digits], the exponent within what PostgreSQL numeric accepts;
+// point: the offset of the '.' (or of the 'e', or the size, when there is no '.').
+// Padded: s is followed by at least 16 readable bytes (it lies in the reader's buffer, whose
+// kPadding bytes follow the document), so runs of digits are found 16 bytes at a time.
+template <bool Padded>
+bool decimal_shape(std::string_view s, std::uint32_t &point, bool &exponent) noexcept {
+    const char *p = s.data();
+    const char *const end = p + s.size();
+    const auto digits = [&]() {
+        const char *const start = p;
+#if defined(__SSE2__)
+        if constexpr (Padded) {
+            const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+            for (;;) {
+                const __m128i t =
+                    _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)), zero);
+                const unsigned digit =
+                    unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(t, nine), t)));
+                if (digit != 0xFFFFu) {
+                    p += __builtin_ctz(~digit);
+                    break;
+                }
+                p += 16;
+            }
+            if (p > end) p = end;
+            return p != start;
+        }
+#endif
+        while (p < end && static_cast<unsigned char>(*p - '0') < 10) ++p;
+        return p != start;
+    };
+    if (p < end && *p == '-') ++p;
+    if (!digits()) return false;
+    point = static_cast<std::uint32_t>(p - s.data());
+    if (p < end && *p == '.') {
+        ++p;
+        if (!digits()) return false;
+    }
+    exponent = p < end && (*p == 'e' || *p == 'E');
+    if (exponent) {
+        ++p;
+        if (p < end && (*p == '+' || *p == '-')) ++p;
+        const char *const start = p;
+        if (!digits()) return false;
+        // Exponent magnitude within what PostgreSQL numeric accepts (leading zeros allowed).
+        const char *k = start;
+        while (k < p - 1 && *k == '0') ++k;
+        if (p - k > 4) return false;
+        int e = 0;
+        for (; k < p; ++k) e = e * 10 + (*k - '0');
+        if (e > kMaxDecimalExponent) return false;
+    }
+    return p == end;
+}
+
 // Validates one slot for its kind into out; returns the complaint, or nullptr.
-const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
+[[gnu::always_inline]] inline const char *validate(Kind kind, const Slot &s,
+                                                   FieldValue &out) noexcept {
     out = FieldValue{};
     switch (kind) {
         case Kind::Text:
@@ -421,7 +549,9 @@ const char *validate(Kind kind, const Slot &s, FieldValue &out) noexcept {
             if (s.seen != Seen::String && s.seen != Seen::Number)
                 return "expected a decimal string";
             if (s.seen == Seen::String && s.text.empty()) return nullptr;  // Alpaca's "no value"
-            if (!is_decimal_text(s.text)) return "expected a decimal string";
+            // (a slot's text lies in the reader's buffer: decimal_shape<true> may read past it)
+            if (!decimal_shape<true>(s.text, out.point, out.exponent))
+                return "expected a decimal string";
             out.present = true;
             out.text = s.text;
             return nullptr;
@@ -651,6 +781,71 @@ class Handler {
     std::array<FieldValue, kMaxFields> values_{};
 };
 
+}  // namespace
+}  // namespace pga
+
+#if defined(__SSE2__)
+namespace rapidjson {
+// RapidJSON's ParseString for our stream and handler, with its common case done in one scan: a
+// string with no escape up to its closing quote (every key and value Alpaca sends) is found
+// with 16-byte loads from its first byte, terminated in place and handed to the handler; from
+// the first backslash or control byte on, RapidJSON's own ParseStringToStream goes on from
+// there (escapes, errors and their offsets as before). Same stream positions, same results.
+// Without kParseCommentsFlag, only the whitespace: inline at every call (the common case is
+// no whitespace at all: one test).
+template <>
+template <>
+[[gnu::always_inline]] inline void
+GenericReader<UTF8<>, UTF8<>, CrtAllocator>::SkipWhitespaceAndComments<
+    pga::kParseFlags, pga::PaddedInsituStream>(pga::PaddedInsituStream &is) {
+    static_assert((pga::kParseFlags & kParseCommentsFlag) == 0, "comments: RapidJSON's own");
+    SkipWhitespace(is);
+}
+
+template <>
+template <>
+inline void GenericReader<UTF8<>, UTF8<>, CrtAllocator>::ParseString<
+    pga::kParseFlags, pga::PaddedInsituStream, pga::Handler>(pga::PaddedInsituStream &is,
+                                                             pga::Handler &handler, bool isKey) {
+    RAPIDJSON_ASSERT(is.Peek() == '\"');
+    is.Take();  // Skip '"'
+    char *const head = is.PutBegin();
+    char *p = head;
+    const __m128i dq = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), le1f = _mm_set1_epi8(0x1F);
+    for (;;) {  // the padding after the document (zero bytes) stops this inside the buffer
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+        const __m128i stop =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, dq), _mm_cmpeq_epi8(v, bs)),
+                         _mm_cmpeq_epi8(_mm_max_epu8(v, le1f), le1f));
+        const unsigned r = unsigned(_mm_movemask_epi8(stop));
+        if (r != 0) {
+            p += __builtin_ctz(r);
+            break;
+        }
+        p += 16;
+    }
+    size_t length;
+    if (RAPIDJSON_LIKELY(*p == '"')) {
+        *p = '\0';
+        is.src_ = is.dst_ = p + 1;
+        length = static_cast<size_t>(p - head);
+    } else {
+        is.src_ = is.dst_ = p;
+        ParseStringToStream<pga::kParseFlags, UTF8<>, UTF8<>>(is, is);
+        RAPIDJSON_PARSE_ERROR_EARLY_RETURN_VOID;
+        length = is.PutEnd(head) - 1;
+    }
+    RAPIDJSON_ASSERT(length <= 0xFFFFFFFF);
+    const bool success = isKey ? handler.Key(head, SizeType(length), false)
+                               : handler.String(head, SizeType(length), false);
+    if (RAPIDJSON_UNLIKELY(!success)) RAPIDJSON_PARSE_ERROR(kParseErrorTermination, is.Tell());
+}
+}  // namespace rapidjson
+#endif
+
+namespace pga {
+namespace {
+
 OptString opt(const FieldValue &v) {
     if (!v.present) return std::nullopt;
     return std::string(v.text);
@@ -674,23 +869,6 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
     rapidjson::Reader reader;
 
     void read(const Shape &shape, std::string_view json, RecordSink sink) {
-        // JSON text never holds a raw NUL; the in-situ reader would take one for the end.
-        if (std::memchr(json.data(), 0, json.size()) != nullptr)
-            fail(shape.what, "malformed JSON (NUL byte)");
-        const std::size_t bad = invalid_document_byte_at(
-            reinterpret_cast<const unsigned char *>(json.data()), json.size());
-        if (bad != std::string_view::npos) {
-            const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
-            fail(shape.what, std::string("malformed JSON (") +
-                                 (control ? "A control character must be escaped."
-                                          : "Invalid encoding in string.") +
-                                 ") at offset " + std::to_string(bad));
-        }
-        const std::size_t need = json.size() + 1 + kPadding;
-        if (buf.size() < need) buf.resize(need);
-        std::memcpy(buf.data(), json.data(), json.size());
-        std::memset(buf.data() + json.size(), 0, 1 + kPadding);
-
         struct Release {  // a one-off huge document does not stay pinned in memory
             Impl &impl;
             ~Release() {
@@ -699,7 +877,27 @@ struct __attribute__((visibility("hidden"))) AlpacaReader::Impl {
             }
         } release{*this};
 
-        const bool check_decoded = std::string_view(json).find("\\u") != std::string_view::npos;
+        const std::size_t need = json.size() + 1 + kPadding;
+        if (buf.size() < need) buf.resize(need);
+        bool backslash = false;
+        const std::size_t bad = invalid_document_byte_at(
+            reinterpret_cast<const unsigned char *>(json.data()), json.size(),
+            reinterpret_cast<unsigned char *>(buf.data()), backslash);
+        if (bad != std::string_view::npos) {
+            // JSON text never holds a raw NUL (the in-situ reader would take one for the end):
+            // a NUL anywhere is the complaint, before any other bad byte.
+            if (std::memchr(json.data(), 0, json.size()) != nullptr)
+                fail(shape.what, "malformed JSON (NUL byte)");
+            const bool control = static_cast<unsigned char>(json[bad]) < 0x80;
+            fail(shape.what, std::string("malformed JSON (") +
+                                 (control ? "A control character must be escaped."
+                                          : "Invalid encoding in string.") +
+                                 ") at offset " + std::to_string(bad));
+        }
+        std::memset(buf.data() + json.size(), 0, 1 + kPadding);
+
+        const bool check_decoded =
+            backslash && std::string_view(json).find("\\u") != std::string_view::npos;
         Handler h(shape, sink, legs_buf, legs, check_decoded);
         PaddedInsituStream is(buf.data());
         const rapidjson::ParseResult result = reader.Parse<kParseFlags>(is, h);
@@ -738,33 +936,9 @@ std::string Record::where() const {
 
 // ---------------------------------------------------------------- owning structs
 bool is_decimal_text(std::string_view s) noexcept {
-    std::size_t i = 0;
-    const std::size_t n = s.size();
-    auto digits = [&]() {
-        const std::size_t start = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') ++i;
-        return i - start;
-    };
-    if (i < n && s[i] == '-') ++i;
-    if (digits() == 0) return false;
-    if (i < n && s[i] == '.') {
-        ++i;
-        if (digits() == 0) return false;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        ++i;
-        if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
-        const std::size_t start = i;
-        if (digits() == 0) return false;
-        // Exponent magnitude within what PostgreSQL numeric accepts (leading zeros allowed).
-        std::size_t k = start;
-        while (k < i - 1 && s[k] == '0') ++k;
-        if (i - k > 4) return false;
-        int e = 0;
-        for (; k < i; ++k) e = e * 10 + (s[k] - '0');
-        if (e > kMaxDecimalExponent) return false;
-    }
-    return i == n;
+    std::uint32_t point;
+    bool exponent;
+    return decimal_shape<false>(s, point, exponent);
 }
 
 AlpacaAccount parse_account(std::string_view json) {

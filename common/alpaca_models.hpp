@@ -133,6 +133,11 @@ enum : int {
 struct FieldValue {
     bool present = false;
     bool boolean = false;
+    // A present decimal's shape, found while it was validated: whether it has an exponent, and
+    // the offset of its '.' (text.size() when it has none; the exponent's 'e' when it has one
+    // and no '.').
+    bool exponent = false;
+    std::uint32_t point = 0;
     std::int64_t integer = 0;
     std::string_view text;
 };

@@ -10,10 +10,13 @@
 // script + one line in a list below.
 //
 // Speed: common/alpaca_models streams the document (RapidJSON SAX, in situ, no DOM) and hands
-// each element over as views; values are built straight into Datums in a memory context reset
-// after every row: numeric from the decimal digits (NBASE digits, exactly what numeric_in makes),
-// timestamptz from RFC 3339 fields (the arithmetic timestamptz_in does), uuid from its hex.
-// Anything outside those fast paths (an exponent, a leap second, a non-canonical uuid, an
+// each element over as views; values are built straight into Datums in a per-row bump arena
+// (a memory context reset after every row for what does not fit): numeric from the decimal
+// digits (NBASE digits, exactly what numeric_in makes; the point found while common/ validated
+// the text), timestamptz from RFC 3339 fields (the arithmetic timestamptz_in does), uuid from
+// its hex. Each row's tuple is laid out here as heap_form_minimal_tuple would (TupleBatch) and
+// handed to tuplestore_puttuple a few dozen rows per guarded call. Anything outside those fast
+// paths (an exponent, a leap second, a non-canonical uuid, an
 // impossible date) goes through the type's own input function, as before, so the results and
 // the error messages are those of PostgreSQL. A malformed document is XX000 ("malformed Alpaca
 // answer: orders[3].filled_at: ...") naming the element and field, never echoing the document.
@@ -32,11 +35,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "extension/alpaca_rows.hpp"
 #include "extension/pg_values.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "access/tupmacs.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
@@ -47,6 +53,7 @@ extern "C" {
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/tuplestore.h"
 #include "utils/typcache.h"
 }
 
@@ -104,15 +111,35 @@ constexpr int kNumericShortDscaleShift = 7, kNumericShortDscaleMax = 0x1F80 >> 7
 constexpr std::size_t kFastDigits = 64;  // longer integer or fraction parts: numeric_in
 
 // ---------------------------------------------------------------- columns
-// One row under construction. Allocations come from a context reset after every row and never
-// ereport (MCXT_ALLOC_NO_OOM; a failure is std::bad_alloc, reported by the guard).
+// Scratch memory for the values of one row, which are copied into the row's tuple before the
+// next row starts: a bump allocator over a buffer of the call (no palloc per value).
+class RowArena {
+  public:
+    void *take(std::size_t n) {
+        n = MAXALIGN(n);
+        if (n > sizeof buf_ - used_) return nullptr;
+        void *p = reinterpret_cast<char *>(buf_) + used_;
+        used_ += n;
+        return p;
+    }
+    void reset() { used_ = 0; }
+
+  private:
+    std::uint64_t buf_[512];  // 4 KB: a row of Alpaca's values needs a few hundred bytes
+    std::size_t used_ = 0;
+};
+
+// One row under construction. Allocations come from the row's arena or, when it is full, from
+// a context reset after every row, and never ereport (MCXT_ALLOC_NO_OOM; a failure is
+// std::bad_alloc, reported by the guard).
 class RowBuilder {
   public:
-    RowBuilder(const Record &r, MemoryContext cxt, bool verify_text)
-        : r_(r), cxt_(cxt), verify_text_(verify_text) {}
+    RowBuilder(const Record &r, MemoryContext cxt, RowArena &arena, bool verify_text)
+        : r_(r), cxt_(cxt), arena_(arena), verify_text_(verify_text) {}
     const Record &record() const { return r_; }
 
     void *alloc(std::size_t n) {
+        if (void *p = arena_.take(n)) return p;
         if (n >= MaxAllocSize) throw std::bad_alloc();
         void *p = MemoryContextAllocExtended(cxt_, n, MCXT_ALLOC_NO_OOM);
         if (p == nullptr) throw std::bad_alloc();
@@ -127,6 +154,13 @@ class RowBuilder {
         SET_VARSIZE(t, VARHDRSZ + v.size());
         std::memcpy(VARDATA(t), v.data(), v.size());
         return PointerGetDatum(t);
+    }
+
+    // A decimal field, validated by common/ (which found its point).
+    Datum numeric(const pga::FieldValue &v, const char *field) {
+        Datum d;
+        if (!v.exponent && numeric_at_point(v.text, v.point, d)) return d;
+        return numeric(v.text, field);
     }
 
     Datum numeric(std::string_view v, const char *field) {
@@ -210,83 +244,99 @@ class RowBuilder {
     // -?digits[.digits] (already validated by common/) into the exact Numeric numeric_in
     // would make; false for what it leaves to numeric_in (an exponent, very long parts).
     bool numeric_fast(std::string_view s, Datum &out) {
-        std::size_t i = 0;
-        const bool neg = !s.empty() && s[0] == '-';
-        if (neg) i = 1;
-        const std::size_t int_start = i;
-        while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-        std::size_t int_end = i, frac_start = i, frac_end = i;
-        if (i < s.size() && s[i] == '.') {
-            frac_start = ++i;
-            while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-            frac_end = i;
+        const char *p = s.data();
+        const char *const end = p + s.size();
+        if (p < end && *p == '-') ++p;
+        const auto is_digit = [](char c) { return (unsigned char)(c - '0') < 10; };
+        const char *const ib = p;
+        while (p < end && is_digit(*p)) ++p;
+        const char *const ie = p;
+        if (p < end && *p == '.') {
+            ++p;
+            while (p < end && is_digit(*p)) ++p;
         }
-        if (i != s.size() || int_end == int_start) return false;  // exponent or not a decimal
-        if (int_end - int_start > kFastDigits || frac_end - frac_start > kFastDigits) return false;
-        const int dscale = (int)(frac_end - frac_start);
-        std::size_t a = int_start;
-        while (a < int_end && s[a] == '0') ++a;  // leading zeros of the integer part
-        std::size_t fe = frac_end;
-        while (fe > frac_start && s[fe - 1] == '0') --fe;  // trailing zeros of the fraction
-        const std::size_t int_len = int_end - a;
-
-        // Decimal digits d[0..n) with the point after int_len of them, grouped by 4 from the
-        // point: pad the integer part on the left to a multiple of 4.
-        std::array<std::int16_t, (2 * kFastDigits) / 4 + 4> digits;
-        int nd = 0;
-        int weight;
-        std::size_t pos;      // position in s of the next decimal digit to group
-        std::size_t pending;  // integer digits in the first group
-        if (int_len > 0) {
-            weight = (int)((int_len + 3) / 4) - 1;
-            pending = int_len % 4 == 0 ? 4 : int_len % 4;
-            pos = a;
-        } else {
-            // No integer part: skip whole groups of leading fraction zeros.
-            std::size_t z = frac_start;
-            while (z < fe && s[z] == '0') ++z;
-            if (z == fe) {  // zero
-                return emit_numeric(false, 0, dscale, digits.data(), 0, out);
-            }
-            const std::size_t zero_groups = (z - frac_start) / 4;
-            weight = -1 - (int)zero_groups;
-            pos = frac_start + zero_groups * 4;
-            pending = 0;
-        }
-        // Integer groups.
-        while (pos < int_end) {
-            int g = 0;
-            const std::size_t take = pending;
-            for (std::size_t k = 0; k < take; ++k) g = g * 10 + (s[pos + k] - '0');
-            pos += take;
-            digits[(std::size_t)nd++] = (std::int16_t)g;
-            pending = 4;
-        }
-        // Fraction groups (up to the last non-zero digit), the last one padded on the right.
-        if (pos < frac_start) pos = frac_start;
-        while (pos < fe) {
-            int g = 0;
-            for (std::size_t k = 0; k < 4; ++k) {
-                const std::size_t p = pos + k;
-                g = g * 10 + (p < fe ? s[p] - '0' : 0);
-            }
-            pos += 4;
-            digits[(std::size_t)nd++] = (std::int16_t)g;
-        }
-        // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
-        while (nd > 0 && digits[(std::size_t)nd - 1] == 0) --nd;
-        return emit_numeric(neg && nd > 0, nd > 0 ? weight : 0, dscale, digits.data(), nd, out);
+        if (p != end || ie == ib) return false;  // exponent or not a decimal
+        return numeric_at_point(s, (std::size_t)(ie - s.data()), out);
     }
 
-    bool emit_numeric(bool neg, int weight, int dscale, const std::int16_t *digits, int nd,
-                      Datum &out) {
+    // s: -?digits[.digits] with its '.' (or its end) at offset point.
+    bool numeric_at_point(std::string_view s, std::size_t point, Datum &out) {
+        const char *const start = s.data();
+        const char *const end = start + s.size();
+        const bool neg = start < end && *start == '-';
+        const char *ib = start + (neg ? 1 : 0);
+        const char *const ie = start + point;
+        const char *const fb = ie < end ? ie + 1 : ie;
+        const char *const fraw = end;
+        if ((std::size_t)(ie - ib) > kFastDigits || (std::size_t)(fraw - fb) > kFastDigits)
+            return false;
+        const int dscale = (int)(fraw - fb);
+        while (ib < ie && *ib == '0') ++ib;  // leading zeros of the integer part
+        const char *fe = fraw;
+        while (fe > fb && fe[-1] == '0') --fe;  // trailing zeros of the fraction
+
+        // Base-10000 digits, grouped by 4 decimal digits from the point: the first integer
+        // group may be short (zeros on its left), the last fraction group is padded with
+        // zeros on its right. Written straight into the value (room for the most digits).
+        const std::size_t il = (std::size_t)(ie - ib);
+        const char *f = fb;  // the next fraction digit to group
+        int weight;
+        if (il > 0) {
+            weight = (int)((il + 3) / 4) - 1;
+        } else {
+            // No integer part: skip whole groups of leading fraction zeros.
+            const char *z = fb;
+            while (z < fe && *z == '0') ++z;
+            if (z == fe) return emit_zero(dscale, out);
+            const std::size_t zero_groups = (std::size_t)(z - fb) / 4;
+            weight = -1 - (int)zero_groups;
+            f = fb + zero_groups * 4;
+        }
         const bool is_short = dscale <= kNumericShortDscaleMax &&
                               weight <= kNumericShortWeightMask &&
                               weight >= -(kNumericShortWeightMask + 1);
         const std::size_t hdr = VARHDRSZ + (is_short ? 2 : 4);
-        const std::size_t len = hdr + (std::size_t)nd * sizeof(std::int16_t);
-        auto *p = static_cast<char *>(alloc(len));
+        const std::size_t max_nd = (il + 3) / 4 + (std::size_t)(fe - f + 3) / 4;
+        char *const p = static_cast<char *>(alloc(hdr + max_nd * sizeof(std::int16_t)));
+        char *const d = p + hdr;
+        std::size_t nd = 0;
+        const auto put = [&](int g) {
+            const auto v = (std::int16_t)g;
+            std::memcpy(d + sizeof v * nd++, &v, sizeof v);
+        };
+        const auto group4 = [](const char *x) {  // "dddd" -> its value, two digits at a time
+            std::uint32_t v;
+            std::memcpy(&v, x, 4);
+            v -= 0x30303030u;
+            v = (v * 10 + (v >> 8)) & 0x00FF00FFu;
+            return (int)((v * 100 + (v >> 16)) & 0xFFFFu);
+        };
+        if (il > 0) {
+            const char *x = ib;
+            const char *const first_end = ib + (il - ((il + 3) / 4 - 1) * 4);
+            int g = 0;
+            for (; x < first_end; ++x) g = g * 10 + (*x - '0');
+            put(g);
+            for (; x < ie; x += 4) put(group4(x));
+        }
+        for (; fe - f >= 4; f += 4) put(group4(f));
+        if (f < fe) {
+            int g = 0, k = 0;
+            for (; f < fe; ++f, ++k) g = g * 10 + (*f - '0');
+            for (; k < 4; ++k) g *= 10;
+            put(g);
+        }
+        // Strip trailing zero groups (e.g. 10000 -> one digit 1 of weight 1).
+        while (nd > 0 && d[2 * nd - 1] == 0 && d[2 * nd - 2] == 0) --nd;
+        if (nd == 0) return emit_zero(dscale, out);  // (not reached: a digit is not 0)
+        const std::size_t len = hdr + nd * sizeof(std::int16_t);
         SET_VARSIZE(p, len);
+        write_numeric_header(p, is_short, neg, weight, dscale);
+        out = PointerGetDatum(p);
+        return true;
+    }
+
+    static void write_numeric_header(char *p, bool is_short, bool neg, int weight, int dscale) {
         if (is_short) {
             const std::uint16_t h = (std::uint16_t)(kNumericShort | (neg ? kNumericShortSign : 0) |
                                                     (dscale << kNumericShortDscaleShift) |
@@ -300,7 +350,15 @@ class RowBuilder {
             std::memcpy(p + VARHDRSZ, &sd, 2);
             std::memcpy(p + VARHDRSZ + 2, &w, 2);
         }
-        if (nd > 0) std::memcpy(p + hdr, digits, (std::size_t)nd * sizeof(std::int16_t));
+    }
+
+    // Zero of scale dscale, as numeric_in makes it (no digits, weight 0, positive).
+    bool emit_zero(int dscale, Datum &out) {
+        const bool is_short = dscale <= kNumericShortDscaleMax;
+        const std::size_t len = VARHDRSZ + (is_short ? 2 : 4);
+        auto *p = static_cast<char *>(alloc(len));
+        SET_VARSIZE(p, len);
+        write_numeric_header(p, is_short, false, 0, dscale);
         out = PointerGetDatum(p);
         return true;
     }
@@ -372,6 +430,7 @@ class RowBuilder {
 
     const Record &r_;
     MemoryContext cxt_;
+    RowArena &arena_;
     bool verify_text_;
     bool occ_done_ = false;
     std::optional<pga::OccSymbol> occ_;
@@ -399,7 +458,7 @@ bool text_col(RowBuilder &b, const Column &c, Datum &out) {
 bool numeric_col(RowBuilder &b, const Column &c, Datum &out) {
     const pga::FieldValue &v = value(b, c);
     if (!v.present) return false;
-    out = b.numeric(v.text, c.json);
+    out = b.numeric(v, c.json);
     return true;
 }
 bool timestamptz_col(RowBuilder &b, const Column &c, Datum &out) {
@@ -644,33 +703,190 @@ void check_shape(RowShape &shape, TupleDesc desc, Oid fn) {
     }
 }
 
-// ---------------------------------------------------------------- the one SRF helper
-// The reader is per backend: its buffers are reused from call to call (no heap growth and
-// trim per call). A nested call (none is known: nothing a row builder calls parses Alpaca
-// JSON) would get a reader of its own.
-bool g_reader_busy = false;
-pga::AlpacaReader &shared_reader() {
-    static pga::AlpacaReader r;
-    return r;
-}
-struct ReaderLease {
-    std::unique_ptr<pga::AlpacaReader> own;
-    pga::AlpacaReader *reader;
-    bool leased;
-    ReaderLease() : leased(!g_reader_busy) {
-        if (leased) {
-            g_reader_busy = true;
-            reader = &shared_reader();
-        } else {
-            own = std::make_unique<pga::AlpacaReader>();
-            reader = own.get();
+// ---------------------------------------------------------------- the rows' tuples
+// The tuples tuplestore_putvalues would store (heap_form_minimal_tuple and heap_fill_tuple,
+// src/backend/access/common/heaptuple.c: header, null bitmap, each value aligned as its
+// attribute says, a varlena that fits converted to a 1-byte header; the on-disk tuple format,
+// stable across releases), built here over a per-call plan of the attributes, without palloc,
+// a few dozen rows at a time, then handed to tuplestore_puttuple (which copies each as it is)
+// in one guarded call.
+class TupleBatch {
+  public:
+    // buf: memory for the waiting tuples, kept by the caller from call to call.
+    TupleBatch(TupleDesc desc, std::vector<std::uint64_t> &buf) : natts_(desc->natts), buf_(buf) {
+        for (int a = 0; a < natts_; ++a) {
+            const Form_pg_attribute att = TupleDescAttr(desc, a);
+            Att &p = atts_[(std::size_t)a];
+            p.len = att->attlen;
+            p.align = att->attalign;
+            p.byval = att->attbyval;
+            p.packable = att->attstorage != TYPSTORAGE_PLAIN;
         }
     }
-    ~ReaderLease() {
-        if (leased) g_reader_busy = false;
+
+    // Adds the row's tuple; false for a value outside what is handled here (an external or
+    // expanded varlena, a cstring): the caller then flushes and uses tuplestore_putvalues.
+    bool add(const Datum *values, const bool *nulls) {
+        const int natts = natts_;
+        bool hasnull = false;
+        for (int a = 0; a < natts; ++a) hasnull |= nulls[a];
+        std::size_t hoff = SizeofMinimalTupleHeader;
+        if (hasnull) hoff += BITMAPLEN(natts);
+        hoff = MAXALIGN(hoff);
+        // MINIMAL_TUPLE_OFFSET bytes for the HeapTupleHeader that the minimal tuple is the
+        // tail of (as a minimal tuple slot does), then the tuple, at buf_[used_]. One pass:
+        // room for each value is made as it is written; padding bytes are zeroed as they are
+        // skipped (bytes past t_len are never read: the tuplestore copies t_len bytes).
+        char *t = room(hoff + kRoomAhead);
+        std::memset(t, 0, hoff);
+        std::uint16_t infomask = 0;
+        std::size_t off = hoff;  // offsets from the tuple's (maxaligned) start
+        const auto align = [&](char c) {
+            const std::size_t to = att_align_nominal(off, c);
+            for (; off < to; ++off) t[off] = 0;
+        };
+        for (int a = 0; a < natts; ++a) {
+            if (nulls[a]) {
+                infomask |= HEAP_HASNULL;
+                continue;
+            }
+            if (hasnull) reinterpret_cast<MinimalTuple>(t)->t_bits[a >> 3] |= (bits8)(1 << (a & 7));
+            const Att &att = atts_[(std::size_t)a];
+            if (att.byval) {
+                align(att.align);
+                store_att_byval(t + off, values[a], att.len);
+                off += (std::size_t)att.len;
+            } else if (att.len == -1) {
+                const Pointer v = DatumGetPointer(values[a]);
+                if (VARATT_IS_EXTERNAL(v)) return false;
+                infomask |= HEAP_HASVARWIDTH;
+                if (VARATT_IS_SHORT(v)) {
+                    const std::size_t n = VARSIZE_SHORT(v);
+                    if (off + n > room_) t = room(off + n + kRoomAhead);
+                    std::memcpy(t + off, v, n);
+                    off += n;
+                } else if (att.packable && VARATT_CAN_MAKE_SHORT(v)) {
+                    const std::size_t n = VARATT_CONVERTED_SHORT_SIZE(v);
+                    if (off + n > room_) t = room(off + n + kRoomAhead);
+                    SET_VARSIZE_SHORT(t + off, n);
+                    std::memcpy(t + off + 1, VARDATA(v), n - 1);
+                    off += n;
+                } else {
+                    const std::size_t n = VARSIZE(v);
+                    if (off + 8 + n > room_) t = room(off + 8 + n + kRoomAhead);
+                    align(att.align);
+                    std::memcpy(t + off, v, n);
+                    off += n;
+                }
+            } else if (att.len > 0) {
+                const std::size_t n = (std::size_t)att.len;
+                if (off + 8 + n > room_) t = room(off + 8 + n + kRoomAhead);
+                align(att.align);
+                std::memcpy(t + off, DatumGetPointer(values[a]), n);
+                off += n;
+            } else {
+                return false;  // a cstring
+            }
+            if (off + kRoomAhead / 2 > room_) t = room(off + kRoomAhead);
+        }
+        auto *mt = reinterpret_cast<MinimalTuple>(t);
+        mt->t_len = (std::uint32_t)off;
+        HeapTupleHeaderSetNatts(mt, natts);
+        mt->t_infomask = infomask;
+        mt->t_hoff = (std::uint8_t)(hoff + MINIMAL_TUPLE_OFFSET);
+        rows_[nrows_++] = Row{used_, (std::uint32_t)(off + MINIMAL_TUPLE_OFFSET)};
+        used_ += (MINIMAL_TUPLE_OFFSET + off + 7) / 8;
+        return true;
     }
-    ReaderLease(const ReaderLease &) = delete;
-    ReaderLease &operator=(const ReaderLease &) = delete;
+
+    bool full() const { return nrows_ >= kMaxRows || used_ * 8 >= kMaxBytes; }
+
+    // Hands the waiting tuples, in order, to the tuplestore.
+    void flush(Tuplestorestate *store) {
+        if (nrows_ == 0) return;
+        const Row *rows = rows_.data();
+        const std::size_t nrows = nrows_;
+        std::uint64_t *const buf = buf_.data();
+        pga::pg::call([&] {
+            HeapTupleData h;
+            ItemPointerSetInvalid(&h.t_self);
+            h.t_tableOid = InvalidOid;
+            for (std::size_t i = 0; i < nrows; ++i) {
+                h.t_len = rows[i].len;
+                h.t_data = reinterpret_cast<HeapTupleHeader>(buf + rows[i].at);
+                tuplestore_puttuple(store, &h);
+            }
+        });
+        nrows_ = 0;
+        used_ = 0;
+    }
+
+  private:
+    static constexpr std::size_t kMaxRows = 64, kMaxBytes = 64 * 1024;
+    static constexpr std::size_t kRoomAhead = 128;  // >= 2 x any by-value or short value
+
+    // The tuple being built (at buf_[used_] + MINIMAL_TUPLE_OFFSET) with at least need bytes
+    // of room; room_ says how many it has.
+    char *room(std::size_t need) {
+        const std::size_t words = used_ + (MINIMAL_TUPLE_OFFSET + need + 7) / 8;
+        if (buf_.size() < words) buf_.resize(2 * words);
+        room_ = (buf_.size() - used_) * 8 - MINIMAL_TUPLE_OFFSET;
+        return reinterpret_cast<char *>(buf_.data() + used_) + MINIMAL_TUPLE_OFFSET;
+    }
+    struct Att {  // what the layout needs of an attribute (pg_attribute)
+        std::int16_t len;
+        char align;
+        bool byval, packable;
+    };
+    struct Row {
+        std::size_t at;     // in buf_, in words: the HeapTupleHeader's place
+        std::uint32_t len;  // HeapTupleData.t_len
+    };
+    int natts_;
+    std::array<Att, 64> atts_{};  // natts <= 64: check_shape
+    std::vector<std::uint64_t> &buf_;
+    std::size_t used_ = 0;  // words
+    std::size_t room_ = 0;  // bytes of room for the tuple being built
+    std::array<Row, kMaxRows> rows_;
+    std::size_t nrows_ = 0;
+};
+
+// ---------------------------------------------------------------- the one SRF helper
+// What a call works in: the reader and the row buffers, per backend, reused from call to call
+// (no heap growth and trim per call). A nested call (none is known: nothing a row builder
+// calls parses Alpaca JSON) would get scratch of its own.
+struct Scratch {
+    pga::AlpacaReader reader;
+    RowArena arena;
+    std::vector<std::uint64_t> tuples;  // TupleBatch's buffer
+};
+bool g_scratch_busy = false;
+Scratch &shared_scratch() {
+    static Scratch s;
+    return s;
+}
+struct ScratchLease {
+    std::unique_ptr<Scratch> own;
+    Scratch *scratch;
+    bool leased;
+    ScratchLease() : leased(!g_scratch_busy) {
+        if (leased) {
+            g_scratch_busy = true;
+            scratch = &shared_scratch();
+        } else {
+            own = std::make_unique<Scratch>();
+            scratch = own.get();
+        }
+    }
+    ~ScratchLease() {
+        // A one-off huge row (a long legs array) does not stay pinned in memory.
+        if (scratch->tuples.size() > kKeepTupleWords)
+            std::vector<std::uint64_t>().swap(scratch->tuples);
+        if (leased) g_scratch_busy = false;
+    }
+    static constexpr std::size_t kKeepTupleWords = 256 * 1024 / 8;
+    ScratchLease(const ScratchLease &) = delete;
+    ScratchLease &operator=(const ScratchLease &) = delete;
 };
 
 // Deletes the per-call row context (MemoryContextDelete never ereports).
@@ -730,25 +946,35 @@ void pga::ext::put_rows(ReturnSetInfo *rsinfo, RowKind kind, std::string_view bo
     const int natts = desc->natts;
     std::array<Datum, 64> values{};
     std::array<bool, 64> nulls{};
+    ScratchLease lease;
+    RowArena &arena = lease.scratch->arena;
+    arena.reset();
+    TupleBatch batch(desc, lease.scratch->tuples);
 
     auto sink = [&](const Record &r) {
         // A long document stays cancellable (pg_cancel_backend, statement_timeout).
         if (InterruptPending) pga::pg::call([] { CHECK_FOR_INTERRUPTS(); });
-        RowBuilder b(r, cxt.get(), verify_text);
+        RowBuilder b(r, cxt.get(), arena, verify_text);
         for (int a = 0; a < natts; ++a) {
             const int c = shape.attr_column[(std::size_t)a];
             nulls[(std::size_t)a] =
                 c < 0 || !shape.columns[c].fill(b, shape.columns[c], values[(std::size_t)a]);
         }
-        pga::pg::put_row(rsinfo, values.data(), nulls.data());
+        if (!batch.add(values.data(), nulls.data())) {
+            batch.flush(rsinfo->setResult);
+            pga::pg::put_row(rsinfo, values.data(), nulls.data());
+        } else if (batch.full()) {
+            batch.flush(rsinfo->setResult);
+        }
+        arena.reset();
         MemoryContextReset(cxt.get());
     };
     try {
-        ReaderLease lease;
-        (lease.reader->*k.read)(body, sink);
+        (lease.scratch->reader.*k.read)(body, sink);
     } catch (const pga::Error &e) {
         rethrow_malformed(e);
     }
+    batch.flush(rsinfo->setResult);
 }
 
 namespace {
