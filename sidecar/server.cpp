@@ -584,7 +584,10 @@ Server::NextFrame Server::linger_for_next(Job &job) {
 
 void Server::serve_job(Job &job, HttpClient &http) {
     for (;;) {
-        if (!serve_request(job, http)) return;  // the connection closes with the job
+        {
+            const metrics::BusyWorker busy;         // the linger below does not count as busy
+            if (!serve_request(job, http)) return;  // the connection closes with the job
+        }
         switch (linger_for_next(job)) {
             case NextFrame::Ready:
                 continue;
@@ -602,7 +605,6 @@ void Server::worker_loop() {
     for (;;) {
         std::unique_ptr<Job> job = queue_.pop();
         if (!job) return;  // stopping and drained
-        const metrics::BusyWorker busy;
         try {
             serve_job(*job, http);
         } catch (const std::exception &e) {
