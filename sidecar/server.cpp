@@ -11,12 +11,15 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -107,6 +110,13 @@ void send_now(int fd, const SidecarResponse &resp) noexcept {
     } catch (const std::exception &) {
         // Nothing to answer with; the connection is closed anyway.
     }
+}
+
+// True when bytes we sent on fd are still waiting for the client to read them (SIOCOUTQ of a
+// unix stream socket: what the peer has not consumed yet).
+bool answer_unread(int fd) {
+    int n = 0;
+    return ::ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0;
 }
 
 bool client_hung_up(int fd) {
@@ -394,6 +404,11 @@ void Server::dispatch(PendingList::iterator it) {
 }
 
 bool Server::read_pending(PendingList::iterator it) {
+    if (it->idle && answer_unread(it->fd.get())) {
+        drop_pending(it, "answer_unread", Outcome::BadRequest,
+                     "a request came before the previous answer was read");
+        return true;
+    }
     FrameReader &frame = it->frame;
     while (frame.state() == FrameReader::State::NeedMore) {
         const ssize_t n = ::recv(it->fd.get(), frame.space(), frame.space_len(), MSG_DONTWAIT);
@@ -554,11 +569,16 @@ bool Server::serve_request(Job &job, HttpClient &http) {
 }
 
 Server::NextFrame Server::linger_for_next(Job &job) {
-    if (stopping_.load(std::memory_order_relaxed) || queue_.has_waiting_or_stopped())
-        return NextFrame::HandBack;
+    const auto others_wait = [this] {
+        return stopping_.load(std::memory_order_relaxed) || queue_.has_waiting_or_stopped();
+    };
+    if (others_wait()) return NextFrame::HandBack;
     const int fd = job.fd.get();
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, kLingerMs) <= 0) return NextFrame::HandBack;  // nothing yet (or EINTR)
+    // Requests that came meanwhile go first; a client asking again before it read our answer
+    // is judged (and closed) by the poll thread.
+    if (others_wait() || answer_unread(fd)) return NextFrame::HandBack;
     // Only look (MSG_PEEK) until a whole frame that decodes is there: otherwise every byte is
     // left for the poll thread's FrameReader, which also reports bad frames.
     std::uint8_t prefix[kFramePrefixLen];

@@ -2,24 +2,29 @@
 // frame, a bounded queue of complete requests, the worker threads (one HttpClient each),
 // SIGHUP reload and SIGTERM drain.
 //
-// Only the poll thread reads from clients: every socket is non-blocking, a request frame is
-// assembled from whatever bytes have arrived (FrameReader) and reaches the queue only when it
-// is complete. A worker is therefore never held by a client that dawdles. A connection that has
-// not sent its whole frame within read_timeout_ms of being accepted is closed; so is the oldest
-// such connection when more than max_pending_connections are waiting (backends send their
-// frame right after connecting, so the one that has waited longest is the least likely to be a
-// real call).
+// The poll thread reads every new connection's frame: every socket is non-blocking, a request
+// frame is assembled from whatever bytes have arrived (FrameReader) and reaches the queue only
+// when it is complete. A connection that has not sent its whole frame within read_timeout_ms of
+// being accepted is closed; so is the oldest such connection when more than
+// max_pending_connections are waiting (backends send their frame right after connecting, so the
+// one that has waited longest is the least likely to be a real call).
 //
 // A connection whose answer a worker sent is kept for the client's next request (a backend
 // reuses its connection for look-ups, never for an order). The worker first lingers on it for
-// kLinger (2 ms), unless other requests wait in the queue: when the next request's whole frame
-// has arrived by then (a backend calling again at once), the worker serves it itself, without
-// the two hand-offs through the poll thread. Anything else — no frame yet, part of one, a frame
-// that does not decode — leaves the bytes unread and the connection goes back to the poll
-// thread, which reads and judges it as any other: the worker never waits for a client's bytes
-// beyond kLinger. There the connection is idle: it has kIdleKeep to send a request, then is
+// kLingerMs (2 ms), unless other requests wait in the queue (checked before and after the
+// wait): when the next request's whole frame has arrived by then (a backend calling again at
+// once), the worker serves it itself, without the two hand-offs through the poll thread.
+// Anything else — no frame yet, part of one, a frame that does not decode — leaves the bytes
+// unread and the connection goes back to the poll thread, which reads and judges it as any
+// other. So a worker never waits for a client's bytes beyond kLingerMs, and never reads a frame
+// that is not whole. There the connection is idle: it has kIdleKeep to send a request, then is
 // closed without a word; over max_pending_connections the oldest idle one goes first, also
 // silently (it has asked nothing).
+//
+// A kept connection whose client sends its next request before it has read the previous answer
+// is closed (a backend reads each answer whole before it asks again): otherwise a client that
+// pipelines requests and never reads would fill its socket and hold the worker writing to it
+// for kWriteTimeout each time.
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"

@@ -5,10 +5,11 @@ order never goes on a kept connection and never goes twice, even when the kept o
 
 A fake sidecar on a socket of its own records which connection each request came on; the real
 stack checks that the real sidecar keeps the connection open and survives a restart, and that
-whichever way a kept connection's next frame arrives (at once, in pieces, two in one send,
-malformed), the real sidecar answers it as it answers a new connection's: a worker that
-answered lingers for the next frame and serves it when it is whole, and leaves every other case
-to the poll thread (sidecar/server.hpp).
+whichever way a kept connection's next frame arrives (at once, in pieces, malformed, with a bad
+length), the real sidecar answers it as it answers a new connection's: a worker that answered
+lingers for the next frame and serves it when it is whole, and leaves every other case to the
+poll thread (sidecar/server.hpp); a request sent before the previous answer was read closes the
+connection (a backend never pipelines).
 """
 import json
 import os
@@ -155,6 +156,14 @@ class KeptConnectionTest(unittest.TestCase):
         """One raw connection to the stack's sidecar, status requests (no ticket needed)."""
         frame, answer = S.sidecar_frame, S.read_sidecar_answer
 
+        def closed(s):
+            """The sidecar closed s: end of file, or a reset (it closed with our bytes unread)."""
+            s.settimeout(5)
+            try:
+                return s.recv(1) == b""
+            except ConnectionResetError:
+                return True
+
         def status(n):
             return frame({"v": 1, "id": f"next-{n}", "op": "status", "ticket": ""})
 
@@ -166,8 +175,6 @@ class KeptConnectionTest(unittest.TestCase):
                 s.sendall(status(n))
                 got = answer(s, 5)
                 self.assertEqual((got["id"], got["outcome"]), (f"next-{n}", "ok"))
-            s.sendall(status(20) + status(21))  # two frames in one send: both, in order
-            self.assertEqual([answer(s, 5)["id"] for _ in range(2)], ["next-20", "next-21"])
             whole = status(30)
             for cut in (2, 4, 9, len(whole) - 1):  # in two pieces, the second 30 ms later
                 s.sendall(whole[:cut])
@@ -175,10 +182,28 @@ class KeptConnectionTest(unittest.TestCase):
                 s.sendall(whole[cut:])
                 got = answer(s, 5)
                 self.assertEqual((got["id"], got["outcome"]), ("next-30", "ok"), f"cut at {cut}")
+            log_start = os.path.getsize(os.environ["PGA_SIDECAR_LOG"])
             s.sendall(frame({"v": 1, "id": "bad-1", "op": "no_such_op", "ticket": ""}))  # refused, then closed
             self.assertEqual(answer(s, 5)["outcome"], "bad_request")
-            s.settimeout(5)
-            self.assertEqual(s.recv(1), b"", "a refused frame's connection is closed")
+            self.assertTrue(closed(s), "a refused frame's connection is closed")
+        with open(os.environ["PGA_SIDECAR_LOG"], errors="replace") as f:
+            f.seek(log_start)
+            self.assertIn("bad_request", f.read(), "the refusal is logged as any bad frame is")
+        for prefix in (struct.pack(">I", 0), struct.pack(">I", 64 * 1024 + 1)):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # a bad length, kept
+                s.connect(os.environ["PGA_SIDECAR_SOCKET"])
+                s.sendall(status(40))
+                self.assertEqual(answer(s, 5)["id"], "next-40")
+                s.sendall(prefix + b"{}")
+                self.assertEqual(answer(s, 5)["outcome"], "bad_request")
+                self.assertTrue(closed(s), "a bad length's connection is closed")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # asks before reading
+            s.connect(os.environ["PGA_SIDECAR_SOCKET"])
+            s.sendall(status(50) + status(51))
+            threading.Event().wait(0.2)  # both answered by now, were the second served
+            self.assertEqual(answer(s, 5)["id"], "next-50")
+            self.assertEqual(answer(s, 5)["outcome"], "bad_request", "the second was not served")
+            self.assertTrue(closed(s), "a client asking before it read is closed")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Attacks on the sidecar's unix socket by a local process that may connect to it: hold it with
 idle connections, with slowloris clients that send a frame one byte a second, with a burst of
-1000 connections (descriptor exhaustion), and with clients that send a request and hang up.
+1000 connections (descriptor exhaustion), with clients that send a request and hang up, that
+dawdle after an answer, and that send requests without ever reading the answers.
 
 Each attack must fail: real calls (SQL through PostgreSQL, as an application does) keep their
 normal latency and none fails, the accept loop keeps answering new connections at once, and the
@@ -361,26 +362,33 @@ class SidecarSocketDos(unittest.TestCase):
     def test_answered_clients_that_dawdle_on_their_next_frame_hold_no_worker(self):
         """README security model, "a local process that may connect to the
         sidecar's socket ... cannot starve real calls or the accept loop":
-        a worker that sent an answer lingers a moment on the connection for the client's next
-        request. 40 clients (the stack has 16 workers) that take an answer and at once send the
-        first bytes of a next frame, then nothing, must not keep a worker each: real calls keep
-        their latency, new connections are answered at once, and the sidecar closes every
-        dawdler within its read timeout (with a bad_request answer)."""
+        a worker that sent an answer waits at most 2 ms on the connection for the client's next
+        request. 40 clients (the stack has 16 workers), one after the other, take an answer and
+        then either send nothing or at once the first bytes of a next frame and nothing more:
+        each next client must still be answered at once (a worker held longer than its 2 ms
+        would make the 17th wait for it), real calls keep their latency, new connections are
+        answered at once, and the sidecar closes every partial dawdler within its read timeout
+        (with a bad_request answer)."""
         base = self.measure()
         nxt = frame(('{"id": "' + CANARY + '", "v": 1, "op": "status", "ticket": ""}').encode())
-        socks, answered = [], 0
+        socks, answered, waits = [], 0, []
         try:
             for i in range(40):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(SOCK)
+                t = time.monotonic()
                 s.sendall(frame({"v": 1, "id": f"dawdle-{i}", "op": "status", "ticket": ""}))
                 answered += (read_answer(s, 5) or {}).get("outcome") == "ok"
-                s.sendall(nxt[:24])  # the prefixes and the start of the header, canary in it
-                socks.append((s, time.monotonic()))
+                waits.append((time.monotonic() - t) * 1000)
+                if i % 2 == 0:
+                    s.sendall(nxt[:24])  # the prefixes and the start of the header, canary in it
+                socks.append((s, time.monotonic(), i % 2 == 0))
             under = self.measure()
             probe = self.probe_accept()
             lives, refused = [], 0
-            for s, sent in socks:
+            for s, sent, partial in socks:
+                if not partial:
+                    continue
                 ans = read_answer(s, READ_TIMEOUT_S + SLACK_S)
                 refused += (ans or {}).get("outcome") == "bad_request"
                 try:
@@ -390,16 +398,69 @@ class SidecarSocketDos(unittest.TestCase):
                     closed = False
                 lives.append(time.monotonic() - sent if closed else float("inf"))
         finally:
-            for s, _ in socks:
+            for s, _, _ in socks:
                 s.close()
-        print(f"\n[figures] 40 answered clients dawdling on their next frame: {answered} "
-              f"answered, {refused} refused for the read timeout, longest lived "
-              f"{max(lives):.2f} s (bound {READ_TIMEOUT_S + SLACK_S:.1f} s)", file=sys.stderr)
+        print(f"\n[figures] 40 answered clients, 20 silent and 20 dawdling on their next frame: "
+              f"{answered} answered, the slowest in {max(waits):.1f} ms; {refused} of 20 refused "
+              f"for the read timeout, longest lived {max(lives):.2f} s (bound "
+              f"{READ_TIMEOUT_S + SLACK_S:.1f} s)", file=sys.stderr)
         self.assertEqual(answered, 40, "a status request was not answered")
+        self.assertLess(max(waits), 300, "a client waited for a worker held by another")
         self.check_calls("answered clients dawdling on their next frame", base, under)
         self.check_probe("with answered clients dawdling", probe)
-        self.assertEqual(refused, 40, "a dawdler was not refused for its read timeout")
+        self.assertEqual(refused, 20, "a dawdler was not refused for its read timeout")
         self.assertLessEqual(max(lives), READ_TIMEOUT_S + SLACK_S, "a dawdler was kept open")
+
+    def test_clients_that_never_read_their_answers_hold_no_worker(self):
+        """README security model, "a local process that may connect to the
+        sidecar's socket ... cannot starve real calls or the accept loop":
+        32 clients (twice the stack's workers) each send 400 requests in one go and never read
+        an answer. Answered in turn, they would fill their sockets and hold every worker in a
+        blocked write (5 s each); a client that asks again before it has read the previous
+        answer is closed instead, so real calls keep their latency and every such connection is
+        closed at once."""
+        base = self.measure()
+        burst = b"".join(frame({"v": 1, "id": f"pipe-{n}", "op": "status", "ticket": ""})
+                         for n in range(400))
+        socks = []
+        try:
+            for _ in range(32):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(SOCK)
+                s.setblocking(False)
+                try:
+                    s.send(burst)  # as much as the socket takes; never a read
+                except BlockingIOError:
+                    pass
+                socks.append(s)
+            under = self.measure()
+            probe = self.probe_accept()
+            closed, answers = 0, []
+            deadline = time.monotonic() + READ_TIMEOUT_S + SLACK_S
+            for s in socks:
+                s.setblocking(True)
+                got = 0
+                while True:
+                    ans = read_answer(s, max(0.1, deadline - time.monotonic()))
+                    if ans is None:
+                        break
+                    got += 1
+                answers.append(got)
+                try:
+                    s.settimeout(0.1)
+                    closed += s.recv(1) == b""
+                except OSError:
+                    pass
+        finally:
+            for s in socks:
+                s.close()
+        print(f"\n[figures] 32 clients sending 400 requests each and reading none: "
+              f"{closed} closed by the sidecar, answers before the close at most {max(answers)}",
+              file=sys.stderr)
+        self.check_calls("clients that never read", base, under)
+        self.check_probe("with clients that never read", probe)
+        self.assertEqual(closed, 32, "a pipelining client's connection stayed open")
+        self.assertLessEqual(max(answers), 3, "the sidecar kept answering a client that reads nothing")
 
     def test_answered_clients_that_stay_idle_are_bounded(self):
         """README security model, "a local process that may connect to the
