@@ -569,9 +569,8 @@ bool Server::serve_request(Job &job, HttpClient &http) {
 }
 
 Server::NextFrame Server::linger_for_next(Job &job) {
-    const auto others_wait = [this] {
-        return stopping_.load(std::memory_order_relaxed) || queue_.has_waiting_or_stopped();
-    };
+    // The queue says both: requests wait, or the sidecar is stopping (queue_.stop()).
+    const auto others_wait = [this] { return queue_.has_waiting_or_stopped(); };
     if (others_wait()) return NextFrame::HandBack;
     const int fd = job.fd.get();
     pollfd p{fd, POLLIN, 0};
@@ -712,7 +711,6 @@ void Server::run(int signal_fd) {
     const std::size_t unsent = std::size_t(
         std::count_if(pending_.begin(), pending_.end(), [](const Pending &p) { return !p.idle; }));
     pending_.clear();
-    stopping_.store(true);
     {
         std::lock_guard<std::mutex> lock(kept_mu_);
         kept_closed_ = true;

@@ -38,7 +38,6 @@
 #include "sidecar/metrics.hpp"
 #include "sidecar/work_queue.hpp"
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -197,7 +196,6 @@ class Server {
     std::mutex kept_mu_;
     std::vector<UniqueFd> kept_;               // handed back, not yet taken by the poll thread
     bool kept_closed_ = false;                 // stopping: hand-backs are closed instead
-    std::atomic<bool> stopping_{false};        // stopping: workers do not linger
     Clock::time_point accept_paused_until_{};  // after EMFILE with nothing left to drop
     LogThrottle drop_log_{std::chrono::seconds(1)};
     LogThrottle bad_log_{std::chrono::seconds(1)};
