@@ -557,6 +557,81 @@ def b8(args):
     ]
 
 
+def b5_snapshot():
+    """What B5's note on where a call's time goes is computed from: the sidecar's duration sums
+    and counts (GET /metrics) and the machine's CPU time by kind (/proc/stat)."""
+    snap = {}
+    where = ENV.get("PGA_BENCH_METRICS")
+    if where:
+        with urllib.request.urlopen(f"http://{where}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name.endswith(("_duration_seconds_sum", "_duration_seconds_count")):
+                    snap[name] = float(value)
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:9]]
+    snap["cpu_all"], snap["cpu_idle"], snap["cpu_steal"] = sum(cpu), cpu[3] + cpu[4], cpu[7]
+    return snap
+
+
+def b5_breakdown(before, after, tps, clients):
+    """One run's figures for the note: ms a call in all and by part, idle and stolen CPU (%)."""
+    d = {k: after[k] - before[k] for k in after if k in before}
+    out = {"call": clients / tps * 1000 if tps else 0.0}
+    for part in ("request", "redeem", "alpaca_call"):
+        n = d.get(f"pga_sidecar_{part}_duration_seconds_count", 0)
+        if n:
+            out[part] = d[f"pga_sidecar_{part}_duration_seconds_sum"] / n * 1000
+    out["idle"] = 100.0 * d["cpu_idle"] / d["cpu_all"] if d["cpu_all"] else 0.0
+    out["steal"] = 100.0 * d["cpu_steal"] / d["cpu_all"] if d["cpu_all"] else 0.0
+    return out
+
+
+def wal_syncs(db):
+    """PostgreSQL's WAL syncs so far and their total ms (pg_stat_wal; bench.sh turns
+    track_wal_io_timing on)."""
+    syncs, ms = sql(db, "SELECT wal_sync, wal_sync_time FROM pg_stat_wal")[0]
+    return float(syncs), float(ms)
+
+
+def b5_note(variant, parts, direct, delay, calls, syncs):
+    """Where a call's time goes at 32 clients (medians over the runs): the measured reason when
+    the target does not hold. syncs: (count, ms) of the WAL syncs during those runs."""
+    med = lambda k: statistics.median(p[k] for p in parts)  # noqa: E731
+    text = (f"B5 at 32 clients{variant}, where a call's time goes (medians of {len(parts)} runs): "
+            f"{med('call'):.2f} ms a call (32 ÷ calls/s); straight from curl "
+            f"{32000 / statistics.median(direct):.2f} ms. ")
+    if all("request" in p for p in parts):
+        text += (f"Of ours, the sidecar's upstream call {med('alpaca_call'):.2f} ms (the stand-in's "
+                 f"{delay} ms included), the redeem {med('redeem'):.2f} ms (ticket check, nonce and "
+                 f"audit rows, the WAL flush), the calling backend, pgbench and the hops between "
+                 f"them {med('call') - med('request'):.2f} ms. ")
+    if calls and syncs[0]:
+        text += (f"PostgreSQL synced its WAL {syncs[0] / calls:.2f} times a call, "
+                 f"{syncs[1] / syncs[0]:.3f} ms each. ")
+    else:
+        text += "PostgreSQL synced its WAL 0 times (fsync off). "
+    text += f"CPU idle {med('idle'):.0f} %, stolen by the host {med('steal'):.1f} %."
+    return text
+
+
+def b5_runs(db, clients, seconds, runs, settle):
+    """`runs` rounds of ours (pgbench) then direct (curl) at `clients`: (ours calls/s,
+    direct calls/s, where each of ours spent its time, WAL syncs and their ms in all). settle:
+    seconds to wait for the backends' WAL statistics after the load (0: some may be missing)."""
+    tps, direct, parts = [], [], []
+    syncs0 = wal_syncs(db)
+    for r in range(runs):
+        before = b5_snapshot()
+        tps.append(pgbench(db, "b5_positions.sql", clients, seconds=seconds,
+                           options="-c app.current_user_id=b5")[0])
+        parts.append(b5_breakdown(before, b5_snapshot(), tps[-1], clients))
+        direct.append(curl_parallel("PKBENCH10", clients, seconds))
+    time.sleep(settle)
+    syncs = [b - a for a, b in zip(syncs0, wal_syncs(db))]
+    return tps, direct, parts, syncs
+
+
 def b5(args):
     seconds, runs = size("B5_SECONDS", args.smoke), size("B5_RUNS", args.smoke)
     delay = size("B5_DELAY_MS", args.smoke)
@@ -569,16 +644,16 @@ def b5(args):
         sql(db, "INSERT INTO bench.b5_creds VALUES (%s, %s)", (c, cred))
     control("POST", "/ratelimit", {"limit": 10000000})
     fault = control("POST", "/faults", {"mode": "delay", "delay_ms": delay, "path": "/v2/positions"})
+    # Backends report their WAL syncs when idle, at most every 10 s (PostgreSQL 15); a smoke
+    # run does not wait for them.
+    settle = 0 if args.smoke else 11
     figures = []
     try:
         pgbench(db, "b5_positions.sql", 32, seconds=1, options="-c app.current_user_id=b5")
         for clients in (1, 8, 32):
             bound = clients / (delay / 1000.0)
-            tps, direct = [], []
-            for r in range(runs):
-                tps.append(pgbench(db, "b5_positions.sql", clients, seconds=seconds,
-                                   options="-c app.current_user_id=b5")[0])
-                direct.append(curl_parallel("PKBENCH10", clients, seconds))
+            tps, direct, parts, syncs = b5_runs(db, clients, seconds, runs,
+                                                settle if clients == 32 else 0)
             log(f"B5 {clients} clients: {spread(tps)} calls/s, bound {bound:.0f}, "
                 f"curl straight to the stand-in {spread(direct)}/s")
             figures.append(Figure(
@@ -593,6 +668,22 @@ def b5(args):
                 tps, direct, "/s", [t / d for t, d in zip(tps, direct)], "",
                 "≥ 0.9 × direct" if clients == 32 else "(information)",
                 (lambda r: r >= 0.9) if clients == 32 else None))
+            if clients == 32:
+                args.notes.append(b5_note("", parts, direct, delay, sum(tps) * seconds, syncs))
+        # The stack runs with fsync off (bench/README.md): the redeem's flush then reaches the
+        # kernel, not the disk. The same 32 clients with fsync on, as production runs.
+        STACK.cluster.set({"fsync": "on"})
+        try:
+            tps, direct, parts, syncs = b5_runs(db, 32, seconds, runs, settle)
+        finally:
+            STACK.cluster.set({"fsync": None})
+        log(f"B5 fsync on, 32 clients: {spread(tps)} calls/s, curl {spread(direct)}/s")
+        figures.append(Figure(
+            "B5 fsync on", "the 32 clients again with `fsync = on` (each redeem's commit synced to "
+            "disk, as in production); ratio = ours ÷ direct", tps, direct, "/s",
+            [t / d for t, d in zip(tps, direct)], "", "(information)", None))
+        args.notes.append(b5_note(" with fsync on", parts, direct, delay, sum(tps) * seconds,
+                                  syncs))
     finally:
         control("DELETE", f"/faults/{fault['id']}")
     return figures

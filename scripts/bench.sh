@@ -64,6 +64,8 @@ source "$DIR/stack.env"
 # PostgreSQL's default 128 MB of shared buffers is no setting for a million credentials (B6,
 # B7): give it 1 GB, a modest share of any machine that would hold such a vault.
 "$STACKSH" set-pg "$DIR" shared_buffers 1GB
+# B5 reports where a call's time goes: the WAL flushes' own time (pg_stat_wal) ...
+"$STACKSH" set-pg "$DIR" track_wal_io_timing on
 "$STACKSH" restart-pg "$DIR"
 
 # The sidecar as a benchmark needs it: enough workers for 32 concurrent calls that each wait
@@ -71,6 +73,10 @@ source "$DIR/stack.env"
 # (Alpaca's own 200 a minute would make every figure a rate-limit test). Restart it so.
 "$STACKSH" set-sidecar "$DIR" workers 64
 "$STACKSH" set-sidecar "$DIR" rate_limit_per_minute 100000
+# ... and the sidecar's own timings of the redeem and of the upstream call (GET /metrics).
+PGA_BENCH_METRICS=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export PGA_BENCH_METRICS
+"$STACKSH" set-sidecar "$DIR" metrics_listen "$PGA_BENCH_METRICS"
 "$STACKSH" restart-sidecar "$DIR"
 # B9: the gateway on, and the official SDKs it is measured with (pinned, test/clients).
 if [[ ",$ONLY," == *",B9,"* ]]; then
