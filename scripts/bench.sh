@@ -74,7 +74,7 @@ source "$DIR/stack.env"
 "$STACKSH" set-sidecar "$DIR" workers 64
 "$STACKSH" set-sidecar "$DIR" rate_limit_per_minute 100000
 # ... and the sidecar's own timings of the redeem and of the upstream call (GET /metrics).
-PGA_BENCH_METRICS=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PGA_BENCH_METRICS=127.0.0.1:$(cd "$PGA_ROOT/scripts" && /usr/bin/python3 -c 'import stackctl; print(stackctl.free_port())')
 export PGA_BENCH_METRICS
 "$STACKSH" set-sidecar "$DIR" metrics_listen "$PGA_BENCH_METRICS"
 "$STACKSH" restart-sidecar "$DIR"
