@@ -44,8 +44,7 @@ bool nonatomic_call(FunctionCallInfo fcinfo) {
 }
 
 // Runs prepare as alpaca_owner, inside the open SPI connection, then opens the two envelopes.
-CommittedKeys run_prepare(const SealedPrepare &prepare) {
-    Oid owner = pga::pg::call([] { return get_role_oid("alpaca_owner", false); });
+CommittedKeys run_prepare(Oid owner, const SealedPrepare &prepare) {
     CommittedKeys out;
     std::string api, secret;
     {
@@ -56,6 +55,24 @@ CommittedKeys run_prepare(const SealedPrepare &prepare) {
     out.api_key = pga::open_secret(ring, api, out.credential_id, "api_key");
     out.secret_key = pga::open_secret(ring, secret, out.credential_id, "secret_key");
     return out;
+}
+
+// The open nonatomic SPI connection of a redeem: work() runs inside it, then COMMIT and the
+// flush of that commit to the WAL.
+template <typename Work>
+auto committed(Work &&work) {
+    pga::pg::call([] {
+        if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+            elog(ERROR, "pg_alpaca: SPI_connect failed");
+    });
+    auto keys = work(pga::pg::call([] { return get_role_oid("alpaca_owner", false); }));
+    // Fails with 2D000 inside a subtransaction (a plpgsql block with an exception handler).
+    pga::pg::call([] { SPI_commit(); });
+    // Durable before the keys leave, whatever synchronous_commit says (any role may turn it off
+    // for its session): a crash right after this cannot lose the mark and let it work again.
+    pga::pg::call([] { XLogFlush(XactLastCommitEnd); });
+    pga::pg::call([] { SPI_finish(); });
+    return keys;
 }
 
 }  // namespace
@@ -101,37 +118,43 @@ CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, 
 }
 
 CommittedKeys redeem_and_commit(const SealedPrepare &prepare) {
-    pga::pg::call([] {
-        if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-            elog(ERROR, "pg_alpaca: SPI_connect failed");
+    return committed([&](Oid owner) { return run_prepare(owner, prepare); });
+}
+
+std::vector<CommittedKeys> redeem_each_and_commit(std::size_t count,
+                                                  const SealedPrepareEach &prepare) {
+    return committed([&](Oid owner) {
+        std::vector<CommittedKeys> all;
+        all.reserve(count);
+        for (std::size_t i = 0; i < count; ++i)
+            all.push_back(
+                run_prepare(owner, [&](CommittedKeys &out, std::string &api, std::string &secret) {
+                    prepare(i, out, api, secret);
+                }));
+        return all;
     });
-    CommittedKeys keys = run_prepare(prepare);
-    // Fails with 2D000 inside a subtransaction (a plpgsql block with an exception handler).
-    pga::pg::call([] { SPI_commit(); });
-    // Durable before the keys leave, whatever synchronous_commit says (any role may turn it off
-    // for its session): a crash right after this cannot lose the mark and let it work again.
-    pga::pg::call([] { XLogFlush(XactLastCommitEnd); });
-    pga::pg::call([] { SPI_finish(); });
-    return keys;
+}
+
+SecretTexts::~SecretTexts() {
+    for (text *t : owned_) pga::secure_wipe(VARDATA(t), VARSIZE(t) - VARHDRSZ);
+}
+
+Datum SecretTexts::add(const pga::SecureBytes &key) {
+    std::string_view s = pga::as_view(key);
+    text *t = pga::pg::call([&] { return cstring_to_text_with_len(s.data(), (int)s.size()); });
+    owned_.push_back(t);
+    return PointerGetDatum(t);
 }
 
 Datum keys_row(FunctionCallInfo fcinfo, const CommittedKeys &keys,
                const std::vector<Datum> &extra) {
-    std::vector<text *> owned;
-    auto secret_text = [&](const pga::SecureBytes &b) {
-        std::string_view s = pga::as_view(b);
-        text *t = pga::pg::call([&] { return cstring_to_text_with_len(s.data(), (int)s.size()); });
-        owned.push_back(t);
-        return PointerGetDatum(t);
-    };
+    SecretTexts texts;
     std::vector<Datum> values = {pga::pg::uuid_datum(keys.credential_id),
-                                 pga::pg::text_datum(keys.environment), secret_text(keys.api_key),
-                                 secret_text(keys.secret_key)};
+                                 pga::pg::text_datum(keys.environment), texts.add(keys.api_key),
+                                 texts.add(keys.secret_key)};
     values.insert(values.end(), extra.begin(), extra.end());
     std::unique_ptr<bool[]> nulls = std::make_unique<bool[]>(values.size());  // all false
-    Datum row = pga::pg::composite_datum(fcinfo, values.data(), nulls.get(), int(values.size()));
-    for (text *t : owned) pga::secure_wipe(VARDATA(t), VARSIZE(t) - VARHDRSZ);
-    return row;
+    return pga::pg::composite_datum(fcinfo, values.data(), nulls.get(), int(values.size()));
 }
 
 }  // namespace pga::ext

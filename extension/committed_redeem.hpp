@@ -42,11 +42,32 @@ using SealedPrepare = std::function<void(CommittedKeys &out, std::string &api_en
 // The redeem up to the commit: prepare as alpaca_owner, open the envelopes, COMMIT, flush.
 CommittedKeys redeem_and_commit(const SealedPrepare &prepare);
 
+// The same for `count` redeems in one transaction and one commit (alpaca.redeem_tickets):
+// prepare(i, ...) for i = 0 .. count - 1, in that order; a refusal of any rolls back all.
+using SealedPrepareEach = std::function<void(
+    std::size_t i, CommittedKeys &out, std::string &api_envelope, std::string &secret_envelope)>;
+std::vector<CommittedKeys> redeem_each_and_commit(std::size_t count,
+                                                  const SealedPrepareEach &prepare);
+
 // The redeem up to the commit over one prepare query (alpaca.redeem_session's). query is
 // prepared once per backend into *plan (kept); it must return exactly one row (else `refusal`
 // as 42501) of 4 + extra_cols columns.
 CommittedKeys redeem_and_commit(SPIPlanPtr *plan, const char *query, int nargs, Oid *types,
                                 Datum *args, int extra_cols, const char *refusal);
+
+// Text copies of plaintext keys for a result row (`add`), wiped when this goes: keep it alive
+// until the row that copies them is formed.
+class SecretTexts {
+  public:
+    SecretTexts() = default;
+    SecretTexts(const SecretTexts &) = delete;
+    SecretTexts &operator=(const SecretTexts &) = delete;
+    ~SecretTexts();
+    Datum add(const pga::SecureBytes &key);
+
+  private:
+    std::vector<text *> owned_;
+};
 
 // The procedure's OUT row: credential_id, environment, api_key, secret_key, then `extra`
 // (already Datums of the OUT parameters' types). The key texts are wiped once the row is

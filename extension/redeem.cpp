@@ -28,9 +28,13 @@
 
 #include "extension/committed_redeem.hpp"
 
+#include <vector>
+
 extern "C" {
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
 }
 
 namespace {
@@ -157,4 +161,82 @@ PGA_FUNCTION(pga_redeem_ticket) {
             prepare_ticket(ticket, purpose, out, api, secret);
         });
     return pga::ext::keys_row(fcinfo, keys);
+}
+
+namespace {
+
+// How many tickets one CALL alpaca.redeem_tickets may redeem (the sidecar sends at most 32).
+constexpr int kMaxBatch = 64;
+
+// The elements of a one-dimensional text[] argument without NULLs.
+std::vector<Datum> text_elements(Datum array, const char *name) {
+    ArrayType *a = pga::pg::call([&] { return DatumGetArrayTypeP(array); });
+    if (ARR_NDIM(a) > 1)
+        throw pga::Error(pga::ErrorCode::InvalidParameter,
+                         std::string(name) + " must be a one-dimensional array");
+    Datum *elems = nullptr;
+    bool *nulls = nullptr;
+    int n = 0;
+    pga::pg::call(
+        [&] { deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n); });
+    for (int i = 0; i < n; ++i)
+        if (nulls[i])
+            throw pga::Error(pga::ErrorCode::InvalidParameter,
+                             std::string(name) + " must not contain NULL");
+    return std::vector<Datum>(elems, elems + n);
+}
+
+}  // namespace
+
+// CALL alpaca.redeem_tickets(tickets, purposes, NULL, NULL, NULL, NULL): the sidecar's redeem of
+// several tickets waiting at once, in one transaction with one commit and one WAL flush. Each
+// ticket is checked, marked and audited exactly as alpaca.redeem_ticket does it, in array order;
+// a refusal of any ticket (or any error) rolls back every mark and audit row of the call, so the
+// sidecar then redeems each on its own and gets each its own answer. The four OUT arrays are in
+// the order of `tickets`.
+PGA_FUNCTION(pga_redeem_tickets) {
+    pga::ext::require_nonatomic_call(
+        fcinfo, "alpaca.redeem_tickets", "single-use marks and the decrypt audit rows",
+        "CALL alpaca.redeem_tickets(tickets, purposes, NULL, NULL, NULL, NULL)");
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+        throw pga::Error(pga::ErrorCode::InvalidParameter, "tickets and purposes must not be null");
+    const std::vector<Datum> tickets = text_elements(PG_GETARG_DATUM(0), "tickets");
+    const std::vector<Datum> purposes = text_elements(PG_GETARG_DATUM(1), "purposes");
+    if (tickets.size() != purposes.size())
+        throw pga::Error(pga::ErrorCode::InvalidParameter,
+                         "tickets and purposes must have as many elements");
+    if (tickets.empty() || tickets.size() > std::size_t(kMaxBatch))
+        throw pga::Error(
+            pga::ErrorCode::InvalidParameter,
+            "alpaca.redeem_tickets takes 1 to " + std::to_string(kMaxBatch) + " tickets");
+    const std::vector<pga::ext::CommittedKeys> keys = pga::ext::redeem_each_and_commit(
+        tickets.size(),
+        [&](std::size_t i, pga::ext::CommittedKeys &out, std::string &api, std::string &secret) {
+            prepare_ticket(tickets[i], purposes[i], out, api, secret);
+        });
+
+    std::vector<Datum> ids, environments, apis, secrets;
+    pga::ext::SecretTexts texts;  // wiped on the way out
+    for (const pga::ext::CommittedKeys &k : keys) {
+        ids.push_back(pga::pg::uuid_datum(k.credential_id));
+        environments.push_back(pga::pg::text_datum(k.environment));
+        apis.push_back(texts.add(k.api_key));
+        secrets.push_back(texts.add(k.secret_key));
+    }
+    auto array = [](std::vector<Datum> &items, Oid type, int len, bool byval, char align) {
+        return pga::pg::call([&] {
+            return construct_array(items.data(), (int)items.size(), type, len, byval, align);
+        });
+    };
+    ArrayType *api_array = array(apis, TEXTOID, -1, false, TYPALIGN_INT);
+    ArrayType *secret_array = array(secrets, TEXTOID, -1, false, TYPALIGN_INT);
+    Datum values[4] = {PointerGetDatum(array(ids, UUIDOID, 16, false, TYPALIGN_CHAR)),
+                       PointerGetDatum(array(environments, TEXTOID, -1, false, TYPALIGN_INT)),
+                       PointerGetDatum(api_array), PointerGetDatum(secret_array)};
+    bool nulls[4] = {false, false, false, false};
+    Datum row = pga::pg::composite_datum(fcinfo, values, nulls);
+    // Our copies go (the texts with `texts`); the row's copy is PostgreSQL's to send.
+    for (ArrayType *a : {api_array, secret_array})
+        pga::secure_wipe(ARR_DATA_PTR(a), VARSIZE(a) - ARR_DATA_OFFSET(a));
+    return row;
 }

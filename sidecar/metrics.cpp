@@ -49,6 +49,7 @@ struct Registry {
     std::atomic<std::uint64_t> other_ops{0};  // names beyond kMaxOps (never expected)
     Hist hists[3];
     std::atomic<std::uint64_t> retries{0}, rate_waits{0}, requests{0}, failed{0};
+    std::atomic<std::uint64_t> redeem_batches{0}, batched_tickets{0}, refused_batches{0};
     std::atomic<std::uint64_t> gateway[3][kGatewayOutcomes] = {};  // scope x outcome
     std::atomic<std::int64_t> queue_depth{0}, busy{0};
     std::atomic<int> workers{0};
@@ -187,6 +188,12 @@ void count_rate_wait() {
     reg().rate_waits.fetch_add(1, std::memory_order_relaxed);
 }
 
+void count_redeem_batch(std::size_t tickets, bool refused) {
+    reg().redeem_batches.fetch_add(1, std::memory_order_relaxed);
+    reg().batched_tickets.fetch_add(tickets, std::memory_order_relaxed);
+    if (refused) reg().refused_batches.fetch_add(1, std::memory_order_relaxed);
+}
+
 void set_queue_depth(std::size_t depth) {
     reg().queue_depth.store(std::int64_t(depth), std::memory_order_relaxed);
 }
@@ -287,6 +294,21 @@ std::string prometheus_text() {
          "limit.");
     line(out, "# TYPE pga_sidecar_rate_limit_waits_total counter");
     line(out, "pga_sidecar_rate_limit_waits_total %llu", (unsigned long long)r.rate_waits.load());
+    line(out,
+         "# HELP pga_sidecar_redeem_batches_total Redeems of several waiting tickets in one "
+         "transaction (alpaca.redeem_tickets).");
+    line(out, "# TYPE pga_sidecar_redeem_batches_total counter");
+    line(out, "pga_sidecar_redeem_batches_total %llu", (unsigned long long)r.redeem_batches.load());
+    line(out, "# HELP pga_sidecar_redeem_batched_tickets_total The tickets in those batches.");
+    line(out, "# TYPE pga_sidecar_redeem_batched_tickets_total counter");
+    line(out, "pga_sidecar_redeem_batched_tickets_total %llu",
+         (unsigned long long)r.batched_tickets.load());
+    line(out,
+         "# HELP pga_sidecar_redeem_batches_refused_total Batches refused as a whole (a ticket "
+         "in them was refused); each of their tickets was then redeemed alone.");
+    line(out, "# TYPE pga_sidecar_redeem_batches_refused_total counter");
+    line(out, "pga_sidecar_redeem_batches_refused_total %llu",
+         (unsigned long long)r.refused_batches.load());
     line(out, "# HELP pga_sidecar_queue_depth Accepted connections waiting for a worker.");
     line(out, "# TYPE pga_sidecar_queue_depth gauge");
     line(out, "pga_sidecar_queue_depth %lld", (long long)r.queue_depth.load());

@@ -1,9 +1,11 @@
 #include "sidecar/redeemer.hpp"
 
 #include "sidecar/log.hpp"
+#include "sidecar/metrics.hpp"
 #include "sidecar/pg_result.hpp"
 #include "sidecar/pg_session.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace pga::sidecar {
@@ -14,6 +16,57 @@ constexpr const char *kAuditStatement = "pga_audit_trade";
 constexpr const char *kAuditCall = "SELECT alpaca._audit_trade($1, $2, $3, $4)";
 // A procedure that commits the single-use mark and the audit row before it returns the keys.
 constexpr const char *kRedeemCall = "CALL alpaca.redeem_ticket($1, $2, NULL, NULL, NULL, NULL)";
+// The same for several tickets in one transaction (sidecar/redeemer.hpp).
+constexpr const char *kBatchStatement = "pga_redeem_batch";
+constexpr const char *kBatchCall = "CALL alpaca.redeem_tickets($1, $2, NULL, NULL, NULL, NULL)";
+constexpr Oid kTextArrayOid = 1009;
+
+// Appends one double-quoted element of a text[] literal.
+template <typename Out>
+void append_element(Out &out, std::string_view v) {
+    out.push_back(out.size() > 1 ? ',' : '{');
+    out.push_back('"');
+    for (char c : v) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    out.push_back('"');
+}
+
+std::uint32_t be32(const char *p) {
+    const auto *u = reinterpret_cast<const unsigned char *>(p);
+    return std::uint32_t(u[0]) << 24 | std::uint32_t(u[1]) << 16 | std::uint32_t(u[2]) << 8 |
+           std::uint32_t(u[3]);
+}
+
+// The elements of a one-dimensional array in PostgreSQL's binary form, each a view into the
+// result; false when it is not that array of exactly `count` elements without NULLs.
+bool binary_array(const char *p, std::size_t len, std::size_t count,
+                  std::vector<std::string_view> &out) {
+    if (len < 20 || be32(p) != 1 || be32(p + 4) != 0 || be32(p + 12) != count) return false;
+    std::size_t at = 20;
+    out.clear();
+    for (std::size_t i = 0; i < count; ++i) {
+        if (len - at < 4) return false;
+        const std::uint32_t n = be32(p + at);
+        at += 4;
+        if (n == 0xffffffffu || n > len - at) return false;
+        out.emplace_back(p + at, n);
+        at += n;
+    }
+    return at == len;
+}
+
+std::string uuid_text(std::string_view b) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+        out.push_back(hex[(unsigned char)b[i] >> 4]);
+        out.push_back(hex[(unsigned char)b[i] & 15]);
+    }
+    return out;
+}
 
 using Result = PgResult;
 
@@ -34,6 +87,13 @@ Redeemer::Conn Redeemer::connect(std::string &error) {
     Result prep(PQprepare(conn.get(), kStatement, kRedeemCall, 2, types));
     if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
         error = "cannot prepare the redeem statement: " + one_line(PQerrorMessage(conn.get()));
+        return nullptr;
+    }
+    const Oid batch_types[2] = {kTextArrayOid, kTextArrayOid};
+    Result prep_batch(PQprepare(conn.get(), kBatchStatement, kBatchCall, 2, batch_types));
+    if (!prep_batch || PQresultStatus(prep_batch.get()) != PGRES_COMMAND_OK) {
+        error =
+            "cannot prepare the batched redeem statement: " + one_line(PQerrorMessage(conn.get()));
         return nullptr;
     }
     const Oid audit_types[4] = {25, 25, 25, 25};
@@ -80,6 +140,11 @@ void Redeemer::release(Conn conn) {
         --open_;
     }
     cv_.notify_one();
+    wake_first_waiter();
+}
+
+void Redeemer::wake_first_waiter() {
+    if (!queue_.empty()) queue_.front()->cv.notify_one();
 }
 
 void Redeemer::discard_idle() {
@@ -87,10 +152,141 @@ void Redeemer::discard_idle() {
     open_ -= int(idle_.size());
     idle_.clear();
     cv_.notify_all();
+    wake_first_waiter();
 }
 
 RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purpose,
                               Clock::time_point deadline) {
+    Waiter me;
+    me.ticket = &ticket;
+    me.purpose = &purpose;
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(&me);
+    for (;;) {
+        if (me.done) {
+            if (me.alone) {
+                // The batch was refused: nothing of it was committed; this ticket alone.
+                lock.unlock();
+                return redeem_alone(ticket, purpose, deadline, nullptr);
+            }
+            return std::move(me.result);
+        }
+        if (!me.taken && (!idle_.empty() || open_ < pool_size_)) {
+            // Lead: every queued redeem (this one first unless more than a batch waited).
+            std::vector<Waiter *> batch;
+            while (!queue_.empty() && batch.size() < kMaxBatch) {
+                batch.push_back(queue_.front());
+                queue_.pop_front();
+                batch.back()->taken = true;
+            }
+            Conn conn;
+            std::string error;
+            if (!idle_.empty()) {
+                conn = std::move(idle_.back());
+                idle_.pop_back();
+            } else {
+                ++open_;
+                lock.unlock();
+                conn = connect(error);
+                lock.lock();
+                if (!conn) --open_;
+            }
+            // More waited than one batch takes, and another connection is free: its turn.
+            if (!queue_.empty() && (!idle_.empty() || open_ < pool_size_)) wake_first_waiter();
+            lock.unlock();
+            const bool connected = bool(conn);
+            if (connected) {
+                serve(batch, std::move(conn), deadline);
+            } else {
+                for (Waiter *w : batch) {
+                    w->result.status = RedeemStatus::DatabaseError;
+                    w->result.message = error;
+                }
+            }
+            lock.lock();
+            if (!connected) wake_first_waiter();  // its slot in the pool is free again
+            for (Waiter *w : batch) {
+                w->done = true;
+                if (w != &me) w->cv.notify_one();
+            }
+            continue;
+        }
+        if (me.taken) {
+            me.cv.wait(lock);  // a leader is redeeming it: it ends, one way or another
+        } else if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && !me.taken &&
+                   !me.done) {
+            queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+            wake_first_waiter();  // a connection freed as this one gave up is the next one's
+            RedeemResult out;
+            out.status = RedeemStatus::DatabaseError;
+            out.message = "all " + std::to_string(pool_size_) + " database connections stayed busy";
+            return out;
+        }
+    }
+}
+
+void Redeemer::serve(std::vector<Waiter *> &batch, Conn conn, Clock::time_point deadline) {
+    if (batch.size() == 1) {
+        batch[0]->result =
+            redeem_alone(*batch[0]->ticket, *batch[0]->purpose, deadline, std::move(conn));
+        return;
+    }
+    bool lost = false;
+    const bool ok = redeem_batch(conn.get(), batch, lost);
+    metrics::count_redeem_batch(batch.size(), !ok);
+    if (lost) {
+        conn.reset();
+        release(nullptr);
+        discard_idle();
+    } else {
+        release(std::move(conn));
+    }
+    if (ok) return;
+    // Refused or failed as a whole, so nothing of it was committed (a lost connection may have
+    // committed it: then each ticket is refused as a replay, never used twice). Each waiter
+    // redeems its ticket alone, in its own thread.
+    for (Waiter *w : batch) w->alone = true;
+}
+
+bool Redeemer::redeem_batch(PGconn *conn, std::vector<Waiter *> &batch, bool &lost) {
+    SecureBytes tickets;
+    std::string purposes;
+    for (const Waiter *w : batch) {
+        append_element(tickets, as_view(*w->ticket));
+        append_element(purposes, *w->purpose);
+    }
+    tickets.push_back('}');
+    tickets.push_back(0);
+    purposes.push_back('}');
+    const char *params[2] = {reinterpret_cast<const char *>(tickets.data()), purposes.c_str()};
+    Result res(PQexecPrepared(conn, kBatchStatement, 2, params, nullptr, nullptr, 1));
+    lost = PQstatus(conn) != CONNECTION_OK;
+    if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) != 1 ||
+        PQnfields(res.get()) != 4)
+        return false;
+    std::vector<std::string_view> cols[4];
+    for (int c = 0; c < 4; ++c)
+        if (!binary_array(PQgetvalue(res.get(), 0, c), std::size_t(PQgetlength(res.get(), 0, c)),
+                          batch.size(), cols[c])) {
+            // Committed, but unreadable: each ticket will be refused as a replay.
+            log_event(LogLevel::Error, "redeem",
+                      {{"message", "alpaca.redeem_tickets returned arrays of the wrong form"}});
+            return false;
+        }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (cols[0][i].size() != 16) return false;
+        RedeemResult &r = batch[i]->result;
+        r.status = RedeemStatus::Ok;
+        r.credential.credential_id = uuid_text(cols[0][i]);
+        r.credential.environment = std::string(cols[1][i]);
+        r.credential.api_key = secure_copy(cols[2][i]);
+        r.credential.secret_key = secure_copy(cols[3][i]);
+    }
+    return true;
+}
+
+RedeemResult Redeemer::redeem_alone(const SecureBytes &ticket, const std::string &purpose,
+                                    Clock::time_point deadline, Conn first) {
     RedeemResult out;
     SecureBytes ticket_z(ticket);  // libpq wants a NUL-terminated parameter
     ticket_z.push_back(0);
@@ -101,7 +297,7 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
     // consumed would be refused as a replay, never used twice).
     for (int attempt = 0; attempt < 2; ++attempt) {
         std::string error;
-        Conn conn = acquire(deadline, error);
+        Conn conn = first ? std::move(first) : acquire(deadline, error);
         if (!conn) {
             out.status = RedeemStatus::DatabaseError;
             out.message = error;

@@ -1,6 +1,13 @@
 // Redeems tickets through `CALL alpaca.redeem_ticket` on a bounded pool of libpq connections.
 // Connections are opened lazily, prepared once, and replaced when they break, so the sidecar
 // carries on by itself after PostgreSQL restarts.
+//
+// Under load the redeems batch: a redeem that finds no free connection queues; the next thread
+// to get a connection takes every queued ticket (at most kMaxBatch) and redeems them in one
+// `CALL alpaca.redeem_tickets`: one round trip, one transaction, one commit and WAL flush for
+// all, each ticket still checked, marked single-use and audited on its own. When the batch is
+// refused (one of its tickets is: a replay, an expired ticket) nothing of it was committed, and
+// each ticket is redeemed alone for its own answer. A ticket alone takes redeem_ticket.
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
@@ -10,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -69,8 +77,29 @@ class Redeemer {
     // they are all dead, though libpq may still call them open.
     void discard_idle();
 
+    static constexpr std::size_t kMaxBatch = 32;
+
   private:
     using Conn = PgConn;
+    // A redeem waiting in queue_ (on its caller's stack). `taken`: a leader has it in a batch
+    // (it is out of queue_ and must not return before `done`); `alone`: the batch was refused,
+    // so its caller redeems it alone. Guarded by mu_.
+    struct Waiter {
+        const SecureBytes *ticket;
+        const std::string *purpose;
+        RedeemResult result;
+        bool taken = false, done = false, alone = false;
+        std::condition_variable cv;
+    };
+
+    RedeemResult redeem_alone(const SecureBytes &ticket, const std::string &purpose,
+                              Clock::time_point deadline, Conn conn);
+    // The leader's work: the batch on conn (mu_ not held); fills every waiter's result.
+    void serve(std::vector<Waiter *> &batch, Conn conn, Clock::time_point deadline);
+    // One CALL alpaca.redeem_tickets; false when the batch was refused or failed (lost: the
+    // connection died with it), true when every waiter got its credential.
+    bool redeem_batch(PGconn *conn, std::vector<Waiter *> &batch, bool &lost);
+    void wake_first_waiter();  // mu_ held: a connection came free
 
     Conn acquire(Clock::time_point deadline, std::string &error);
     void release(Conn conn);
@@ -82,6 +111,7 @@ class Redeemer {
     std::condition_variable cv_;
     std::vector<Conn> idle_;
     int open_ = 0;
+    std::deque<Waiter *> queue_;
 };
 
 }  // namespace pga::sidecar

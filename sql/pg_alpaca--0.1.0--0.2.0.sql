@@ -1751,3 +1751,16 @@ GRANT EXECUTE ON FUNCTION alpaca._gateway_session(text), alpaca._gateway_status(
     alpaca._gateway_refused(text, text, text), alpaca._gateway_used(uuid[], timestamptz[])
     TO alpaca_sidecar;
 GRANT EXECUTE ON PROCEDURE alpaca.redeem_session(text, text, text, uuid, text, text, text, text, text, text, text) TO alpaca_sidecar;
+
+-- The sidecar's batched redeem.
+-- CALL alpaca.redeem_tickets(tickets, purposes, NULL, NULL, NULL, NULL): the sidecar's redeem of
+-- the tickets that waited for a database connection together, in one transaction with one
+-- commit and one WAL flush (extension/redeem.cpp). Each ticket is checked, marked and audited
+-- as alpaca.redeem_ticket does it; a refusal of any rolls back all of them (the sidecar then
+-- redeems each alone). The OUT arrays follow the order of tickets.
+CREATE PROCEDURE alpaca.redeem_tickets(tickets text[], purposes text[], OUT credential_ids uuid[],
+        OUT environments text[], OUT api_keys text[], OUT secret_keys text[])
+    AS 'MODULE_PATHNAME', 'pga_redeem_tickets' LANGUAGE C;
+COMMENT ON PROCEDURE alpaca.redeem_tickets(text[], text[], uuid[], text[], text[], text[]) IS 'alpaca_sidecar only: trade up to 64 tickets for their plaintext keys once each, committed before they leave';
+REVOKE ALL ON PROCEDURE alpaca.redeem_tickets(text[], text[], uuid[], text[], text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE alpaca.redeem_tickets(text[], text[], uuid[], text[], text[], text[]) TO alpaca_sidecar;

@@ -500,6 +500,16 @@ CREATE PROCEDURE alpaca.redeem_ticket(ticket text, purpose text, OUT credential_
     AS 'MODULE_PATHNAME', 'pga_redeem_ticket' LANGUAGE C;
 COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS 'alpaca_sidecar only: trade a ticket for the plaintext keys once, committed before they leave';
 
+-- CALL alpaca.redeem_tickets(tickets, purposes, NULL, NULL, NULL, NULL): the sidecar's redeem of
+-- the tickets that waited for a database connection together, in one transaction with one
+-- commit and one WAL flush (extension/redeem.cpp). Each ticket is checked, marked and audited
+-- as alpaca.redeem_ticket does it; a refusal of any rolls back all of them (the sidecar then
+-- redeems each alone). The OUT arrays follow the order of tickets.
+CREATE PROCEDURE alpaca.redeem_tickets(tickets text[], purposes text[], OUT credential_ids uuid[],
+        OUT environments text[], OUT api_keys text[], OUT secret_keys text[])
+    AS 'MODULE_PATHNAME', 'pga_redeem_tickets' LANGUAGE C;
+COMMENT ON PROCEDURE alpaca.redeem_tickets(text[], text[], uuid[], text[], text[], text[]) IS 'alpaca_sidecar only: trade up to 64 tickets for their plaintext keys once each, committed before they leave';
+
 --------------------------------------------------------------------------------------------
 -- Calls to Alpaca through the sidecar
 --------------------------------------------------------------------------------------------
@@ -1901,6 +1911,8 @@ GRANT EXECUTE ON FUNCTION alpaca_set_user(text), alpaca_set_user_jwt(text), alpa
     alpaca._import_fernet_credential(uuid, text, text, text, text, text)
     TO alpaca_app;
 GRANT EXECUTE ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) TO alpaca_sidecar;
+REVOKE ALL ON PROCEDURE alpaca.redeem_tickets(text[], text[], uuid[], text[], text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE alpaca.redeem_tickets(text[], text[], uuid[], text[], text[], text[]) TO alpaca_sidecar;
 GRANT EXECUTE ON FUNCTION alpaca_key_status(), alpaca_retire_key(bigint), alpaca._rotate_batch(int, uuid[]),
     alpaca._rotation_remaining(uuid[]), alpaca_import_fernet_credentials(regclass, text),
     alpaca._rotate_start(int), alpaca._rotate_step(alpaca.rotation_state),

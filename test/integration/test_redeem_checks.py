@@ -2,7 +2,10 @@
 against the stack: each refusal has its message and SQLSTATE and writes nothing (no nonce row,
 no decrypt row), the application user is ended after a redeem and after a refusal in the same
 session, the kept plans keep working across search_path changes and a replaced policy, and old
-nonces are purged now and then while live ones stay.
+nonces are purged now and then while live ones stay. alpaca.redeem_tickets (the sidecar's
+batch): each ticket marked and audited as alone, the arrays in the tickets' order, and any
+refusal among them (a replay, the same ticket twice, a forged or expired one) refuses the whole
+call with that ticket's message and writes nothing; bad arrays are refused with 22023.
 """
 import unittest
 
@@ -12,6 +15,7 @@ import pga_stack as S
 
 SIDECAR = "alpaca_sidecar_login"
 CALL = "CALL alpaca.redeem_ticket(%s, %s, NULL, NULL, NULL, NULL)"
+BATCH = "CALL alpaca.redeem_tickets(%s, %s, NULL, NULL, NULL, NULL)"
 
 
 class RedeemChecks(unittest.TestCase):
@@ -41,10 +45,12 @@ class RedeemChecks(unittest.TestCase):
             "SELECT (SELECT count(*) FROM alpaca.redeemed_tickets),"
             " (SELECT count(*) FROM alpaca.audit_log WHERE action = 'decrypt')").fetchone()
 
-    def refused(self, ticket, purpose, message, sqlstate="42501"):
+    def refused(self, ticket, purpose, message, sqlstate="42501", call=CALL):
+        """Refused with message and sqlstate, having written nothing (also for call=BATCH,
+        with lists for ticket and purpose)."""
         before = self.counts()
         with self.assertRaises(psycopg.Error) as cm:
-            self.sc.execute(CALL, (ticket, purpose))
+            self.sc.execute(call, (ticket, purpose))
         self.assertEqual((cm.exception.sqlstate, cm.exception.diag.message_primary),
                          (sqlstate, message))
         self.assertEqual(self.counts(), before, "a refused redeem wrote something")
@@ -86,6 +92,68 @@ class RedeemChecks(unittest.TestCase):
             S.as_user(self.app, self.user, "SELECT alpaca_update_credential(%s, is_active => true)",
                       (self.cred,))
         self.assertEqual(self.sc.execute(CALL, (t2, "account")).fetchone()[2], S.ALICE)
+
+    def batch_refused(self, tickets, purposes, message, sqlstate="42501"):
+        self.refused(tickets, purposes, message, sqlstate, call=BATCH)
+
+    def test_batch_marks_and_audits_each_ticket_in_order(self):
+        bob_user = "redeem-checks-bob"
+        bob = str(S.store(self.app, bob_user, S.BOB, S.fixture_secret(S.BOB),
+                          account_name="redeem checks bob"))
+        try:
+            tickets = [self.mint(), self.mint(cred=bob, user=bob_user), self.mint()]
+            before = self.counts()
+            ids, envs, apis, secrets = self.sc.execute(
+                BATCH, (tickets, ["account"] * 3)).fetchone()
+            self.assertEqual([str(i) for i in ids], [self.cred, bob, self.cred])
+            self.assertEqual(envs, ["paper"] * 3)
+            self.assertEqual(apis, [S.ALICE, S.BOB, S.ALICE])
+            self.assertEqual(secrets, [S.fixture_secret(k) for k in (S.ALICE, S.BOB, S.ALICE)])
+            self.assertEqual(self.counts(), (before[0] + 3, before[1] + 3))
+            audit = self.su.execute(
+                "SELECT app_user, credential_id::text, purpose, db_role FROM alpaca.audit_log"
+                " WHERE action = 'decrypt' ORDER BY id DESC LIMIT 3").fetchall()
+            self.assertEqual(sorted(audit), sorted([(self.user, self.cred, "account", SIDECAR),
+                                                    (bob_user, bob, "account", SIDECAR),
+                                                    (self.user, self.cred, "account", SIDECAR)]))
+            self.assertIsNone(self.sc.execute("SELECT alpaca_current_user()").fetchone()[0])
+            # Each is spent, alone or in a batch.
+            self.refused(tickets[1], "account", "ticket was already redeemed")
+            self.batch_refused([self.mint(), tickets[2]], ["account"] * 2,
+                               "ticket was already redeemed")
+        finally:
+            S.as_user(self.app, bob_user, "SELECT alpaca_delete_credential(%s)", (bob,))
+
+    def test_batch_refuses_as_a_whole_and_writes_nothing(self):
+        good = self.mint()
+        twice = self.mint()
+        self.batch_refused([good, twice, twice], ["account"] * 3, "ticket was already redeemed")
+        self.batch_refused([good, "pgat1.AAAA.BBBB"], ["account"] * 2, "malformed ticket")
+        self.batch_refused([good, self.mint(ttl="-1 second")], ["account"] * 2, "ticket expired")
+        self.batch_refused([good, self.mint("trade")], ["account"] * 2,
+                           "ticket was issued for another purpose")
+        self.batch_refused([self.mint(user="someone-else"), good], ["account"] * 2,
+                           "ticket names a credential that does not exist, is not committed yet, "
+                           "or is not owned by its user")
+        # Nothing of those was consumed: both still work, once.
+        self.assertEqual(self.sc.execute(BATCH, ([good, twice], ["account"] * 2)).fetchone()[2],
+                         [S.ALICE, S.ALICE])
+        self.refused(good, "account", "ticket was already redeemed")
+
+    def test_batch_arguments_are_checked(self):
+        t = self.mint()
+        for tickets, purposes, message in (
+                ([t], ["account", "account"], "tickets and purposes must have as many elements"),
+                ([], [], "alpaca.redeem_tickets takes 1 to 64 tickets"),
+                ([t] * 65, ["account"] * 65, "alpaca.redeem_tickets takes 1 to 64 tickets"),
+                ([t, None], ["account"] * 2, "tickets must not contain NULL"),
+                ([t], [None], "purposes must not contain NULL"),
+                ([[t], [t]], [["account"], ["account"]],
+                 "tickets must be a one-dimensional array"),
+                (None, ["account"], "tickets and purposes must not be null")):
+            with self.subTest(message=message, n=len(tickets or [])):
+                self.batch_refused(tickets, purposes, message, "22023")
+        self.assertEqual(self.sc.execute(CALL, (t, "account")).fetchone()[2], S.ALICE)
 
     def test_kept_plans_across_search_path_and_policy_changes(self):
         for path in ("pg_catalog", "public, pg_catalog", "pg_temp, public"):

@@ -2,11 +2,14 @@
 of alpaca_sidecar: every way to get plaintext keys out of alpaca.redeem_ticket and then undo
 the single-use mark and the audit row (explicit block and rollback, savepoint, function and
 DO wrappers, exception handlers, cursors, multi-statement queries, pipelines, statements that
-fail after the rows were sent, prepared transactions).
+fail after the rows were sent, prepared transactions). Every attack is made again on the
+sidecar's batch, alpaca.redeem_tickets (BatchRedeemCommitsFirst), whose keys must not leave
+before the marks and audit rows of all its tickets are committed either.
 
 The invariant checked after every attack: each time keys came back, the ticket is consumed
 (a replay is refused) and exactly one committed `decrypt` audit row exists for it.
 """
+import re
 import unittest
 import uuid
 
@@ -34,6 +37,13 @@ class RedeemCommitsFirst(unittest.TestCase):
         S.as_user(cls.app, cls.user, "SELECT alpaca_delete_credential(%s)", (cls.cred,))
         cls.app.close()
         cls.admin.close()
+
+    # How an attack's SQL and parameters name the redeem (the batch class makes them its own).
+    def form(self, sql):
+        return sql
+
+    def args(self, ticket, purpose="account"):
+        return (ticket, purpose)
 
     def ticket(self, purpose="account"):
         return S.as_user(self.app, self.user, "SELECT alpaca_issue_ticket(%s, %s)",
@@ -71,7 +81,7 @@ class RedeemCommitsFirst(unittest.TestCase):
             err = None
             for step in sql_steps:
                 try:
-                    sc.execute(step.replace("{T}", t.replace("'", "''")))
+                    sc.execute(self.form(step).replace("{T}", t.replace("'", "''")))
                 except psycopg.Error as e:
                     err = e
                     break
@@ -92,7 +102,7 @@ class RedeemCommitsFirst(unittest.TestCase):
         for _ in range(3):
             with S.connect(role=SIDECAR, autocommit=False) as sc:
                 with self.assertRaises(psycopg.Error) as cm:
-                    sc.execute(CALL, (t, "account"))
+                    sc.execute(self.form(CALL), self.args(t))
                 self.assertEqual(cm.exception.sqlstate, "2D000")
                 sc.rollback()
         self.assert_consumed_and_audited(t, before, got_keys=False)
@@ -125,8 +135,8 @@ class RedeemCommitsFirst(unittest.TestCase):
         before = self.decrypt_rows()
         with S.connect(role=SIDECAR) as sc:
             raw = sc.pgconn
-            raw.send_query(f"CALL alpaca.redeem_ticket('{t}', 'account', NULL, NULL, NULL, NULL);"
-                           " SELECT 1/0".encode())
+            raw.send_query(self.form(f"CALL alpaca.redeem_ticket('{t}', 'account', NULL, NULL, NULL,"
+                                     " NULL); SELECT 1/0").encode())
             got_keys = False
             states = []
             while (res := raw.get_result()) is not None:
@@ -143,10 +153,10 @@ class RedeemCommitsFirst(unittest.TestCase):
         before = self.decrypt_rows()
         with S.connect(role=SIDECAR) as sc:
             with self.assertRaises(psycopg.Error) as cm:
-                sc.execute(
+                sc.execute(self.form(
                     "DO $$ DECLARE c uuid; e text; a text; s text; BEGIN"
                     f" CALL alpaca.redeem_ticket('{t}', 'account', c, e, a, s);"
-                    " RAISE EXCEPTION 'got %', left(a, 4); END $$")
+                    " RAISE EXCEPTION 'got %', left(a, 4); END $$"))
             got_keys = "got PKTE" in str(cm.exception)
         self.assertTrue(got_keys)
         self.assert_consumed_and_audited(t, before, got_keys)
@@ -159,7 +169,7 @@ class RedeemCommitsFirst(unittest.TestCase):
         with S.connect(role=SIDECAR) as sc:
             try:
                 with sc.pipeline() as p:
-                    cur = sc.execute(CALL, (t, "account"))
+                    cur = sc.execute(self.form(CALL), self.args(t))
                     sc.execute("SELECT 1/0")
                     p.sync()
             except psycopg.Error:
@@ -196,6 +206,58 @@ class RedeemCommitsFirst(unittest.TestCase):
         row = self.redeem_ok(t)
         self.assertEqual((str(row[0]), row[1], row[2]), (str(self.cred), "paper", S.ALICE))
         self.assert_consumed_and_audited(t, before, got_keys=True)
+
+
+class BatchRedeemCommitsFirst(RedeemCommitsFirst):
+    """The same attacks on CALL alpaca.redeem_tickets (one ticket in the batch), and the batch's
+    own: a replay or a duplicate inside a batch."""
+    FORMS = [
+        (r"alpaca\.redeem_ticket\(%s, %s,", "alpaca.redeem_tickets(%s, %s,"),
+        (r"alpaca\.redeem_ticket\(('[^']*'), 'account',",
+         r"alpaca.redeem_tickets(ARRAY[\1], ARRAY['account'],"),
+        (r"alpaca\.redeem_ticket\(t, 'account',", "alpaca.redeem_tickets(ARRAY[t], ARRAY['account'],"),
+        (r"c uuid; e text; a text; s text;", "c uuid[]; e text[]; a text[]; s text[];"),
+        (r"RETURN a;", "RETURN a[1];"),
+        (r"left\(a, 4\)", "left(a[1], 4)"),
+    ]
+
+    def form(self, sql):
+        for pattern, repl in self.FORMS:
+            sql = re.sub(pattern, repl, sql)
+        self.assertNotIn("redeem_ticket(", sql.replace("alpaca_redeem_ticket(", ""))
+        return sql
+
+    def args(self, ticket, purpose="account"):
+        return ([ticket], [purpose])
+
+    def test_plain_redeem_is_audited_and_single_use(self):
+        """The legitimate batch: each ticket once, audited, then refused alone and in a batch."""
+        t1, t2 = self.ticket(), self.ticket()
+        before = self.decrypt_rows()
+        with S.connect(role=SIDECAR) as sc:
+            ids, envs, apis, _ = sc.execute(self.form(CALL), ([t1, t2], ["account"] * 2)).fetchone()
+        self.assertEqual(([str(i) for i in ids], envs, apis),
+                         ([str(self.cred)] * 2, ["paper"] * 2, [S.ALICE] * 2))
+        self.assertEqual(self.decrypt_rows(), before + 2)
+        self.assert_consumed_and_audited(t2, before + 1, got_keys=True)
+        # Arrays that do not pair up are refused before anything is spent.
+        self.expect_refused([self.form(CALL).replace("%s", "ARRAY['{T}']", 1)
+                             .replace("%s", "ARRAY['account', 'account']")], "22023")
+
+    def test_replay_inside_a_batch(self):
+        """A spent ticket, or one ticket twice, among fresh ones: the whole batch is refused
+        before any key leaves, and nothing of it is spent."""
+        spent = self.ticket()
+        self.redeem_ok(spent)
+        for batch in (lambda t: [t, spent], lambda t: [t, t]):
+            t = self.ticket()
+            before = self.decrypt_rows()
+            with S.connect(role=SIDECAR) as sc:
+                with self.assertRaises(psycopg.Error) as cm:
+                    sc.execute(self.form(CALL), (batch(t), ["account"] * 2))
+                self.assertEqual((cm.exception.sqlstate, cm.exception.diag.message_primary),
+                                 ("42501", "ticket was already redeemed"))
+            self.assert_consumed_and_audited(t, before, got_keys=False)
 
 
 class RedeemIsDurable(unittest.TestCase):

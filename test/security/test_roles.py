@@ -53,6 +53,7 @@ class Roles(unittest.TestCase):
                 ("SELECT * FROM alpaca._key_ring()", ()),
                 ("SELECT * FROM alpaca._reseal_credential(NULL, NULL, %s)", (self.alice_cred,)),
                 ("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)", (t,)),
+                ("CALL alpaca.redeem_tickets(ARRAY[%s], ARRAY['account'], NULL, NULL, NULL, NULL)", (t,)),
                 ("SELECT * FROM alpaca.redeemed_tickets", ()),
                 ("SELECT alpaca._alpaca_get(%s, 'account', %s)", (self.alice_cred, t)),
                 ("SELECT * FROM alpaca_key_status()", ()),
@@ -139,6 +140,8 @@ class Roles(unittest.TestCase):
             t = S.as_user(self.app, self.alice, "SELECT alpaca_issue_ticket(%s, 'account')", (self.alice_cred,))[0][0]
             for sql, params in [("SELECT api_key FROM alpaca.credentials", ()),
                                 ("CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)", (t,)),
+                                ("CALL alpaca.redeem_tickets(ARRAY[%s], ARRAY['account'], NULL, NULL, NULL, NULL)",
+                                 (t,)),
                                 ("SELECT * FROM alpaca._reseal_credential(NULL, NULL, %s)", (self.alice_cred,)),
                                 ("SELECT alpaca._seal('x', %s, 'api_key')", (self.alice_cred,))]:
                 with self.subTest(sql=sql):
