@@ -126,11 +126,21 @@ std::vector<CommittedKeys> redeem_each_and_commit(std::size_t count,
     return committed([&](Oid owner) {
         std::vector<CommittedKeys> all;
         all.reserve(count);
-        for (std::size_t i = 0; i < count; ++i)
-            all.push_back(
-                run_prepare(owner, [&](CommittedKeys &out, std::string &api, std::string &secret) {
-                    prepare(i, out, api, secret);
-                }));
+        for (std::size_t i = 0; i < count; ++i) {
+            // A failure names its ticket in DETAIL ("ticket 3 of 7"): the sidecar answers that
+            // one with it and redeems the others again without it.
+            const std::string which =
+                "ticket " + std::to_string(i + 1) + " of " + std::to_string(count);
+            try {
+                all.push_back(
+                    run_prepare(owner, [&](CommittedKeys &out, std::string &api,
+                                           std::string &secret) { prepare(i, out, api, secret); }));
+            } catch (const pga::pg::PgError &e) {
+                throw pga::pg::PgError(e.sqlstate(), e.what(), which, e.hint());
+            } catch (const pga::Error &e) {
+                throw pga::pg::PgError(pga::pg::sqlstate_for(e.code()), e.what(), which, e.hint());
+            }
+        }
         return all;
     });
 }

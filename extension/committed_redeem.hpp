@@ -43,7 +43,8 @@ using SealedPrepare = std::function<void(CommittedKeys &out, std::string &api_en
 CommittedKeys redeem_and_commit(const SealedPrepare &prepare);
 
 // The same for `count` redeems in one transaction and one commit (alpaca.redeem_tickets):
-// prepare(i, ...) for i = 0 .. count - 1, in that order; a refusal of any rolls back all.
+// prepare(i, ...) for i = 0 .. count - 1, in that order; a refusal of any rolls back all, and
+// its error says which ticket in DETAIL: "ticket <i + 1> of <count>".
 using SealedPrepareEach = std::function<void(
     std::size_t i, CommittedKeys &out, std::string &api_envelope, std::string &secret_envelope)>;
 std::vector<CommittedKeys> redeem_each_and_commit(std::size_t count,

@@ -36,7 +36,8 @@ const char *const kSensitiveNames[] = {
     "alpaca_import_fernet_credential",
     "alpaca_import_fernet_credentials",
     "alpaca_set_user_jwt",
-    "redeem_ticket",  // alpaca.redeem_ticket (0.2.0)
+    "redeem_ticket",   // alpaca.redeem_ticket (0.2.0)
+    "redeem_tickets",  // alpaca.redeem_tickets, the sidecar's batch (0.2.0)
     "_store_credential",
     "_import_fernet_credential",
     "_import_row",

@@ -304,8 +304,9 @@ std::string prometheus_text() {
     line(out, "pga_sidecar_redeem_batched_tickets_total %llu",
          (unsigned long long)r.batched_tickets.load());
     line(out,
-         "# HELP pga_sidecar_redeem_batches_refused_total Batches refused as a whole (a ticket "
-         "in them was refused); each of their tickets was then redeemed alone.");
+         "# HELP pga_sidecar_redeem_batches_refused_total Batches that redeemed none of their "
+         "tickets: one was refused (answered so; the others went again without it) or the call "
+         "failed (each ticket then alone).");
     line(out, "# TYPE pga_sidecar_redeem_batches_refused_total counter");
     line(out, "pga_sidecar_redeem_batches_refused_total %llu",
          (unsigned long long)r.refused_batches.load());

@@ -32,8 +32,8 @@ enum class GatewayOutcome { Ok, Unauthorized, Forbidden, BadRequest, Upstream, U
 constexpr int kGatewayOutcomes = 6;
 void gateway_request(std::string_view scope, GatewayOutcome outcome);
 void count_rate_wait();
-// One CALL alpaca.redeem_tickets of `tickets` tickets, and whether it was refused as a whole
-// (each ticket was then redeemed alone).
+// One CALL alpaca.redeem_tickets of `tickets` tickets, and whether it redeemed none of them
+// (a ticket refused, or the call failed).
 void count_redeem_batch(std::size_t tickets, bool refused);
 void set_queue_depth(std::size_t depth);
 // Busy workers: one alive per request being served.

@@ -6,6 +6,7 @@
 #include "sidecar/pg_session.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace pga::sidecar {
@@ -92,9 +93,12 @@ Redeemer::Conn Redeemer::connect(std::string &error) {
     const Oid batch_types[2] = {kTextArrayOid, kTextArrayOid};
     Result prep_batch(PQprepare(conn.get(), kBatchStatement, kBatchCall, 2, batch_types));
     if (!prep_batch || PQresultStatus(prep_batch.get()) != PGRES_COMMAND_OK) {
-        error =
-            "cannot prepare the batched redeem statement: " + one_line(PQerrorMessage(conn.get()));
-        return nullptr;
+        // An extension without alpaca.redeem_tickets: redeem one by one (the pool still works).
+        if (batches_.exchange(false))
+            log_event(
+                LogLevel::Warn, "redeem",
+                {{"message", "redeems are not batched: cannot prepare alpaca.redeem_tickets: " +
+                                 one_line(PQerrorMessage(conn.get()))}});
     }
     const Oid audit_types[4] = {25, 25, 25, 25};
     Result prep_audit(PQprepare(conn.get(), kAuditStatement, kAuditCall, 4, audit_types));
@@ -120,7 +124,7 @@ Redeemer::Conn Redeemer::acquire(Clock::time_point deadline, std::string &error)
             if (!c) {
                 lock.lock();
                 --open_;
-                cv_.notify_one();
+                slot_freed();
             }
             return c;
         }
@@ -139,11 +143,11 @@ void Redeemer::release(Conn conn) {
     } else {
         --open_;
     }
-    cv_.notify_one();
-    wake_first_waiter();
+    slot_freed();
 }
 
-void Redeemer::wake_first_waiter() {
+void Redeemer::slot_freed() {
+    cv_.notify_one();
     if (!queue_.empty()) queue_.front()->cv.notify_one();
 }
 
@@ -152,7 +156,7 @@ void Redeemer::discard_idle() {
     open_ -= int(idle_.size());
     idle_.clear();
     cv_.notify_all();
-    wake_first_waiter();
+    slot_freed();
 }
 
 RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purpose,
@@ -165,20 +169,21 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
     for (;;) {
         if (me.done) {
             if (me.alone) {
-                // The batch was refused: nothing of it was committed; this ticket alone.
+                // The batch failed as a whole, nothing of it was committed: this ticket alone.
                 lock.unlock();
                 return redeem_alone(ticket, purpose, deadline, nullptr);
             }
             return std::move(me.result);
         }
         if (!me.taken && (!idle_.empty() || open_ < pool_size_)) {
-            // Lead: every queued redeem (this one first unless more than a batch waited).
-            std::vector<Waiter *> batch;
+            // Lead: this redeem, then every other queued one (at most kMaxBatch in all).
+            queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+            std::vector<Waiter *> batch{&me};
             while (!queue_.empty() && batch.size() < kMaxBatch) {
                 batch.push_back(queue_.front());
                 queue_.pop_front();
-                batch.back()->taken = true;
             }
+            for (Waiter *w : batch) w->taken = true;
             Conn conn;
             std::string error;
             if (!idle_.empty()) {
@@ -189,22 +194,32 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
                 lock.unlock();
                 conn = connect(error);
                 lock.lock();
-                if (!conn) --open_;
+                if (!conn) {
+                    --open_;
+                    slot_freed();
+                }
             }
             // More waited than one batch takes, and another connection is free: its turn.
-            if (!queue_.empty() && (!idle_.empty() || open_ < pool_size_)) wake_first_waiter();
+            if (!queue_.empty() && (!idle_.empty() || open_ < pool_size_)) slot_freed();
             lock.unlock();
-            const bool connected = bool(conn);
-            if (connected) {
-                serve(batch, std::move(conn), deadline);
-            } else {
+            if (!conn) {
                 for (Waiter *w : batch) {
                     w->result.status = RedeemStatus::DatabaseError;
                     w->result.message = error;
                 }
+            } else {
+                try {
+                    serve(batch, std::move(conn), deadline);
+                } catch (const std::exception &e) {
+                    // Out of memory, most likely. Every waiter of the batch must still end.
+                    for (Waiter *w : batch) {
+                        w->alone = false;
+                        w->result = RedeemResult{};
+                        w->result.message = std::string("the redeem failed: ") + e.what();
+                    }
+                }
             }
             lock.lock();
-            if (!connected) wake_first_waiter();  // its slot in the pool is free again
             for (Waiter *w : batch) {
                 w->done = true;
                 if (w != &me) w->cv.notify_one();
@@ -216,7 +231,7 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
         } else if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && !me.taken &&
                    !me.done) {
             queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
-            wake_first_waiter();  // a connection freed as this one gave up is the next one's
+            slot_freed();  // a connection freed as this one gave up is the next one's
             RedeemResult out;
             out.status = RedeemStatus::DatabaseError;
             out.message = "all " + std::to_string(pool_size_) + " database connections stayed busy";
@@ -225,30 +240,58 @@ RedeemResult Redeemer::redeem(const SecureBytes &ticket, const std::string &purp
     }
 }
 
-void Redeemer::serve(std::vector<Waiter *> &batch, Conn conn, Clock::time_point deadline) {
+void Redeemer::serve(std::vector<Waiter *> batch, Conn conn, Clock::time_point deadline) {
+    // Each round: one CALL alpaca.redeem_tickets; a ticket it refuses gets that refusal as its
+    // answer and the others go again without it (nothing of a refused call was committed).
+    while (batch.size() > 1 && batches_.load()) {
+        bool lost = false;
+        std::size_t refused = 0;
+        std::string message;
+        const BatchEnd end = redeem_batch(conn.get(), batch, lost, refused, message);
+        metrics::count_redeem_batch(batch.size(), end != BatchEnd::Redeemed);
+        if (end == BatchEnd::Redeemed) {
+            release(std::move(conn));
+            return;
+        }
+        if (end == BatchEnd::Refused) {
+            batch[refused]->result.status = RedeemStatus::Rejected;
+            batch[refused]->result.message = message;
+            batch.erase(batch.begin() + std::ptrdiff_t(refused));
+            continue;
+        }
+        if (end == BatchEnd::Unreadable) {
+            // Committed (so spent and audited), but the keys cannot be read: no retry, which
+            // would only be refused as a replay.
+            for (Waiter *w : batch) {
+                w->result = RedeemResult{};
+                w->result.message = message;
+            }
+            release(std::move(conn));
+            return;
+        }
+        // Failed for another reason, or the connection was lost (then it may have committed:
+        // each ticket is refused as a replay, never used twice). Each waiter alone.
+        if (lost) {
+            conn.reset();
+            release(nullptr);
+            discard_idle();
+        } else {
+            release(std::move(conn));
+        }
+        for (Waiter *w : batch) w->alone = true;
+        return;
+    }
     if (batch.size() == 1) {
         batch[0]->result =
             redeem_alone(*batch[0]->ticket, *batch[0]->purpose, deadline, std::move(conn));
         return;
     }
-    bool lost = false;
-    const bool ok = redeem_batch(conn.get(), batch, lost);
-    metrics::count_redeem_batch(batch.size(), !ok);
-    if (lost) {
-        conn.reset();
-        release(nullptr);
-        discard_idle();
-    } else {
-        release(std::move(conn));
-    }
-    if (ok) return;
-    // Refused or failed as a whole, so nothing of it was committed (a lost connection may have
-    // committed it: then each ticket is refused as a replay, never used twice). Each waiter
-    // redeems its ticket alone, in its own thread.
+    release(std::move(conn));  // no batches with this database: each alone
     for (Waiter *w : batch) w->alone = true;
 }
 
-bool Redeemer::redeem_batch(PGconn *conn, std::vector<Waiter *> &batch, bool &lost) {
+Redeemer::BatchEnd Redeemer::redeem_batch(PGconn *conn, const std::vector<Waiter *> &batch,
+                                          bool &lost, std::size_t &refused, std::string &message) {
     SecureBytes tickets;
     std::string purposes;
     for (const Waiter *w : batch) {
@@ -261,20 +304,37 @@ bool Redeemer::redeem_batch(PGconn *conn, std::vector<Waiter *> &batch, bool &lo
     const char *params[2] = {reinterpret_cast<const char *>(tickets.data()), purposes.c_str()};
     Result res(PQexecPrepared(conn, kBatchStatement, 2, params, nullptr, nullptr, 1));
     lost = PQstatus(conn) != CONNECTION_OK;
-    if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) != 1 ||
-        PQnfields(res.get()) != 4)
-        return false;
-    std::vector<std::string_view> cols[4];
-    for (int c = 0; c < 4; ++c)
-        if (!binary_array(PQgetvalue(res.get(), 0, c), std::size_t(PQgetlength(res.get(), 0, c)),
-                          batch.size(), cols[c])) {
-            // Committed, but unreadable: each ticket will be refused as a replay.
-            log_event(LogLevel::Error, "redeem",
-                      {{"message", "alpaca.redeem_tickets returned arrays of the wrong form"}});
-            return false;
+    if (!res || PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
+        // A refusal names its ticket in DETAIL: "ticket <n> of <count>" (extension/redeem.cpp).
+        const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+        const char *primary =
+            res ? PQresultErrorField(res.get(), PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+        const char *detail = res ? PQresultErrorField(res.get(), PG_DIAG_MESSAGE_DETAIL) : nullptr;
+        const std::string sqlstate = state ? state : "";
+        unsigned n = 0, count = 0;
+        char tail = 0;
+        if (!lost && primary && detail &&
+            (sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0) &&
+            std::sscanf(detail, "ticket %u of %u%c", &n, &count, &tail) == 2 && n >= 1 &&
+            count == batch.size() && n <= count) {
+            refused = n - 1;
+            message = sqlstate + ": " + one_line(primary);
+            return BatchEnd::Refused;
         }
+        return BatchEnd::Failed;
+    }
+    std::vector<std::string_view> cols[4];
+    bool readable = PQntuples(res.get()) == 1 && PQnfields(res.get()) == 4;
+    for (int c = 0; readable && c < 4; ++c)
+        readable = binary_array(PQgetvalue(res.get(), 0, c),
+                                std::size_t(PQgetlength(res.get(), 0, c)), batch.size(), cols[c]);
+    for (std::size_t i = 0; readable && i < batch.size(); ++i) readable = cols[0][i].size() == 16;
+    if (!readable) {
+        message = "alpaca.redeem_tickets returned a result of the wrong form";
+        log_event(LogLevel::Error, "redeem", {{"message", message}});
+        return BatchEnd::Unreadable;
+    }
     for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (cols[0][i].size() != 16) return false;
         RedeemResult &r = batch[i]->result;
         r.status = RedeemStatus::Ok;
         r.credential.credential_id = uuid_text(cols[0][i]);
@@ -282,7 +342,7 @@ bool Redeemer::redeem_batch(PGconn *conn, std::vector<Waiter *> &batch, bool &lo
         r.credential.api_key = secure_copy(cols[2][i]);
         r.credential.secret_key = secure_copy(cols[3][i]);
     }
-    return true;
+    return BatchEnd::Redeemed;
 }
 
 RedeemResult Redeemer::redeem_alone(const SecureBytes &ticket, const std::string &purpose,

@@ -6,8 +6,10 @@
 // to get a connection takes every queued ticket (at most kMaxBatch) and redeems them in one
 // `CALL alpaca.redeem_tickets`: one round trip, one transaction, one commit and WAL flush for
 // all, each ticket still checked, marked single-use and audited on its own. When the batch is
-// refused (one of its tickets is: a replay, an expired ticket) nothing of it was committed, and
-// each ticket is redeemed alone for its own answer. A ticket alone takes redeem_ticket.
+// refused (one of its tickets is: a replay, an expired ticket) nothing of it was committed:
+// the refused ticket gets that refusal as its answer (the procedure names it) and the others go
+// again without it; on any other failure each is redeemed alone. A ticket alone takes
+// redeem_ticket.
 #pragma once
 #include "common/cpp_only.hpp"
 #include "common/secure_memory.hpp"
@@ -15,6 +17,7 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -92,14 +95,22 @@ class Redeemer {
         std::condition_variable cv;
     };
 
+    // How one CALL alpaca.redeem_tickets ended: every waiter got its credential; one ticket was
+    // refused (nothing committed); committed but the result is unreadable; failed otherwise
+    // (nothing committed, unless the connection was lost).
+    enum class BatchEnd { Redeemed, Refused, Unreadable, Failed };
+
     RedeemResult redeem_alone(const SecureBytes &ticket, const std::string &purpose,
                               Clock::time_point deadline, Conn conn);
-    // The leader's work: the batch on conn (mu_ not held); fills every waiter's result.
-    void serve(std::vector<Waiter *> &batch, Conn conn, Clock::time_point deadline);
-    // One CALL alpaca.redeem_tickets; false when the batch was refused or failed (lost: the
-    // connection died with it), true when every waiter got its credential.
-    bool redeem_batch(PGconn *conn, std::vector<Waiter *> &batch, bool &lost);
-    void wake_first_waiter();  // mu_ held: a connection came free
+    // The leader's work: the batch on conn (mu_ not held); gives every waiter its result, or
+    // marks it `alone`.
+    void serve(std::vector<Waiter *> batch, Conn conn, Clock::time_point deadline);
+    // refused: the refused ticket's index, and message its answer (Refused; Unreadable: why).
+    BatchEnd redeem_batch(PGconn *conn, const std::vector<Waiter *> &batch, bool &lost,
+                          std::size_t &refused, std::string &message);
+    // mu_ held: a connection or a slot for one came free; wakes an acquire() and the first
+    // queued redeem.
+    void slot_freed();
 
     Conn acquire(Clock::time_point deadline, std::string &error);
     void release(Conn conn);
@@ -112,6 +123,7 @@ class Redeemer {
     std::vector<Conn> idle_;
     int open_ = 0;
     std::deque<Waiter *> queue_;
+    std::atomic<bool> batches_{true};  // false once the database lacks alpaca.redeem_tickets
 };
 
 }  // namespace pga::sidecar

@@ -1,9 +1,10 @@
 """The sidecar's batched redeem (sidecar/redeemer.hpp) against the real stack: with one pooled
 database connection held busy, the requests that wait for it are redeemed together in one
 CALL alpaca.redeem_tickets, each still answered with its own credential's data, audited once and
-single-use; and when one of them is refused (a replayed ticket, a forged one), the batch is
-refused as a whole and each ticket is redeemed alone: the good ones answered, the bad ones
-refused, nothing spent twice.
+single-use; and when one of them is refused (a replayed ticket, a forged one), the procedure
+names it, it is answered with its refusal and the others are redeemed again without it: the
+good ones answered, the bad ones refused, nothing spent twice. Half the credentials hold Alice's
+key and half Bob's, so a waiter given another's result would show.
 
 How the batch is made certain: a superuser transaction holds alpaca.audit_log in SHARE mode, so
 the first redeem (which inserts its decrypt row) waits on the pool's only connection; the other
@@ -35,8 +36,9 @@ class SidecarBatchesRedeems(unittest.TestCase):
         H.STACK.sidecar.restart()
         cls.user = H.random_user("batch")
         cls.app = S.connect(role="app")
-        cls.creds = [str(S.store(cls.app, cls.user, S.ALICE, S.fixture_secret(S.ALICE),
-                                 account_name=f"batch {i}")) for i in range(N)]
+        cls.keys = [S.ALICE if i % 2 == 0 else S.BOB for i in range(N)]
+        cls.creds = [str(S.store(cls.app, cls.user, k, S.fixture_secret(k),
+                                 account_name=f"batch {i}")) for i, k in enumerate(cls.keys)]
         H.warm_sidecar(cls.user, cls.creds[0])
         cls.su = S.connect()
 
@@ -59,8 +61,11 @@ class SidecarBatchesRedeems(unittest.TestCase):
                          (cred,))[0][0]
 
     def decrypt_rows(self):
-        return self.su.execute("SELECT count(*) FROM alpaca.audit_log WHERE action = 'decrypt'"
-                               " AND credential_id = ANY(%s::uuid[])", (self.creds,)).fetchone()[0]
+        """{credential: decrypt rows} of the test's credentials."""
+        rows = dict(self.su.execute(
+            "SELECT credential_id::text, count(*) FROM alpaca.audit_log WHERE action = 'decrypt'"
+            " AND credential_id = ANY(%s::uuid[]) GROUP BY 1", (self.creds,)).fetchall())
+        return {c: rows.get(c, 0) for c in self.creds}
 
     def held(self, tickets):
         """Sends tickets[0] while the audit log is held, then the rest, then lets go: the
@@ -97,37 +102,46 @@ class SidecarBatchesRedeems(unittest.TestCase):
         tickets = [self.issue(c) for c in self.creds]
         before, rows = self.metrics(), self.decrypt_rows()
         answers = self.held(tickets)
-        fixture = S.fixture_json(S.ALICE, "positions.json")
         for i, (outcome, body) in enumerate(answers):
             self.assertEqual(outcome, "ok", f"request {i}: {body[:200]!r}")
-            self.assertEqual(json.loads(body), fixture)
+            self.assertEqual(json.loads(body), S.fixture_json(self.keys[i], "positions.json"),
+                             f"request {i} got another credential's answer")
         after = self.metrics()
         self.assertEqual(after["batches"] - before["batches"], 1)
         self.assertEqual(after["batched_tickets"] - before["batched_tickets"], N - 1)
         self.assertEqual(after["batches_refused"], before["batches_refused"])
-        self.assertEqual(self.decrypt_rows(), rows + N, "one decrypt row a ticket")
+        self.assertEqual(self.decrypt_rows(), {c: n + 1 for c, n in rows.items()},
+                         "one decrypt row a ticket")
         # Each is spent.
         for t in tickets[:2]:
             self.assertEqual(sidecar_request(SOCK, "positions", t)[0]["outcome"],
                              "ticket_rejected")
 
-    def test_a_refused_ticket_refuses_the_batch_and_each_is_redeemed_alone(self):
+    def test_a_refused_ticket_is_answered_and_the_others_redeemed_without_it(self):
         spent = self.issue(self.creds[0])
         self.assertEqual(sidecar_request(SOCK, "positions", spent)[0]["outcome"], "ok")
         good = [self.issue(c) for c in self.creds[1:]]
         forged = good[0][:-4] + ("AAAA" if not good[0].endswith("AAAA") else "BBBB")
+        # The first (alone, while the audit log is held), then a batch with a replay in the
+        # middle and a forged ticket at its end.
         tickets = [self.issue(self.creds[0])] + good[:2] + [spent] + good[2:] + [forged]
+        owners = [0, 1, 2, None, 3, 4, 5, None]
         before, rows = self.metrics(), self.decrypt_rows()
         answers = self.held(tickets)
-        outcomes = [a[0] for a in answers]
-        expect = ["ok"] * 3 + ["ticket_rejected"] + ["ok"] * (len(good) - 2) + ["ticket_rejected"]
-        self.assertEqual(outcomes, expect)
+        for i, ((outcome, body), owner) in enumerate(zip(answers, owners)):
+            if owner is None:
+                self.assertEqual((outcome, body), ("ticket_rejected", b""), f"request {i}")
+            else:
+                self.assertEqual(outcome, "ok", f"request {i}: {body[:200]!r}")
+                self.assertEqual(json.loads(body),
+                                 S.fixture_json(self.keys[owner], "positions.json"))
         after = self.metrics()
-        self.assertEqual(after["batches"] - before["batches"], 1)
-        self.assertEqual(after["batches_refused"] - before["batches_refused"], 1)
-        self.assertEqual(self.decrypt_rows(), rows + len(good) + 1,
+        # 7 tickets refused at the replay, 6 refused at the forged one, then 5 redeemed.
+        self.assertEqual(after["batches"] - before["batches"], 3)
+        self.assertEqual(after["batched_tickets"] - before["batched_tickets"], 7 + 6 + 5)
+        self.assertEqual(after["batches_refused"] - before["batches_refused"], 2)
+        self.assertEqual(self.decrypt_rows(), {c: n + 1 for c, n in rows.items()},
                          "one decrypt row for each good ticket, none for the refused")
-
 
 if __name__ == "__main__":
     unittest.main()

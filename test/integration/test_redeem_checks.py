@@ -45,14 +45,16 @@ class RedeemChecks(unittest.TestCase):
             "SELECT (SELECT count(*) FROM alpaca.redeemed_tickets),"
             " (SELECT count(*) FROM alpaca.audit_log WHERE action = 'decrypt')").fetchone()
 
-    def refused(self, ticket, purpose, message, sqlstate="42501", call=CALL):
-        """Refused with message and sqlstate, having written nothing (also for call=BATCH,
-        with lists for ticket and purpose)."""
+    def refused(self, ticket, purpose, message, sqlstate="42501", call=CALL, detail=None):
+        """Refused with message and sqlstate (and detail, when given), having written nothing
+        (also for call=BATCH, with lists for ticket and purpose)."""
         before = self.counts()
         with self.assertRaises(psycopg.Error) as cm:
             self.sc.execute(call, (ticket, purpose))
         self.assertEqual((cm.exception.sqlstate, cm.exception.diag.message_primary),
                          (sqlstate, message))
+        if detail is not None:
+            self.assertEqual(cm.exception.diag.message_detail, detail)
         self.assertEqual(self.counts(), before, "a refused redeem wrote something")
         self.assertIsNone(self.sc.execute("SELECT alpaca_current_user()").fetchone()[0])
 
@@ -93,8 +95,8 @@ class RedeemChecks(unittest.TestCase):
                       (self.cred,))
         self.assertEqual(self.sc.execute(CALL, (t2, "account")).fetchone()[2], S.ALICE)
 
-    def batch_refused(self, tickets, purposes, message, sqlstate="42501"):
-        self.refused(tickets, purposes, message, sqlstate, call=BATCH)
+    def batch_refused(self, tickets, purposes, message, sqlstate="42501", detail=None):
+        self.refused(tickets, purposes, message, sqlstate, call=BATCH, detail=detail)
 
     def test_batch_marks_and_audits_each_ticket_in_order(self):
         bob_user = "redeem-checks-bob"
@@ -127,14 +129,18 @@ class RedeemChecks(unittest.TestCase):
     def test_batch_refuses_as_a_whole_and_writes_nothing(self):
         good = self.mint()
         twice = self.mint()
-        self.batch_refused([good, twice, twice], ["account"] * 3, "ticket was already redeemed")
-        self.batch_refused([good, "pgat1.AAAA.BBBB"], ["account"] * 2, "malformed ticket")
+        self.batch_refused([good, twice, twice], ["account"] * 3, "ticket was already redeemed",
+                           detail="ticket 3 of 3")
+        self.batch_refused([good, "pgat1.AAAA.BBBB"], ["account"] * 2, "malformed ticket",
+                           detail="ticket 2 of 2")
         self.batch_refused([good, self.mint(ttl="-1 second")], ["account"] * 2, "ticket expired")
         self.batch_refused([good, self.mint("trade")], ["account"] * 2,
                            "ticket was issued for another purpose")
-        self.batch_refused([self.mint(user="someone-else"), good], ["account"] * 2,
-                           "ticket names a credential that does not exist, is not committed yet, "
-                           "or is not owned by its user")
+        foreign = self.mint(user="someone-else")
+        for tickets in ([foreign, good], [good, foreign]):  # the user of one is not the next's
+            self.batch_refused(tickets, ["account"] * 2,
+                               "ticket names a credential that does not exist, is not committed "
+                               "yet, or is not owned by its user")
         # Nothing of those was consumed: both still work, once.
         self.assertEqual(self.sc.execute(BATCH, ([good, twice], ["account"] * 2)).fetchone()[2],
                          [S.ALICE, S.ALICE])

@@ -317,6 +317,19 @@ class LogCanaries(unittest.TestCase):
                 self.assertEqual(got[2], creds[cred6][0])
                 self.expect_error(red, "CALL alpaca.redeem_ticket(%s, 'account', NULL, NULL, NULL, NULL)",
                                   (tickets[2],), "42501")
+            # The sidecar's batch (bind parameters, as the sidecar sends it), then a refused one:
+            # both spent now.
+            with app.transaction():
+                app.execute("SELECT alpaca_set_user(%s)", (user,))
+                batch = [app.execute("SELECT alpaca_issue_ticket(%s, 'account')",
+                                     (cred2,)).fetchone()[0] for _ in range(2)]
+            for t in batch:
+                self.canaries[t] = "ticket"
+            got = sc.execute("CALL alpaca.redeem_tickets(%s, %s, NULL, NULL, NULL, NULL)",
+                             (batch, ["account"] * 2)).fetchone()
+            self.assertEqual((got[2], got[3]), ([creds[cred2][0]] * 2, [creds[cred2][1]] * 2))
+            self.expect_error(sc, "CALL alpaca.redeem_tickets(%s, %s, NULL, NULL, NULL, NULL)",
+                              (batch, ["account"] * 2), "42501")
 
             # 7. Broker calls through the sidecar with every canary credential.
             calls = self.broker_calls(app, user, creds, cred1, acct5)
