@@ -247,7 +247,14 @@ void Redeemer::serve(std::vector<Waiter *> batch, Conn conn, Clock::time_point d
         bool lost = false;
         std::size_t refused = 0;
         std::string message;
-        const BatchEnd end = redeem_batch(conn.get(), batch, lost, refused, message);
+        BatchEnd end = BatchEnd::Failed;
+        try {
+            end = redeem_batch(conn.get(), batch, lost, refused, message);
+        } catch (...) {
+            conn.reset();  // in a state nobody knows: closed, and its slot counted back
+            release(nullptr);
+            throw;
+        }
         metrics::count_redeem_batch(batch.size(), end != BatchEnd::Redeemed);
         if (end == BatchEnd::Redeemed) {
             release(std::move(conn));

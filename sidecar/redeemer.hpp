@@ -85,8 +85,8 @@ class Redeemer {
   private:
     using Conn = PgConn;
     // A redeem waiting in queue_ (on its caller's stack). `taken`: a leader has it in a batch
-    // (it is out of queue_ and must not return before `done`); `alone`: the batch was refused,
-    // so its caller redeems it alone. Guarded by mu_.
+    // (it is out of queue_ and must not return before `done`); `alone`: its batch failed with
+    // nothing committed, so its caller redeems it alone. Guarded by mu_.
     struct Waiter {
         const SecureBytes *ticket;
         const std::string *purpose;
