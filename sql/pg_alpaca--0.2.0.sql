@@ -503,8 +503,9 @@ COMMENT ON PROCEDURE alpaca.redeem_ticket(text, text, uuid, text, text, text) IS
 -- CALL alpaca.redeem_tickets(tickets, purposes, NULL, NULL, NULL, NULL): the sidecar's redeem of
 -- the tickets that waited for a database connection together, in one transaction with one
 -- commit and one WAL flush (extension/redeem.cpp). Each ticket is checked, marked and audited
--- as alpaca.redeem_ticket does it; a refusal of any rolls back all of them (the sidecar then
--- redeems each alone). The OUT arrays follow the order of tickets.
+-- as alpaca.redeem_ticket does it; a refusal of any rolls back all of them and names the ticket
+-- in DETAIL ("ticket 3 of 7": the sidecar answers that one and redeems the others again without
+-- it). The OUT arrays follow the order of tickets.
 CREATE PROCEDURE alpaca.redeem_tickets(tickets text[], purposes text[], OUT credential_ids uuid[],
         OUT environments text[], OUT api_keys text[], OUT secret_keys text[])
     AS 'MODULE_PATHNAME', 'pga_redeem_tickets' LANGUAGE C;
