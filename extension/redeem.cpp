@@ -34,7 +34,6 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "utils/array.h"
-#include "utils/lsyscache.h"
 }
 
 namespace {
@@ -191,9 +190,9 @@ std::vector<Datum> text_elements(Datum array, const char *name) {
 // CALL alpaca.redeem_tickets(tickets, purposes, NULL, NULL, NULL, NULL): the sidecar's redeem of
 // several tickets waiting at once, in one transaction with one commit and one WAL flush. Each
 // ticket is checked, marked and audited exactly as alpaca.redeem_ticket does it, in array order;
-// a refusal of any ticket (or any error) rolls back every mark and audit row of the call, so the
-// sidecar then redeems each on its own and gets each its own answer. The four OUT arrays are in
-// the order of `tickets`.
+// a refusal of any ticket (or any error) rolls back every mark and audit row of the call and
+// names the ticket in DETAIL (redeem_each_and_commit), so the sidecar answers that one and
+// redeems the others again. The four OUT arrays are in the order of `tickets`.
 PGA_FUNCTION(pga_redeem_tickets) {
     pga::ext::require_nonatomic_call(
         fcinfo, "alpaca.redeem_tickets", "single-use marks and the decrypt audit rows",

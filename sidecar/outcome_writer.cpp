@@ -35,18 +35,6 @@ using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
 enum class Write { Done, ConnectionLost, Refused };
 
-// Appends one double-quoted array element.
-template <typename Out>
-void append_element(Out &out, std::string_view v) {
-    if (out.size() > 1) out.push_back(',');
-    out.push_back('"');
-    for (char c : v) {
-        if (c == '"' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    out.push_back('"');
-}
-
 }  // namespace
 
 std::string utc_text(std::chrono::system_clock::time_point t) {
@@ -67,12 +55,12 @@ OutcomeBatchParams batch_params(const std::vector<CallOutcome> &batch) {
     p.tickets.push_back('{');
     p.operations = p.outcomes = p.http_statuses = p.finished_at = "{";
     for (const CallOutcome &o : batch) {
-        append_element(p.tickets, as_view(o.ticket));
-        append_element(p.operations, o.operation);
-        append_element(p.outcomes, o.outcome);
+        append_array_element(p.tickets, as_view(o.ticket));
+        append_array_element(p.operations, o.operation);
+        append_array_element(p.outcomes, o.outcome);
         if (p.http_statuses.size() > 1) p.http_statuses.push_back(',');
         p.http_statuses += o.http_status > 0 ? std::to_string(o.http_status) : "NULL";
-        append_element(p.finished_at, utc_text(o.finished));
+        append_array_element(p.finished_at, utc_text(o.finished));
     }
     p.tickets.push_back('}');
     p.tickets.push_back('\0');  // libpq wants a NUL-terminated parameter

@@ -1,5 +1,6 @@
 #include "sidecar/redeemer.hpp"
 
+#include "common/encoding.hpp"
 #include "sidecar/log.hpp"
 #include "sidecar/metrics.hpp"
 #include "sidecar/pg_result.hpp"
@@ -21,18 +22,6 @@ constexpr const char *kRedeemCall = "CALL alpaca.redeem_ticket($1, $2, NULL, NUL
 constexpr const char *kBatchStatement = "pga_redeem_batch";
 constexpr const char *kBatchCall = "CALL alpaca.redeem_tickets($1, $2, NULL, NULL, NULL, NULL)";
 constexpr Oid kTextArrayOid = 1009;
-
-// Appends one double-quoted element of a text[] literal.
-template <typename Out>
-void append_element(Out &out, std::string_view v) {
-    out.push_back(out.size() > 1 ? ',' : '{');
-    out.push_back('"');
-    for (char c : v) {
-        if (c == '"' || c == '\\') out.push_back('\\');
-        out.push_back(c);
-    }
-    out.push_back('"');
-}
 
 std::uint32_t be32(const char *p) {
     const auto *u = reinterpret_cast<const unsigned char *>(p);
@@ -58,15 +47,9 @@ bool binary_array(const char *p, std::size_t len, std::size_t count,
     return at == len;
 }
 
-std::string uuid_text(std::string_view b) {
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    for (std::size_t i = 0; i < b.size(); ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-        out.push_back(hex[(unsigned char)b[i] >> 4]);
-        out.push_back(hex[(unsigned char)b[i] & 15]);
-    }
-    return out;
+// A redeem's SQLSTATE that refuses the ticket (Rejected), not the database's trouble.
+bool refuses_ticket(const std::string &sqlstate) {
+    return sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0;
 }
 
 using Result = PgResult;
@@ -299,11 +282,11 @@ void Redeemer::serve(std::vector<Waiter *> batch, Conn conn, Clock::time_point d
 
 Redeemer::BatchEnd Redeemer::redeem_batch(PGconn *conn, const std::vector<Waiter *> &batch,
                                           bool &lost, std::size_t &refused, std::string &message) {
-    SecureBytes tickets;
-    std::string purposes;
+    SecureBytes tickets{'{'};
+    std::string purposes = "{";
     for (const Waiter *w : batch) {
-        append_element(tickets, as_view(*w->ticket));
-        append_element(purposes, *w->purpose);
+        append_array_element(tickets, as_view(*w->ticket));
+        append_array_element(purposes, *w->purpose);
     }
     tickets.push_back('}');
     tickets.push_back(0);
@@ -320,8 +303,7 @@ Redeemer::BatchEnd Redeemer::redeem_batch(PGconn *conn, const std::vector<Waiter
         const std::string sqlstate = state ? state : "";
         unsigned n = 0, count = 0;
         char tail = 0;
-        if (!lost && primary && detail &&
-            (sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0) &&
+        if (!lost && primary && detail && refuses_ticket(sqlstate) &&
             std::sscanf(detail, "ticket %u of %u%c", &n, &count, &tail) == 2 && n >= 1 &&
             count == batch.size() && n <= count) {
             refused = n - 1;
@@ -344,7 +326,9 @@ Redeemer::BatchEnd Redeemer::redeem_batch(PGconn *conn, const std::vector<Waiter
     for (std::size_t i = 0; i < batch.size(); ++i) {
         RedeemResult &r = batch[i]->result;
         r.status = RedeemStatus::Ok;
-        r.credential.credential_id = uuid_text(cols[0][i]);
+        Uuid id{};
+        std::memcpy(id.data(), cols[0][i].data(), id.size());
+        r.credential.credential_id = format_uuid(id);
         r.credential.environment = std::string(cols[1][i]);
         r.credential.api_key = secure_copy(cols[2][i]);
         r.credential.secret_key = secure_copy(cols[3][i]);
@@ -402,7 +386,7 @@ RedeemResult Redeemer::redeem_alone(const SecureBytes &ticket, const std::string
                                        : (res && PQresultStatus(res.get()) == PGRES_TUPLES_OK
                                               ? "alpaca.redeem_ticket returned no row"
                                               : PQerrorMessage(conn.get())));
-        if (sqlstate.rfind("42", 0) == 0 || sqlstate.rfind("22", 0) == 0) {
+        if (refuses_ticket(sqlstate)) {
             out.status = RedeemStatus::Rejected;
         } else if (sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0 ||
                    sqlstate == "25006") {
