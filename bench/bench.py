@@ -240,7 +240,49 @@ def machine():
     ossl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1048576:.1f} GiB RAM, "
             f"{platform.system()} {platform.release()}, PostgreSQL {pg} (shared_buffers {sb}), {ossl}; "
-            f"load average at start {os.getloadavg()[0]:.2f}")
+            f"idle CPUs: {idle_states()}; load average at start {os.getloadavg()[0]:.2f}")
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def idle_states():
+    """How an idle CPU waits here (cpuidle driver, and the guest halt-polling window of the
+    haltpoll driver of virtual machines): what a wake-up of an idle CPU costs depends on it."""
+    driver = read_text("/sys/devices/system/cpu/cpuidle/current_driver") or "no cpuidle driver"
+    poll = read_text("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    return driver + (f" (guest_halt_poll_ns {poll})" if poll is not None else "")
+
+
+class IdlePolling:
+    """While open, idle CPUs poll instead of halting (/dev/cpu_dma_latency held at 0 µs, what
+    `tuned`'s latency-performance profile does): a wake-up then costs no halt and no
+    inter-processor interrupt. Needs root; `held` is false (and nothing changes) otherwise.
+    Closing the file gives the machine its own setting back."""
+
+    def __enter__(self):
+        try:
+            self.fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        except OSError:
+            self.fd = None
+        else:
+            os.write(self.fd, (0).to_bytes(4, sys.byteorder))
+        self.held = self.fd is not None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+        return False
+
+
+NO_IDLE_POLLING = ("/dev/cpu_dma_latency cannot be opened here (not root, or no such device): "
+                   "the figures with idle CPUs polling were not measured")
 
 
 # ------------------------------------------------------------------------------------------
@@ -496,7 +538,32 @@ def b4(args):
             target))
         figures.append(Figure("B4", f"the same, p99, {n} positions (ms)", o99, b99, "ms",
                               [o - b for o, b in zip(o99, b99)], "+", "(report)", None))
+        if n == 100:
+            figures += b4_idle_polling(args, db, cred, key, calls, runs, opts)
     return figures
+
+
+def b4_idle_polling(args, db, cred, key, calls, runs, opts):
+    """B4 at 100 positions again, ours and curl alternating as above, with idle CPUs polling
+    (IdlePolling): how much of the overhead is the wake-ups of idle CPUs, of which a call through
+    PostgreSQL, the sidecar and the redeem's database connection has eight and curl two."""
+    o50, b50 = [], []
+    with IdlePolling() as idle:
+        if not idle.held:
+            if NO_IDLE_POLLING not in args.notes:
+                args.notes.append(NO_IDLE_POLLING)
+            return []
+        for r in range(runs):
+            _, lat = pgbench(db, "b4_positions.sql", 1, transactions=calls,
+                             defines={"cred": cred}, latency_log=True, options=opts)
+            cl = curl_latencies(key, calls)
+            o50.append(pct(lat, 50)), b50.append(pct(cl, 50))
+    log(f"B4 100, idle CPUs polling: ours p50 {spread(o50)}; curl p50 {spread(b50)}")
+    return [Figure(
+        "B4 idle polling", "the same p50 at 100 positions with the idle CPUs polling instead of "
+        "halting (`/dev/cpu_dma_latency` held at 0, as `tuned`'s latency-performance profile "
+        "does) for both sides; ratio column = overhead ms", o50, b50, "ms",
+        [o - b for o, b in zip(o50, b50)], "+", "(information)", None)]
 
 
 def curl_post_latencies(key_id, calls, tag):
@@ -685,6 +752,21 @@ def b5(args):
             [t / d for t, d in zip(tps, direct)], "", "(information)", None))
         args.notes.append(b5_note(" with fsync on", parts, direct, delay, sum(tps) * seconds,
                                   syncs))
+        # The 32 clients (fsync off) with the idle CPUs polling: the wake-ups' share.
+        with IdlePolling() as idle:
+            if idle.held:
+                tps, direct, parts, syncs = b5_runs(db, 32, seconds, runs, 0)
+        if idle.held:
+            log(f"B5 idle polling, 32 clients: {spread(tps)} calls/s, curl {spread(direct)}/s")
+            args.notes.append(b5_note(" with idle CPUs polling", parts, direct, delay,
+                                      sum(tps) * seconds, syncs))
+            figures.append(Figure(
+                "B5 idle polling", "the 32 clients again (`fsync = off`) with the idle CPUs "
+                "polling instead of halting (as B4 idle polling), ours and direct alike; ratio = "
+                "ours ÷ direct", tps, direct, "/s", [t / d for t, d in zip(tps, direct)], "",
+                "(information)", None))
+        elif NO_IDLE_POLLING not in args.notes:
+            args.notes.append(NO_IDLE_POLLING)
     finally:
         control("DELETE", f"/faults/{fault['id']}")
     return figures
