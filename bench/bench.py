@@ -281,8 +281,12 @@ class IdlePolling:
         return False
 
 
-NO_IDLE_POLLING = ("/dev/cpu_dma_latency cannot be opened here (not root, or no such device): "
-                   "the figures with idle CPUs polling were not measured")
+def note_no_idle_polling(args):
+    """Says once in the run's notes that the idle-polling figures could not be measured."""
+    text = ("/dev/cpu_dma_latency cannot be opened here (not root, or no such device): the "
+            "figures with idle CPUs polling were not measured")
+    if text not in args.notes:
+        args.notes.append(text)
 
 
 # ------------------------------------------------------------------------------------------
@@ -550,8 +554,7 @@ def b4_idle_polling(args, db, cred, key, calls, runs, opts):
     o50, b50 = [], []
     with IdlePolling() as idle:
         if not idle.held:
-            if NO_IDLE_POLLING not in args.notes:
-                args.notes.append(NO_IDLE_POLLING)
+            note_no_idle_polling(args)
             return []
         for r in range(runs):
             _, lat = pgbench(db, "b4_positions.sql", 1, transactions=calls,
@@ -765,8 +768,8 @@ def b5(args):
                 "polling instead of halting (as B4 idle polling), ours and direct alike; ratio = "
                 "ours ÷ direct", tps, direct, "/s", [t / d for t, d in zip(tps, direct)], "",
                 "(information)", None))
-        elif NO_IDLE_POLLING not in args.notes:
-            args.notes.append(NO_IDLE_POLLING)
+        else:
+            note_no_idle_polling(args)
     finally:
         control("DELETE", f"/faults/{fault['id']}")
     return figures
