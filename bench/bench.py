@@ -260,9 +260,9 @@ def idle_states():
 
 
 class IdlePolling:
-    """While open, idle CPUs poll instead of halting (/dev/cpu_dma_latency held at 0 µs, what
-    `tuned`'s latency-performance profile does): a wake-up then costs no halt and no
-    inter-processor interrupt. Needs root; `held` is false (and nothing changes) otherwise.
+    """While open, idle CPUs poll instead of halting (/dev/cpu_dma_latency held at 0 µs, a PM QoS
+    limit only the polling idle state meets; the halt state of a VM's haltpoll driver has an
+    exit latency of 1 µs): a wake-up then costs no halt and no inter-processor interrupt. Needs root; `held` is false (and nothing changes) otherwise.
     Closing the file gives the machine its own setting back."""
 
     def __enter__(self):
@@ -564,8 +564,7 @@ def b4_idle_polling(args, db, cred, key, calls, runs, opts):
     log(f"B4 100, idle CPUs polling: ours p50 {spread(o50)}; curl p50 {spread(b50)}")
     return [Figure(
         "B4 idle polling", "the same p50 at 100 positions with the idle CPUs polling instead of "
-        "halting (`/dev/cpu_dma_latency` held at 0, as `tuned`'s latency-performance profile "
-        "does) for both sides; ratio column = overhead ms", o50, b50, "ms",
+        "halting (`/dev/cpu_dma_latency` held at 0 µs) for both sides; ratio column = overhead ms", o50, b50, "ms",
         [o - b for o, b in zip(o50, b50)], "+", "(information)", None)]
 
 
