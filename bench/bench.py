@@ -262,8 +262,9 @@ def idle_states():
 class IdlePolling:
     """While open, idle CPUs poll instead of halting (/dev/cpu_dma_latency held at 0 µs, a PM QoS
     limit only the polling idle state meets; the halt state of a VM's haltpoll driver has an
-    exit latency of 1 µs): a wake-up then costs no halt and no inter-processor interrupt. Needs root; `held` is false (and nothing changes) otherwise.
-    Closing the file gives the machine its own setting back."""
+    exit latency of 1 µs): a wake-up then costs no halt and no inter-processor interrupt. Needs
+    root; `held` is false (and nothing changes) otherwise. Closing the file gives the machine
+    its own setting back."""
 
     def __enter__(self):
         try:
@@ -528,9 +529,7 @@ def b4(args):
         curl_latencies(key, max(20, calls // 10))
         o50, o99, b50, b99, over = [], [], [], [], []
         for r in range(runs):
-            _, lat = pgbench(db, "b4_positions.sql", 1, transactions=calls,
-                             defines={"cred": cred}, latency_log=True, options=opts)
-            cl = curl_latencies(key, calls)
+            lat, cl = b4_round(db, cred, key, calls, opts)
             o50.append(pct(lat, 50)), o99.append(pct(lat, 99))
             b50.append(pct(cl, 50)), b99.append(pct(cl, 99))
             over.append(o50[-1] - b50[-1])
@@ -547,6 +546,14 @@ def b4(args):
     return figures
 
 
+def b4_round(db, cred, key, calls, opts):
+    """One B4 round: `calls` of ours (pgbench), then as many keep-alive curl GETs; the
+    latencies (ms) of each."""
+    _, lat = pgbench(db, "b4_positions.sql", 1, transactions=calls, defines={"cred": cred},
+                     latency_log=True, options=opts)
+    return lat, curl_latencies(key, calls)
+
+
 def b4_idle_polling(args, db, cred, key, calls, runs, opts):
     """B4 at 100 positions again, ours and curl alternating as above, with idle CPUs polling
     (IdlePolling): how much of the overhead is the wake-ups of idle CPUs, of which a call through
@@ -557,15 +564,13 @@ def b4_idle_polling(args, db, cred, key, calls, runs, opts):
             note_no_idle_polling(args)
             return []
         for r in range(runs):
-            _, lat = pgbench(db, "b4_positions.sql", 1, transactions=calls,
-                             defines={"cred": cred}, latency_log=True, options=opts)
-            cl = curl_latencies(key, calls)
+            lat, cl = b4_round(db, cred, key, calls, opts)
             o50.append(pct(lat, 50)), b50.append(pct(cl, 50))
     log(f"B4 100, idle CPUs polling: ours p50 {spread(o50)}; curl p50 {spread(b50)}")
     return [Figure(
         "B4 idle polling", "the same p50 at 100 positions with the idle CPUs polling instead of "
-        "halting (`/dev/cpu_dma_latency` held at 0 µs) for both sides; ratio column = overhead ms", o50, b50, "ms",
-        [o - b for o, b in zip(o50, b50)], "+", "(information)", None)]
+        "halting (`/dev/cpu_dma_latency` held at 0 µs) for both sides; ratio column = overhead ms",
+        o50, b50, "ms", [o - b for o, b in zip(o50, b50)], "+", "(information)", None)]
 
 
 def curl_post_latencies(key_id, calls, tag):
