@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -135,10 +136,63 @@ def render(figures, meta):
            f"Run {meta['started']} → {meta['finished']} ({meta['duration']}), "
            f"`scripts/bench.sh{' --smoke' if meta['mode'] == 'smoke' else ''}`.", "",
            "Machine: " + meta["machine"], "", "\n".join(lines), ""]
+    if meta.get("before"):
+        out += before_table(lines[2:], meta["before"])
     if meta.get("notes"):
         out += ["Notes on this run:", ""] + [f"- {n}" for n in meta["notes"]] + [""]
     out += ["How each figure is measured, and what the baselines are: `bench/README.md`.", ""]
     return "\n".join(out)
+
+
+# The figures the performance issue asks for "before and after on the same machine": (label, id,
+# a phrase of the row's "what", column: 2 ours, 3 baseline, 4 ratio). The phrases are in the
+# earlier code's rows too, so `bench.sh --before REV` can set that code's run beside this one.
+BEFORE_ROWS = [
+    ("B3 redeems/s, 1 client", "B3", "1 client vs two `pgp_sym_decrypt`", 2),
+    ("B4 p50 overhead, 10 positions (ms)", "B4", "latency p50, 10 positions", 4),
+    ("B4 p50 overhead, 100 positions (ms; target ≤ 1)", "B4", "latency p50, 100 positions", 4),
+    ("B4 p50 overhead, 1 000 positions (ms)", "B4", "latency p50, 1000 positions", 4),
+    ("B5 at 32 clients, calls/s", "B5 direct", "from 32 keep-alive", 2),
+    ("B5 at 32 clients, direct (curl) calls/s", "B5 direct", "from 32 keep-alive", 3),
+    ("B5 at 32 clients ÷ direct (target ≥ 0.9)", "B5 direct", "from 32 keep-alive", 4),
+    ("B10 ÷ `jsonb_to_recordset`, 100 positions (target ≥ 1.5)", "B10", "per call, 100 positions", 4),
+    ("B10 µs per position, 1 000 positions (target ≤ 3)", "B10", "per position, 1000 positions", 2),
+]
+
+
+def table_cells(lines):
+    """The cells of a results.md table's rows (a "|" inside a cell is written "\\|")."""
+    rows = []
+    for line in lines:
+        if line.startswith("| ") and not line.startswith("| id "):
+            rows.append([c.strip().replace("\\|", "|")
+                         for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows
+
+
+def pick(rows, fid, phrase, col):
+    for r in rows:
+        if len(r) > col and r[0] == fid and phrase in r[1]:
+            return r[col]
+    return "–"
+
+
+def before_table(after_lines, before):
+    """Markdown lines: the BEFORE_ROWS figures of the earlier code's run (before["files"], its
+    results.md files) beside this run's."""
+    rows = []
+    for path in before["files"]:
+        with open(path) as f:
+            rows += table_cells(f.read().splitlines())
+    now = table_cells(after_lines)
+    out = [f"Before and after on this machine: the same figures from the code of "
+           f"`{before['rev']}`, measured just before this run by `scripts/bench.sh --before` "
+           f"(that code's own `bench.sh --only B3,B4,B5`, and B10 from this `bench.py`; run "
+           f"{before['when']}).", "",
+           "| figure | before: median [min–max] | after: median [min–max] |", "|---|---|---|"]
+    for label, fid, phrase, col in BEFORE_ROWS:
+        out.append(f"| {label} | {pick(rows, fid, phrase, col)} | {pick(now, fid, phrase, col)} |")
+    return out + [""]
 
 
 # ------------------------------------------------------------------------------------------
@@ -1177,6 +1231,10 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--before", action="append", default=[],
+                    help="a results.md of earlier code measured on this machine (repeatable)")
+    ap.add_argument("--before-rev", default="?", help="that code's commit")
+    ap.add_argument("--before-when", default="?", help="when it was measured")
     args = ap.parse_args()
     args.notes = []
     only = set(args.only.upper().split(","))
@@ -1205,6 +1263,8 @@ def main():
     args.notes.append(f"load average at the end: {os.getloadavg()[0]:.2f} "
                       "(the machine is shared; min–max show the noise)")
     meta["notes"] = args.notes
+    if args.before:
+        meta["before"] = {"files": args.before, "rev": args.before_rev, "when": args.before_when}
     text = render(figures, meta)
     with open(args.out, "w") as f:
         f.write(text)

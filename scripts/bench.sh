@@ -6,6 +6,9 @@
 #   scripts/bench.sh --smoke      tiny sizes (under 2 minutes): writes DIR/results.md only
 #   options: --only B1,B3   run some figures;  --keep   leave the stack up;  --no-build
 #            --dir DIR      stack folder (default: a new mktemp -d folder)
+#            --before REV   first measure the code of commit REV on this machine (its own
+#                           bench.sh --only B3,B4,B5, and B10 from this bench.py), and set those
+#                           figures beside this run's in results.md (adds about 8 minutes)
 #   sizes: PGA_BENCH_<NAME>=N, names in bench/bench.py (e.g. PGA_BENCH_B6_LARGE=200000)
 #
 # Exit status: 0 when every target holds, 3 when one does not, anything else on a failure.
@@ -13,7 +16,7 @@
 # check its exit status for 0 or 3).
 source "$(dirname "$0")/lib.sh"
 
-SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B9,B10,B11 DIR=
+SMOKE=0 KEEP=0 BUILD=1 ONLY=B1,B2,B3,B4,B5,B6,B7,B8,B9,B10,B11 DIR= BEFORE=
 while [ $# -gt 0 ]; do
     case $1 in
         --smoke) SMOKE=1; shift ;;
@@ -21,9 +24,37 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --only) ONLY=$2; shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
-        *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        --before) BEFORE=$2; shift 2 ;;
+        *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
+
+BEFORE_ARGS=()
+if [ -n "$BEFORE" ]; then
+    # The earlier code, exported from git into a folder of its own, measured by its own bench.sh
+    # (which builds and installs its extension: ours is installed again below).
+    REV=$(git -C "$PGA_ROOT" rev-parse --short "$BEFORE^{commit}") || die "--before: no commit $BEFORE"
+    BEFORE_DIR=$(mktemp -d -t pga-before.XXXXXX)
+    chmod 755 "$BEFORE_DIR"
+    mkdir "$BEFORE_DIR/src"
+    git -C "$PGA_ROOT" archive "$REV" | tar -x -C "$BEFORE_DIR/src"
+    when=$(date -u '+%Y-%m-%d %H:%M UTC')
+    log "measuring $REV first (B3, B4, B5 by its bench.sh; B10 by this bench.py)"
+    set +e
+    (cd "$BEFORE_DIR/src" && PGA_BUILD_DIR=$BEFORE_DIR/build scripts/bench.sh --only B3,B4,B5 \
+        --keep --dir "$BEFORE_DIR/stack")
+    rc=$?
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || die "the bench of $REV failed (its stack: $BEFORE_DIR/stack)"
+    (source "$BEFORE_DIR/stack/stack.env" && /usr/bin/python3 "$PGA_ROOT/bench/bench.py" \
+        --crypto-bench /bin/false --only B10 --out "$BEFORE_DIR/b10.md" >/dev/null)
+    rc=$?
+    set -e
+    "$BEFORE_DIR/src/scripts/stack.sh" down "$BEFORE_DIR/stack" >/dev/null 2>&1 || true
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || die "B10 of $REV failed"
+    BEFORE_ARGS=(--before "$BEFORE_DIR/src/bench/results.md" --before "$BEFORE_DIR/b10.md"
+                 --before-rev "$REV" --before-when "$when")
+    BUILD=1  # the extension installed now is REV's
+fi
 
 BUILD_DIR=${PGA_BUILD_DIR:-$PGA_ROOT/build-bench}
 if [ $BUILD -eq 1 ]; then
@@ -48,6 +79,7 @@ cleanup() {
         [ -z "$OWN_DIR" ] || rm -rf "$OWN_DIR"
     fi
     rm -rf "$FIXTURES"
+    [ -z "${BEFORE_DIR:-}" ] || rm -rf "$BEFORE_DIR"
     exit $rc
 }
 trap cleanup EXIT
@@ -86,7 +118,7 @@ if [[ ",$ONLY," == *",B9,"* ]]; then
 fi
 
 if [ $SMOKE -eq 1 ]; then OUT=$DIR/results.md; else OUT=$PGA_ROOT/bench/results.md; fi
-args=(--crypto-bench "$BUILD_DIR/crypto_bench" --only "$ONLY" --out "$OUT")
+args=(--crypto-bench "$BUILD_DIR/crypto_bench" --only "$ONLY" --out "$OUT" "${BEFORE_ARGS[@]}")
 [ $SMOKE -eq 0 ] || args+=(--smoke)
 set +e
 /usr/bin/python3 "$PGA_ROOT/bench/bench.py" "${args[@]}"
