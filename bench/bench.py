@@ -137,7 +137,7 @@ def render(figures, meta):
            f"`scripts/bench.sh{' --smoke' if meta['mode'] == 'smoke' else ''}`.", "",
            "Machine: " + meta["machine"], "", "\n".join(lines), ""]
     if meta.get("before"):
-        out += before_table(lines[2:], meta["before"])
+        out += before_table([f.cells() for f in figures], meta["before"])
     if meta.get("notes"):
         out += ["Notes on this run:", ""] + [f"- {n}" for n in meta["notes"]] + [""]
     out += ["How each figure is measured, and what the baselines are: `bench/README.md`.", ""]
@@ -177,14 +177,13 @@ def pick(rows, fid, phrase, col):
     return "–"
 
 
-def before_table(after_lines, before):
+def before_table(now, before):
     """Markdown lines: the BEFORE_ROWS figures of the earlier code's run (before["files"], its
-    results.md files) beside this run's."""
+    results.md files) beside this run's (now: its figures' cells)."""
     rows = []
     for path in before["files"]:
         with open(path) as f:
             rows += table_cells(f.read().splitlines())
-    now = table_cells(after_lines)
     out = [f"Before and after on this machine: the same figures from the code of "
            f"`{before['rev']}`, measured just before this run by `scripts/bench.sh --before` "
            f"(that code's own `bench.sh --only B3,B4,B5`, and B10 from this `bench.py`; run "
